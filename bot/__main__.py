@@ -1,0 +1,40 @@
+"""`python -m bot`: long polling with SQLite, nothing else to start."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sys
+
+from bot.factory import build_app
+from bot.logging_setup import setup_logging
+from bot.settings import SettingsError, load_settings
+
+
+def main() -> int:
+    try:
+        settings = load_settings()
+    except SettingsError as error:
+        print(f"Configuration error: {error}", file=sys.stderr)
+        return 2
+    setup_logging(
+        settings.log_level,
+        [settings.bot_token.get_secret_value(), settings.llm_api_key.get_secret_value()],
+    )
+    try:
+        app = build_app(settings)
+    except ValueError as error:  # e.g. an unsupported DATABASE_URL
+        print(f"Configuration error: {error}", file=sys.stderr)
+        return 2
+    try:
+        asyncio.run(app.run_polling())
+    except KeyboardInterrupt:
+        pass
+    except Exception as error:
+        logging.getLogger("bot").critical("the bot stopped: %s", error, exc_info=True)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,183 @@
+"""The composition root: the one place that builds long-lived objects and closes them.
+
+Production (`python -m bot`) and the end-to-end tests both call `build_app()`, so
+the tests exercise exactly what runs in production.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+from aiogram import Bot, Dispatcher
+from aiogram.client.default import DefaultBotProperties
+from aiogram.client.session.aiohttp import AiohttpSession
+from aiogram.client.telegram import TelegramAPIServer
+from aiogram.enums import ParseMode
+from aiogram.exceptions import TelegramAPIError
+from aiogram.fsm.storage.memory import MemoryStorage
+from aiogram.types import BotCommand
+
+from bot.middlewares import ProfileMiddleware
+from bot.settings import Settings
+from bot.telegram_session import FloodControl
+from handlers import get_routers
+from handlers.ui.answer import RenderConfig
+from handlers.ui.texts import t
+from services.chat import ChatService
+from services.conversation import ConversationService
+from services.llm import CircuitBreaker, FairRateLimiter, LLMClient, ModelCatalog
+from services.model_choice import ModelChooser
+from services.pacing import KeyedPacer
+from services.storage import Storage, open_storage
+from services.users import UserService
+
+log = logging.getLogger(__name__)
+
+RATE_SAFETY = 0.97
+COMMANDS = ("start", "help", "new", "model", "settings", "lang")
+
+
+@dataclass(slots=True)
+class Services:
+    http: httpx.AsyncClient
+    storage: Storage
+    limiter: FairRateLimiter
+    breaker: CircuitBreaker
+    llm: LLMClient
+    catalog: ModelCatalog
+    users: UserService
+    conversations: ConversationService
+    chat: ChatService
+    models: ModelChooser
+    pacer: KeyedPacer
+
+
+@dataclass(slots=True)
+class App:
+    settings: Settings
+    bot: Bot
+    dispatcher: Dispatcher
+    services: Services
+
+    async def run_polling(self, *, handle_signals: bool = True) -> None:
+        await self.dispatcher.start_polling(
+            self.bot,
+            polling_timeout=self.settings.polling_timeout,
+            handle_signals=handle_signals,
+            close_bot_session=True,
+        )
+
+    async def stop(self) -> None:
+        with contextlib.suppress(RuntimeError):  # not polling
+            await self.dispatcher.stop_polling()
+
+
+def build_services(settings: Settings) -> Services:
+    http = httpx.AsyncClient(
+        timeout=httpx.Timeout(settings.llm_timeout_seconds, connect=10.0, pool=None),
+        # Queueing happens in our own fair limiter, not inside httpx's pool: its
+        # bookkeeping grows badly with thousands of waiters.
+        limits=httpx.Limits(max_connections=2000, max_keepalive_connections=200),
+    )
+    storage = open_storage(settings.database_url)
+    # Starts are spaced 3% wider than the configured rate: arrival jitter on the
+    # network must not make two starts look too close to the upstream's counter.
+    limiter = FairRateLimiter(settings.llm_rps * RATE_SAFETY)
+    breaker = CircuitBreaker(
+        failure_threshold=settings.breaker_failures, cooldown=settings.breaker_cooldown_seconds
+    )
+    llm = LLMClient(
+        http,
+        settings.llm_base_url,
+        settings.llm_api_key.get_secret_value(),
+        limiter=limiter,
+        breaker=breaker,
+        app_title=settings.llm_app_title,
+    )
+    catalog = ModelCatalog(llm, ttl=settings.models_cache_seconds)
+    users = UserService(storage, settings.admin_ids)
+    conversations = ConversationService(
+        storage,
+        catalog,
+        max_tokens=settings.max_tokens,
+        default_context_tokens=settings.default_context_tokens,
+    )
+    chat = ChatService(
+        client=llm,
+        conversations=conversations,
+        storage=storage,
+        default_model=settings.default_model,
+        default_system_prompt=settings.default_system_prompt,
+    )
+    pacer = KeyedPacer(settings.telegram_global_rps, settings.telegram_chat_rps)
+    return Services(
+        http=http,
+        storage=storage,
+        limiter=limiter,
+        breaker=breaker,
+        llm=llm,
+        catalog=catalog,
+        users=users,
+        conversations=conversations,
+        chat=chat,
+        models=ModelChooser(catalog, users),
+        pacer=pacer,
+    )
+
+
+def build_bot(settings: Settings, pacer: KeyedPacer) -> Bot:
+    session = AiohttpSession(api=TelegramAPIServer.from_base(settings.telegram_api_url), limit=1000)
+    session.middleware(FloodControl(pacer))
+    return Bot(
+        token=settings.bot_token.get_secret_value(),
+        session=session,
+        default=DefaultBotProperties(parse_mode=ParseMode.HTML, link_preview_is_disabled=True),
+    )
+
+
+def build_app(settings: Settings) -> App:
+    services = build_services(settings)
+    bot = build_bot(settings, services.pacer)
+    dispatcher = Dispatcher(
+        storage=MemoryStorage(),
+        # What handlers receive by parameter name.
+        chat=services.chat,
+        users=services.users,
+        models=services.models,
+        render=RenderConfig(
+            draft_interval=settings.draft_interval_seconds,
+            edit_interval=settings.edit_interval_seconds,
+        ),
+    )
+    dispatcher.update.outer_middleware(ProfileMiddleware(services.users))
+    dispatcher.include_routers(*get_routers())
+
+    async def on_startup(bot: Bot, **_: Any) -> None:
+        await services.storage.connect()
+        await register_commands(bot)
+        me = await bot.me()
+        log.info("bot @%s started (upstream %s)", me.username, settings.llm_base_url)
+
+    async def on_shutdown(**_: Any) -> None:
+        await services.chat.close()
+        await services.storage.close()
+        await services.http.aclose()
+        log.info("bot stopped")
+
+    dispatcher.startup.register(on_startup)
+    dispatcher.shutdown.register(on_shutdown)
+    return App(settings=settings, bot=bot, dispatcher=dispatcher, services=services)
+
+
+async def register_commands(bot: Bot) -> None:
+    """Command menus in English (default) and Russian; a failure is not fatal."""
+    for lang, code in (("en", None), ("ru", "ru")):
+        commands = [BotCommand(command=c, description=t(lang, f"cmd_{c}")) for c in COMMANDS]
+        try:
+            await bot.set_my_commands(commands, language_code=code)
+        except TelegramAPIError as error:
+            log.warning("could not register %s commands: %s", lang, error)

@@ -1,0 +1,43 @@
+"""Update middlewares: who is writing, in which language, with which settings."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from aiogram import BaseMiddleware
+from aiogram.types import Chat, TelegramObject, User
+
+from services.users import UserService
+
+
+class ProfileMiddleware(BaseMiddleware):
+    """Puts `profile` (settings, language, admin flag) into handler data.
+
+    Events without a sender (a draft's Stop) fall back to the private chat's owner.
+    """
+
+    def __init__(self, users: UserService) -> None:
+        self._users = users
+
+    async def __call__(
+        self,
+        handler: Callable[[TelegramObject, dict[str, Any]], Awaitable[Any]],
+        event: TelegramObject,
+        data: dict[str, Any],
+    ) -> Any:
+        user: User | None = data.get("event_from_user")
+        if user is not None and not user.is_bot:
+            data["profile"] = await self._users.touch(
+                user.id,
+                username=user.username,
+                first_name=user.first_name,
+                language_code=user.language_code,
+            )
+        else:
+            chat: Chat | None = data.get("event_chat")
+            if chat is not None and chat.type == "private":
+                profile = await self._users.get(chat.id)
+                if profile is not None:
+                    data["profile"] = profile
+        return await handler(event, data)

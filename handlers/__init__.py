@@ -1,0 +1,22 @@
+"""aiogram routers, one module per feature. `get_routers()` states their order."""
+
+from __future__ import annotations
+
+from aiogram import Router
+
+from handlers import chat, conversation, errors, model, settings, start
+
+
+def get_routers() -> list[Router]:
+    """Fresh routers for one Dispatcher (a router can have only one parent).
+
+    Order matters: commands before the catch-all chat handlers.
+    """
+    return [
+        errors.create_router(),
+        start.create_router(),
+        conversation.create_router(),
+        model.create_router(),
+        settings.create_router(),
+        chat.create_router(),
+    ]

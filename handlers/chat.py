@@ -1,0 +1,142 @@
+"""Text chat: questions in private chats and, when addressed, in groups; Stop."""
+
+from __future__ import annotations
+
+from aiogram import Bot, F, Router
+from aiogram.enums import ChatType, MessageEntityType
+from aiogram.filters import Filter
+from aiogram.types import CallbackQuery, Message, MessageGenerationStopped
+
+from handlers.ui.answer import RenderConfig, Target, compose_final, send_final, stream_group
+from handlers.ui.answer import stream_private as stream_draft
+from handlers.ui.callbacks import StopReply
+from handlers.ui.texts import t
+from services.chat import ChatInput, ChatService, StopResult
+from services.users import Profile
+
+GROUP_TYPES = {ChatType.GROUP, ChatType.SUPERGROUP}
+
+
+def thread_of(message: Message) -> int | None:
+    """Forum topics have their own history; a reply thread in a plain group does not."""
+    return message.message_thread_id if message.is_topic_message else None
+
+
+class AddressedToBot(Filter):
+    """In groups: a mention of the bot, or a reply to one of its messages.
+
+    On a match the handler receives `question`: the text without the mention.
+    """
+
+    async def __call__(self, message: Message, bot: Bot) -> bool | dict[str, str]:
+        text = message.text or message.caption or ""
+        me = await bot.me()
+        replied = message.reply_to_message
+        is_reply = (
+            replied is not None
+            and replied.from_user is not None
+            and replied.from_user.id == me.id
+            # A reply inside a forum topic points at the topic's service message.
+            and replied.forum_topic_created is None
+        )
+        mention = f"@{me.username}".lower() if me.username else None
+        mentioned = False
+        cleaned = text
+        for entity in message.entities or message.caption_entities or ():
+            if entity.type == MessageEntityType.MENTION and mention:
+                value = entity.extract_from(text)
+                if value.lower() == mention:
+                    mentioned = True
+                    cleaned = cleaned.replace(value, " ", 1)
+            elif (
+                entity.type == MessageEntityType.TEXT_MENTION
+                and entity.user is not None
+                and entity.user.id == me.id
+            ):
+                mentioned = True
+        if not (mentioned or is_reply):
+            return False
+        return {"question": " ".join(cleaned.split())}
+
+
+async def private_question(
+    message: Message, bot: Bot, chat: ChatService, profile: Profile, render: RenderConfig
+) -> None:
+    request = ChatInput(
+        chat_id=message.chat.id,
+        thread_id=thread_of(message),
+        user_id=profile.user.user_id,
+        text=message.text or "",
+    )
+    reply = chat.start(request, profile.user)
+    target = Target(message.chat.id, request.thread_id)
+    outcome = await stream_draft(bot, reply, target, profile.lang, render)
+    kind, text = compose_final(outcome, profile.lang, is_admin=profile.is_admin)
+    await send_final(bot, target, kind, text)
+
+
+async def group_question(
+    message: Message,
+    bot: Bot,
+    chat: ChatService,
+    profile: Profile,
+    render: RenderConfig,
+    question: str,
+) -> None:
+    if not question:
+        return
+    sender = message.from_user
+    request = ChatInput(
+        chat_id=message.chat.id,
+        thread_id=thread_of(message),
+        user_id=profile.user.user_id,
+        text=question,
+        speaker=sender.full_name if sender else None,
+    )
+    reply = chat.start(request, profile.user)
+    target = Target(message.chat.id, request.thread_id, reply_to=message.message_id)
+    outcome, placeholder_id = await stream_group(bot, reply, target, profile.lang, render)
+    kind, text = compose_final(outcome, profile.lang, is_admin=profile.is_admin)
+    await send_final(bot, target, kind, text, edit_message_id=placeholder_id)
+
+
+async def draft_stopped(event: MessageGenerationStopped, chat: ChatService) -> None:
+    # The draft's Stop button: Telegram only hid the draft; the reply task must end.
+    chat.stop(event.chat.id, event.draft_id)
+
+
+async def stop_pressed(
+    query: CallbackQuery, callback_data: StopReply, chat: ChatService, profile: Profile
+) -> None:
+    chat_id = query.message.chat.id if query.message else query.from_user.id
+    result = chat.stop(
+        chat_id, callback_data.reply_id, user_id=query.from_user.id, force=profile.is_admin
+    )
+    key = {
+        StopResult.STOPPED: "stop_ok",
+        StopResult.NOT_FOUND: "stop_gone",
+        StopResult.NOT_ALLOWED: "stop_not_yours",
+    }[result]
+    await query.answer(t(profile.lang, key), show_alert=result is StopResult.NOT_ALLOWED)
+
+
+async def private_unsupported(message: Message, profile: Profile) -> None:
+    await message.answer(t(profile.lang, "not_text"))
+
+
+def create_router() -> Router:
+    router = Router(name=__name__)
+    router.message.register(
+        private_question, F.chat.type == ChatType.PRIVATE, F.text, ~F.text.startswith("/")
+    )
+    router.message.register(
+        group_question,
+        F.chat.type.in_(GROUP_TYPES),
+        F.text,
+        ~F.text.startswith("/"),
+        AddressedToBot(),
+    )
+    router.stopped_message_generation.register(draft_stopped)
+    router.callback_query.register(stop_pressed, StopReply.filter())
+    router.message.register(private_unsupported, F.chat.type == ChatType.PRIVATE, ~F.text)
+    return router

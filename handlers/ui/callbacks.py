@@ -1,0 +1,31 @@
+"""Typed callback data: every inline button's payload has a class and a prefix."""
+
+from __future__ import annotations
+
+from aiogram.filters.callback_data import CallbackData
+
+
+class StopReply(CallbackData, prefix="stop"):
+    reply_id: int
+
+
+class ModelPage(CallbackData, prefix="mp"):
+    page: int
+
+
+class ModelPick(CallbackData, prefix="mk"):
+    # A short digest of the model id: ids can exceed the 64-byte callback limit.
+    digest: str
+
+
+class SettingsAction(CallbackData, prefix="st"):
+    action: str  # "persona" | "temperature" | "reset" | "back" | "persona_clear"
+
+
+class SetTemperature(CallbackData, prefix="tmp"):
+    # Tenths of a degree as an int; -1 means "model default".
+    tenths: int
+
+
+class SetLanguage(CallbackData, prefix="lang"):
+    code: str  # "ru" | "en" | "auto"

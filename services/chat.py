@@ -1,0 +1,395 @@
+"""Text chat: one `Reply` per question, owning its upstream stream, stop and history.
+
+The Telegram side only watches a reply and draws it. Everything that decides what
+the user gets (which model, which history, what happens on Stop or on a broken
+stream, what is stored) lives here, so it is testable without Telegram.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import logging
+import random
+import time
+from collections.abc import AsyncIterator, Hashable
+from dataclasses import dataclass
+
+from services.conversation import ConversationService, PreparedRequest
+from services.llm import LLMClient, ServiceUnavailable, StreamInterrupted, UpstreamError, Usage
+from services.storage import Storage, UsageRecord, UserRecord
+from services.tokens import estimate_tokens
+
+log = logging.getLogger(__name__)
+
+# Draft ids are sent to Telegram as integers; keep them positive and within int32.
+_MAX_ID = 2**31 - 1
+
+
+class ReplyStatus(enum.StrEnum):
+    COMPLETE = "complete"
+    STOPPED = "stopped"
+    INTERRUPTED = "interrupted"  # the stream broke after text was shown
+    FAILED = "failed"  # nothing usable came back
+
+
+@dataclass(frozen=True, slots=True)
+class ChatInput:
+    chat_id: int
+    thread_id: int | None
+    user_id: int
+    text: str
+    # In groups several people share one history; their names tell the model who said what.
+    speaker: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ReplyOutcome:
+    status: ReplyStatus
+    text: str
+    model: str
+    error: UpstreamError | None = None
+
+
+class StopResult(enum.Enum):
+    STOPPED = "stopped"
+    NOT_FOUND = "not_found"
+    NOT_ALLOWED = "not_allowed"
+
+
+class Reply:
+    """A running answer. `watch()` paces redraws; `wait()` gives the outcome."""
+
+    def __init__(self, reply_id: int, request: ChatInput, model: str) -> None:
+        self.id = reply_id
+        self.request = request
+        self.model = model
+        self.queue_position: int | None = None
+        self.started_at = time.monotonic()
+        self.first_token_at: float | None = None
+        self._parts: list[str] = []
+        self._joined = ""
+        self._joined_parts = 0
+        self._version = 0
+        self._changed = asyncio.Event()
+        self._finished = asyncio.Event()
+        self._outcome: ReplyOutcome | None = None
+        self._stop_requested = False
+        self._task: asyncio.Task[None] | None = None
+
+    # --- read side -------------------------------------------------------------
+    @property
+    def text(self) -> str:
+        if self._joined_parts != len(self._parts):
+            self._joined = "".join(self._parts)
+            self._parts = [self._joined]
+            self._joined_parts = 1
+        return self._joined
+
+    @property
+    def done(self) -> bool:
+        return self._finished.is_set()
+
+    @property
+    def stop_requested(self) -> bool:
+        return self._stop_requested
+
+    async def watch(self, interval: float) -> AsyncIterator[None]:
+        """Yield whenever there is something new to draw, at most once per `interval`.
+
+        Ends when the reply is finished; the caller then draws the outcome.
+        """
+        loop = asyncio.get_running_loop()
+        seen = -1
+        last_emit = float("-inf")
+        while not self.done:
+            if self._version == seen:
+                self._changed.clear()
+                if self._version == seen and not self.done:
+                    await self._changed.wait()
+                continue
+            delay = last_emit + interval - loop.time()
+            if delay > 0:
+                try:
+                    async with asyncio.timeout(delay):
+                        await self._finished.wait()
+                except TimeoutError:
+                    pass
+                if self.done:
+                    break
+            seen = self._version
+            last_emit = loop.time()
+            yield
+
+    async def wait(self) -> ReplyOutcome:
+        await self._finished.wait()
+        assert self._outcome is not None
+        return self._outcome
+
+    # --- write side (the service) ----------------------------------------------
+    def _append(self, text: str) -> None:
+        if self.first_token_at is None:
+            self.first_token_at = time.monotonic()
+        self._parts.append(text)
+        self._touch()
+
+    def _touch(self) -> None:
+        self._version += 1
+        self._changed.set()
+
+    async def _on_wait(self, position: int) -> None:
+        self.queue_position = position
+        self._touch()
+
+    def stop(self) -> None:
+        if self.done or self._stop_requested:
+            return
+        self._stop_requested = True
+        if self._task is not None:
+            # Cancelling the task closes the HTTP stream at once: the upstream sees
+            # the disconnect and stops billing for tokens nobody will read.
+            self._task.cancel()
+
+    def _finish(self, outcome: ReplyOutcome) -> None:
+        self._outcome = outcome
+        self._finished.set()
+        self._changed.set()
+
+
+class ChatService:
+    def __init__(
+        self,
+        *,
+        client: LLMClient,
+        conversations: ConversationService,
+        storage: Storage,
+        default_model: str,
+        default_system_prompt: str,
+    ) -> None:
+        self._client = client
+        self._conversations = conversations
+        self._storage = storage
+        self._default_model = default_model
+        self._default_prompt = default_system_prompt
+        self._replies: dict[int, Reply] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+        # One answer at a time per conversation, so each question sees the previous
+        # answer in its history. Entries exist only while someone holds or waits.
+        self._chat_locks: dict[Hashable, tuple[asyncio.Lock, int]] = {}
+        self._next_id = random.randint(1, _MAX_ID // 2)
+        self._closed = False
+
+    def model_for(self, user: UserRecord) -> str:
+        return user.model or self._default_model
+
+    def _new_id(self) -> int:
+        self._next_id = self._next_id % _MAX_ID + 1
+        while self._next_id in self._replies:
+            self._next_id = self._next_id % _MAX_ID + 1
+        return self._next_id
+
+    def start(self, request: ChatInput, user: UserRecord) -> Reply:
+        reply = Reply(self._new_id(), request, self.model_for(user))
+        if self._closed:
+            # Shutting down: storage may already be gone, so nothing is started.
+            reply._finish(
+                ReplyOutcome(
+                    ReplyStatus.FAILED, "", reply.model, ServiceUnavailable(None, "shutdown")
+                )
+            )
+            return reply
+        self._replies[reply.id] = reply
+        task = asyncio.create_task(self._run(reply, user), name=f"reply-{reply.id}")
+        reply._task = task
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return reply
+
+    def get(self, reply_id: int) -> Reply | None:
+        return self._replies.get(reply_id)
+
+    def stop(
+        self, chat_id: int, reply_id: int, *, user_id: int | None = None, force: bool = False
+    ) -> StopResult:
+        """Stop a reply in `chat_id`. With `user_id`, only its author may (or `force`)."""
+        reply = self._replies.get(reply_id)
+        if reply is None or reply.request.chat_id != chat_id:
+            return StopResult.NOT_FOUND
+        if user_id is not None and not force and reply.request.user_id != user_id:
+            return StopResult.NOT_ALLOWED
+        reply.stop()
+        return StopResult.STOPPED
+
+    async def new_conversation(self, chat_id: int, thread_id: int | None) -> None:
+        await self._conversations.start_new(chat_id, thread_id)
+
+    @property
+    def active(self) -> int:
+        return len(self._replies)
+
+    async def close(self) -> None:
+        """Stop everything still running (shutdown): partial answers are stored."""
+        self._closed = True
+        for reply in list(self._replies.values()):
+            reply.stop()
+        if self._tasks:
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    # --- the work ---------------------------------------------------------------
+    async def _run(self, reply: Reply, user: UserRecord) -> None:
+        request = reply.request
+        key = (request.chat_id, request.thread_id)
+        status = ReplyStatus.FAILED
+        error: UpstreamError | None = None
+        usage: Usage | None = None
+        prepared: PreparedRequest | None = None
+        try:
+            async with self._chat_lock(key):
+                prepared = await self._conversations.prepare(
+                    chat_id=request.chat_id,
+                    thread_id=request.thread_id,
+                    user_id=request.user_id,
+                    model=reply.model,
+                    system_prompt=user.system_prompt or self._default_prompt,
+                    user_text=_with_speaker(request),
+                )
+                stream = self._client.stream_chat(
+                    model=reply.model,
+                    messages=prepared.messages,
+                    max_tokens=prepared.max_tokens,
+                    temperature=user.temperature,
+                    user_key=request.user_id,
+                    on_wait=reply._on_wait,
+                )
+                try:
+                    async for chunk in stream:
+                        if chunk.text:
+                            if reply.queue_position is not None:
+                                reply.queue_position = None
+                            reply._append(chunk.text)
+                        if chunk.usage is not None:
+                            usage = chunk.usage
+                finally:
+                    await stream.aclose()
+                status = ReplyStatus.COMPLETE
+                await self._persist(reply, prepared, status, usage)
+        except asyncio.CancelledError:
+            if not reply.stop_requested:
+                self._finish(reply, ReplyStatus.FAILED, None)
+                raise
+            current = asyncio.current_task()
+            if current is not None:
+                current.uncancel()
+            status = ReplyStatus.STOPPED
+            await self._persist_quietly(reply, prepared, status, usage)
+        except StreamInterrupted as exc:
+            status, error = ReplyStatus.INTERRUPTED, exc
+            await self._persist_quietly(reply, prepared, status, usage)
+        except UpstreamError as exc:
+            status, error = ReplyStatus.FAILED, exc
+            if reply.text:
+                status = ReplyStatus.INTERRUPTED
+                await self._persist_quietly(reply, prepared, status, usage)
+            else:
+                await self._record_usage(reply, prepared, "error", None)
+        except Exception:
+            log.exception("reply %s failed", reply.id)
+            status = ReplyStatus.INTERRUPTED if reply.text else ReplyStatus.FAILED
+            if reply.text:
+                await self._persist_quietly(reply, prepared, status, usage)
+        self._finish(reply, status, error)
+
+    def _finish(self, reply: Reply, status: ReplyStatus, error: UpstreamError | None) -> None:
+        self._replies.pop(reply.id, None)
+        reply._finish(ReplyOutcome(status, reply.text, reply.model, error))
+
+    async def _persist(
+        self,
+        reply: Reply,
+        prepared: PreparedRequest | None,
+        status: ReplyStatus,
+        usage: Usage | None,
+    ) -> None:
+        if prepared is None:
+            return
+        text = reply.text
+        if text.strip():
+            await self._conversations.save_exchange(prepared, text, status=status.value)
+        await self._record_usage(
+            reply, prepared, "ok" if status is ReplyStatus.COMPLETE else status.value, usage
+        )
+
+    async def _persist_quietly(
+        self,
+        reply: Reply,
+        prepared: PreparedRequest | None,
+        status: ReplyStatus,
+        usage: Usage | None,
+    ) -> None:
+        # A failure to store must not turn a shown answer into an error for the user.
+        try:
+            await self._persist(reply, prepared, status, usage)
+        except Exception:
+            log.exception("could not store reply %s", reply.id)
+
+    async def _record_usage(
+        self, reply: Reply, prepared: PreparedRequest | None, status: str, usage: Usage | None
+    ) -> None:
+        if usage is None:
+            # Stopped or broken streams carry no usage chunk; estimate what was spent.
+            usage = Usage(
+                prompt_tokens=prepared.prompt_tokens if prepared else 0,
+                completion_tokens=estimate_tokens(reply.text),
+            )
+        try:
+            await self._storage.record_usage(
+                UsageRecord(
+                    user_id=reply.request.user_id,
+                    chat_id=reply.request.chat_id,
+                    model=reply.model,
+                    prompt_tokens=usage.prompt_tokens,
+                    completion_tokens=usage.completion_tokens,
+                    credits=usage.credits,
+                    status=status,
+                )
+            )
+        except Exception:
+            log.exception("could not record usage for reply %s", reply.id)
+
+    def _chat_lock(self, key: Hashable) -> _HeldLock:
+        return _HeldLock(self._chat_locks, key)
+
+
+class _HeldLock:
+    """A per-key lock whose entry disappears when nobody holds or waits for it."""
+
+    __slots__ = ("_key", "_lock", "_table")
+
+    def __init__(self, table: dict[Hashable, tuple[asyncio.Lock, int]], key: Hashable) -> None:
+        self._table = table
+        self._key = key
+        lock, users = table.get(key) or (asyncio.Lock(), 0)
+        table[key] = (lock, users + 1)
+        self._lock = lock
+
+    async def __aenter__(self) -> None:
+        try:
+            await self._lock.acquire()
+        except BaseException:
+            self._release_entry()
+            raise
+
+    async def __aexit__(self, *exc: object) -> None:
+        self._lock.release()
+        self._release_entry()
+
+    def _release_entry(self) -> None:
+        lock, users = self._table[self._key]
+        if users <= 1:
+            del self._table[self._key]
+        else:
+            self._table[self._key] = (lock, users - 1)
+
+
+def _with_speaker(request: ChatInput) -> str:
+    return f"{request.speaker}: {request.text}" if request.speaker else request.text

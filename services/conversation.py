@@ -1,0 +1,146 @@
+"""Conversation history: what goes into each request, and what is stored after it.
+
+A request carries the system prompt plus as many of the most recent turns as fit
+the model's context window minus the answer's `max_tokens` and a safety margin.
+Token counts are estimated once, when a message is stored, so building a request
+only adds integers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from services.llm import ContextTooLong, ModelCatalog
+from services.storage import Storage, StoredMessage
+from services.tokens import estimate_message_tokens
+
+# Messages fetched per storage round trip while filling the context budget.
+HISTORY_PAGE = 64
+# Never fetch more than this many messages for one request, whatever the budget.
+HISTORY_MAX_MESSAGES = 1024
+
+
+@dataclass(frozen=True, slots=True)
+class ContextBudget:
+    context_tokens: int
+    max_tokens: int
+    history_tokens: int  # what the system prompt and all turns may take together
+
+
+def plan_budget(context_tokens: int, max_tokens: int) -> ContextBudget:
+    """Split a context window between the prompt and the answer.
+
+    A model with a small window still gets room for history: the answer gets at
+    most a quarter of the window. The margin absorbs the estimator's error and the
+    per-request overhead that no estimate sees.
+    """
+    answer = max(16, min(max_tokens, context_tokens // 4))
+    margin = max(64, context_tokens // 32)
+    return ContextBudget(context_tokens, answer, max(0, context_tokens - answer - margin))
+
+
+def select_recent(newest_first: Sequence[StoredMessage], budget: int) -> list[StoredMessage]:
+    """Take whole messages, newest first, while they fit; return them oldest first.
+
+    The kept history never starts with an assistant turn: an answer without its
+    question only confuses the model.
+    """
+    kept: list[StoredMessage] = []
+    used = 0
+    for message in newest_first:
+        if used + message.tokens > budget:
+            break
+        used += message.tokens
+        kept.append(message)
+    kept.reverse()
+    while kept and kept[0].role != "user":
+        kept.pop(0)
+    return kept
+
+
+@dataclass(frozen=True, slots=True)
+class PreparedRequest:
+    conversation_id: int
+    messages: list[dict[str, Any]]
+    max_tokens: int
+    prompt_tokens: int  # estimated
+    user_message: StoredMessage
+
+
+class ConversationService:
+    def __init__(
+        self,
+        storage: Storage,
+        catalog: ModelCatalog,
+        *,
+        max_tokens: int,
+        default_context_tokens: int,
+    ) -> None:
+        self._storage = storage
+        self._catalog = catalog
+        self._max_tokens = max_tokens
+        self._default_context = default_context_tokens
+
+    async def prepare(
+        self,
+        *,
+        chat_id: int,
+        thread_id: int | None,
+        user_id: int,
+        model: str,
+        system_prompt: str,
+        user_text: str,
+    ) -> PreparedRequest:
+        context = await self._catalog.context_length(model, self._default_context)
+        budget = plan_budget(context, self._max_tokens)
+        system_tokens = estimate_message_tokens("system", system_prompt)
+        user_tokens = estimate_message_tokens("user", user_text)
+        remaining = budget.history_tokens - system_tokens - user_tokens
+        if remaining < 0:
+            raise ContextTooLong(
+                None, f"message needs ~{user_tokens} tokens; the model's window is {context}"
+            )
+        conversation_id = await self._storage.active_conversation(chat_id, thread_id)
+        history = await self._recent_within(conversation_id, remaining)
+        messages: list[dict[str, Any]] = [{"role": "system", "content": system_prompt}]
+        messages.extend({"role": m.role, "content": m.content} for m in history)
+        messages.append({"role": "user", "content": user_text})
+        used = system_tokens + user_tokens + sum(m.tokens for m in history)
+        user_message = StoredMessage(
+            role="user", content=user_text, tokens=user_tokens, user_id=user_id
+        )
+        return PreparedRequest(conversation_id, messages, budget.max_tokens, used, user_message)
+
+    async def _recent_within(self, conversation_id: int, budget: int) -> list[StoredMessage]:
+        newest_first: list[StoredMessage] = []
+        before_id: int | None = None
+        used = 0
+        while len(newest_first) < HISTORY_MAX_MESSAGES:
+            page = await self._storage.recent_messages(
+                conversation_id, HISTORY_PAGE, before_id=before_id
+            )
+            if not page:
+                break
+            for message in reversed(page):
+                newest_first.append(message)
+                used += message.tokens
+            if used > budget or len(page) < HISTORY_PAGE:
+                break
+            before_id = page[0].id
+        return select_recent(newest_first, budget)
+
+    async def save_exchange(
+        self, prepared: PreparedRequest, answer: str, *, status: str = "complete"
+    ) -> None:
+        assistant = StoredMessage(
+            role="assistant",
+            content=answer,
+            tokens=estimate_message_tokens("assistant", answer),
+            status=status,
+        )
+        await self._storage.add_exchange(prepared.conversation_id, prepared.user_message, assistant)
+
+    async def start_new(self, chat_id: int, thread_id: int | None) -> None:
+        await self._storage.new_conversation(chat_id, thread_id)

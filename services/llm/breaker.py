@@ -1,0 +1,88 @@
+"""A consecutive-failure circuit breaker for the upstream.
+
+When the upstream is down, sending every user's request into it only lengthens its recovery and
+makes each user wait for the retries; an open breaker fails fast instead. After `cooldown` one
+probe request is let through: its success closes the breaker, its failure re-opens it.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+from services.llm.errors import CircuitOpen
+
+__all__ = ["CircuitBreaker"]
+
+_CLOSED = "closed"
+_OPEN = "open"
+_HALF_OPEN = "half_open"
+
+
+class CircuitBreaker:
+    def __init__(
+        self,
+        failure_threshold: int = 8,
+        cooldown: float = 30.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        if failure_threshold < 1:
+            raise ValueError("failure_threshold must be at least 1")
+        self._threshold = failure_threshold
+        self._cooldown = cooldown
+        self._clock = clock
+        self._failures = 0
+        self._opened_at: float | None = None  # None = closed
+        self._probe_at: float | None = None  # when the half-open probe was let through
+
+    @property
+    def state(self) -> str:
+        if self._opened_at is None:
+            return _CLOSED
+        if self._clock() - self._opened_at < self._cooldown:
+            return _OPEN
+        return _HALF_OPEN
+
+    def before_request(self) -> None:
+        """Raise CircuitOpen unless a request may go out now."""
+        opened_at = self._opened_at
+        if opened_at is None:
+            return
+        now = self._clock()
+        reopen_in = opened_at + self._cooldown - now
+        if reopen_in > 0:
+            raise CircuitOpen(
+                None,
+                f"circuit open after {self._failures} consecutive upstream failures",
+                retry_after=reopen_in,
+            )
+        # Half-open. A probe that never reported back (its caller was cancelled, say) must not
+        # wedge the breaker: after another cooldown the next caller becomes the probe.
+        if self._probe_at is not None and now - self._probe_at < self._cooldown:
+            raise CircuitOpen(
+                None,
+                "circuit half-open: a probe request is in flight",
+                retry_after=self._probe_at + self._cooldown - now,
+            )
+        self._probe_at = now
+
+    def record_success(self) -> None:
+        self._failures = 0
+        self._opened_at = None
+        self._probe_at = None
+
+    def record_failure(self) -> None:
+        """Count an upstream-health failure (5xx, 429, timeout, network error)."""
+        self._failures += 1
+        if self._opened_at is not None:
+            # A failed probe (or a straggler from before opening) restarts the cooldown.
+            if self._probe_at is not None:
+                self._opened_at = self._clock()
+                self._probe_at = None
+            return
+        if self._failures >= self._threshold:
+            self._opened_at = self._clock()
+            self._probe_at = None
+
+    def __repr__(self) -> str:
+        return f"CircuitBreaker(state={self.state!r}, failures={self._failures})"

@@ -1,0 +1,123 @@
+"""Plain data returned by the upstream client."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+__all__ = ["ModelInfo", "StreamChunk", "Usage", "parse_model_info", "parse_usage"]
+
+# Model id prefixes of media models (VseGPT's capability-by-prefix convention). `vis-` models
+# are chat models that also accept images, so they are not listed.
+_MEDIA_PREFIXES = (
+    "img-",
+    "img2img-",
+    "stt-",
+    "tts-",
+    "tta-",
+    "txt2sng-",
+    "txt2vid-",
+    "img2vid-",
+    "emb-",
+)
+
+
+@dataclass(slots=True)
+class Usage:
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    total_tokens: int = 0
+    credits: float | None = None  # from the x-used-credits response header when present
+
+
+@dataclass(frozen=True, slots=True)
+class StreamChunk:
+    text: str = ""  # content delta (may be "")
+    usage: Usage | None = None  # set on the final chunk only
+    finish_reason: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ModelInfo:
+    id: str
+    name: str
+    context_length: int | None
+    prompt_price: float | None = None
+    completion_price: float | None = None
+
+    @property
+    def is_chat(self) -> bool:
+        return not self.id.lower().startswith(_MEDIA_PREFIXES)
+
+
+def to_float(value: Any) -> float | None:
+    """Lenient number: 1, 1.5, "1.5", " 1,5 " → float; anything else → None."""
+    if isinstance(value, bool) or value is None:
+        return None
+    if isinstance(value, int | float):
+        result = float(value)
+    elif isinstance(value, str):
+        text = value.strip().replace(" ", "").replace("_", "")
+        if "," in text and "." not in text:
+            text = text.replace(",", ".")
+        try:
+            result = float(text)
+        except ValueError:
+            return None
+    else:
+        return None
+    return None if math.isnan(result) or math.isinf(result) else result
+
+
+def to_int(value: Any) -> int | None:
+    """Lenient integer: 1024, 1024.0, "1024", "1,024", "128k" → int; anything else → None."""
+    if isinstance(value, str):
+        text = value.strip().lower().replace(",", "").replace("_", "").replace(" ", "")
+        scale = 1
+        if text.endswith("k"):
+            text, scale = text[:-1], 1000
+        elif text.endswith("m"):
+            text, scale = text[:-1], 1_000_000
+        number = to_float(text)
+        return None if number is None else int(number * scale)
+    number = to_float(value)
+    return None if number is None else int(number)
+
+
+def parse_usage(data: Any, credits: float | None = None) -> Usage:
+    """Usage from an OpenAI `usage` object (missing or string fields tolerated)."""
+    if not isinstance(data, dict):
+        return Usage(credits=credits)
+    prompt = to_int(data.get("prompt_tokens")) or 0
+    completion = to_int(data.get("completion_tokens")) or 0
+    total = to_int(data.get("total_tokens")) or prompt + completion
+    return Usage(prompt, completion, total, credits)
+
+
+def parse_model_info(data: Any) -> ModelInfo | None:
+    """One entry of GET /models, or None when it has no usable id."""
+    if not isinstance(data, dict):
+        return None
+    model_id = data.get("id")
+    if not isinstance(model_id, str) or not model_id.strip():
+        return None
+    model_id = model_id.strip()
+    name = data.get("name")
+    context = to_int(data.get("context_length"))
+    if context is None:
+        top = data.get("top_provider")  # OpenRouter-style aggregators
+        if isinstance(top, dict):
+            context = to_int(top.get("context_length"))
+    if context is not None and context <= 0:
+        context = None
+    pricing = data.get("pricing")
+    if not isinstance(pricing, dict):
+        pricing = {}
+    return ModelInfo(
+        id=model_id,
+        name=name.strip() if isinstance(name, str) and name.strip() else model_id,
+        context_length=context,
+        prompt_price=to_float(pricing.get("prompt")),
+        completion_price=to_float(pricing.get("completion")),
+    )

@@ -1,0 +1,36 @@
+"""Choosing a chat model from the live list, by id or by a short digest of it."""
+
+from __future__ import annotations
+
+import hashlib
+
+from services.llm import ModelCatalog
+from services.users import Profile, UserService
+
+
+def model_digest(model_id: str) -> str:
+    """12 hex characters: fits Telegram's 64-byte callback data whatever the id's length."""
+    return hashlib.blake2s(model_id.encode(), digest_size=6).hexdigest()
+
+
+class ModelChooser:
+    def __init__(self, catalog: ModelCatalog, users: UserService) -> None:
+        self._catalog = catalog
+        self._users = users
+
+    async def chat_model_ids(self) -> list[str]:
+        return [m.id for m in await self._catalog.chat_models()]
+
+    async def choose(self, user_id: int, model_id: str) -> Profile | None:
+        """Set the user's model if it is a known chat model; None otherwise."""
+        model_id = model_id.strip()
+        for model in await self._catalog.chat_models():
+            if model.id == model_id or model.id.lower() == model_id.lower():
+                return await self._users.set_model(user_id, model.id)
+        return None
+
+    async def choose_by_digest(self, user_id: int, digest: str) -> Profile | None:
+        for model in await self._catalog.chat_models():
+            if model_digest(model.id) == digest:
+                return await self._users.set_model(user_id, model.id)
+        return None

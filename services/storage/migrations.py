@@ -1,0 +1,146 @@
+"""Versioned SQLite schema migrations.
+
+The schema version lives in ``PRAGMA user_version`` (stored in the database header and
+transactional), so each migration and its version bump commit together: a crash mid-migration
+leaves the previous version intact and the migration is simply retried on the next start.
+
+Rules for adding a migration: append a new ``Migration`` with the next version; never edit one
+that has shipped (existing databases have already applied it).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import aiosqlite
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class Migration:
+    version: int
+    description: str
+    # Separate statements rather than one script: sqlite3's executescript() commits first, which
+    # would break the all-or-nothing guarantee.
+    statements: tuple[str, ...]
+
+
+MIGRATIONS: tuple[Migration, ...] = (
+    Migration(
+        version=1,
+        description="users, conversations, messages, usage records",
+        statements=(
+            """
+            CREATE TABLE users (
+                user_id       INTEGER PRIMARY KEY,
+                username      TEXT,
+                first_name    TEXT,
+                language_code TEXT,
+                language      TEXT,
+                model         TEXT,
+                system_prompt TEXT,
+                temperature   REAL,
+                created_at    REAL NOT NULL,
+                is_blocked    INTEGER NOT NULL DEFAULT 0
+            )
+            """,
+            # A chat/thread's active conversation is its newest one, so starting a new
+            # conversation is a single INSERT and the old one stays untouched.
+            # thread_id NULL is stored as 0 so equality lookups (and a future UNIQUE) work.
+            """
+            CREATE TABLE conversations (
+                id         INTEGER PRIMARY KEY,
+                chat_id    INTEGER NOT NULL,
+                thread_id  INTEGER NOT NULL DEFAULT 0,
+                created_at REAL NOT NULL
+            )
+            """,
+            # Covering index for "newest conversation of (chat_id, thread_id)": one b-tree seek.
+            "CREATE INDEX conversations_chat_thread_idx ON conversations (chat_id, thread_id, id)",
+            """
+            CREATE TABLE messages (
+                id              INTEGER PRIMARY KEY,
+                conversation_id INTEGER NOT NULL
+                                REFERENCES conversations (id) ON DELETE CASCADE,
+                user_id         INTEGER,
+                role            TEXT NOT NULL CHECK (role IN ('user', 'assistant')),
+                content         TEXT NOT NULL,
+                tokens          INTEGER NOT NULL,
+                status          TEXT NOT NULL DEFAULT 'complete',
+                created_at      REAL NOT NULL
+            )
+            """,
+            # History paging: newest N of one conversation, optionally below an id.
+            "CREATE INDEX messages_conversation_idx ON messages (conversation_id, id)",
+            """
+            CREATE TABLE usage_records (
+                id                INTEGER PRIMARY KEY,
+                user_id           INTEGER NOT NULL,
+                chat_id           INTEGER NOT NULL,
+                model             TEXT NOT NULL,
+                prompt_tokens     INTEGER NOT NULL,
+                completion_tokens INTEGER NOT NULL,
+                credits           REAL,
+                status            TEXT NOT NULL,
+                created_at        REAL NOT NULL
+            )
+            """,
+            "CREATE INDEX usage_records_user_time_idx ON usage_records (user_id, created_at)",
+        ),
+    ),
+)
+
+SCHEMA_VERSION: int = MIGRATIONS[-1].version
+
+
+class SchemaTooNew(RuntimeError):
+    """The database was written by a newer version of the bot; refusing to touch it."""
+
+
+async def get_schema_version(conn: aiosqlite.Connection) -> int:
+    rows = list(await conn.execute_fetchall("PRAGMA user_version"))
+    return int(rows[0][0])
+
+
+def _check_sequence(migrations: Sequence[Migration]) -> None:
+    expected = list(range(1, len(migrations) + 1))
+    actual = [m.version for m in migrations]
+    if actual != expected:
+        raise ValueError(f"migration versions must be 1..n in order, got {actual}")
+
+
+async def migrate(conn: aiosqlite.Connection, migrations: Sequence[Migration] = MIGRATIONS) -> int:
+    """Apply every migration newer than the database's version; return the final version.
+
+    ``conn`` must be in autocommit mode (isolation_level=None) so the explicit transactions
+    here are the only ones.
+    """
+    _check_sequence(migrations)
+    latest = migrations[-1].version if migrations else 0
+    version = await get_schema_version(conn)
+    if version > latest:
+        raise SchemaTooNew(
+            f"database schema version {version} is newer than this code supports ({latest}); "
+            "upgrade the bot instead of running an older version against this database"
+        )
+    for migration in migrations[version:]:
+        # IMMEDIATE takes the write lock up front; re-reading the version inside the transaction
+        # means a second process starting at the same time cannot apply a step twice.
+        await conn.execute_fetchall("BEGIN IMMEDIATE")
+        try:
+            if await get_schema_version(conn) >= migration.version:
+                await conn.rollback()
+                continue
+            for statement in migration.statements:
+                await conn.execute_fetchall(statement)
+            # PRAGMA takes no bound parameters; the version is a validated int.
+            await conn.execute_fetchall(f"PRAGMA user_version = {int(migration.version)}")
+            await conn.commit()
+        except BaseException:
+            await conn.rollback()
+            raise
+        log.info("storage: applied migration %d (%s)", migration.version, migration.description)
+    return await get_schema_version(conn)

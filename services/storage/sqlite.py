@@ -1,0 +1,388 @@
+"""SQLite implementation of ``Storage`` on one long-lived aiosqlite connection.
+
+Concurrency model: aiosqlite runs every call on one worker thread in FIFO order, but calls
+issued by different coroutines interleave between each other. An explicit multi-statement
+transaction would therefore capture whatever other coroutines execute in between (and roll it
+back on error). To avoid that without a global lock, every public write here is ONE SQL
+statement, which SQLite executes atomically in its own implicit transaction:
+``add_exchange`` is a single two-row INSERT, the active conversation is simply the newest one
+of its chat/thread (so starting one is a single INSERT), settings are single upserts.
+
+Hot-path reads (``active_conversation``, ``recent_messages``, ``get_user``) are one indexed
+statement and one worker-thread round trip each (``execute_fetchall``); connection PRAGMAs are
+set once in ``connect``. Message contents are never logged.
+"""
+
+from __future__ import annotations
+
+import logging
+import sqlite3
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import aiosqlite
+
+from .base import (
+    USER_SETTING_FIELDS,
+    StoredMessage,
+    UsageRecord,
+    UsageSummary,
+    UserRecord,
+)
+from .migrations import MIGRATIONS, Migration, migrate
+
+log = logging.getLogger(__name__)
+
+# Column order matches the UserRecord fields so rows map positionally.
+_USER_COLUMNS = (
+    "user_id, username, first_name, language_code, language, model, system_prompt, "
+    "temperature, created_at, is_blocked"
+)
+_SQL_GET_USER = f"SELECT {_USER_COLUMNS} FROM users WHERE user_id = ?"
+_SQL_UPSERT_USER = f"""
+INSERT INTO users (user_id, username, first_name, language_code, created_at)
+VALUES (?, ?, ?, ?, ?)
+ON CONFLICT (user_id) DO UPDATE SET
+    username = excluded.username,
+    first_name = excluded.first_name,
+    language_code = excluded.language_code,
+    is_blocked = 0
+RETURNING {_USER_COLUMNS}
+"""
+_SQL_ENSURE_USER = "INSERT INTO users (user_id, created_at) VALUES (?, ?) ON CONFLICT DO NOTHING"
+_SQL_COUNT_USERS = "SELECT COUNT(*) FROM users"
+
+_SQL_ACTIVE_CONVERSATION = (
+    "SELECT id FROM conversations WHERE chat_id = ? AND thread_id = ? ORDER BY id DESC LIMIT 1"
+)
+# Creates the first conversation only if none exists, in the same statement as the check, so
+# concurrent first uses of a chat cannot create two.
+_SQL_CREATE_FIRST_CONVERSATION = """
+INSERT INTO conversations (chat_id, thread_id, created_at)
+SELECT ?, ?, ?
+WHERE NOT EXISTS (SELECT 1 FROM conversations WHERE chat_id = ? AND thread_id = ?)
+RETURNING id
+"""
+_SQL_NEW_CONVERSATION = (
+    "INSERT INTO conversations (chat_id, thread_id, created_at) VALUES (?, ?, ?) RETURNING id"
+)
+
+_SQL_ADD_EXCHANGE = """
+INSERT INTO messages (conversation_id, user_id, role, content, tokens, status, created_at)
+VALUES (?, ?, ?, ?, ?, ?, ?), (?, ?, ?, ?, ?, ?, ?)
+"""
+# Column order matches the StoredMessage fields so rows map positionally. Newest first so
+# LIMIT keeps the newest; the caller reverses the (short) list.
+_MESSAGE_COLUMNS = "role, content, tokens, status, user_id, id, created_at"
+_SQL_RECENT_MESSAGES = (
+    f"SELECT {_MESSAGE_COLUMNS} FROM messages WHERE conversation_id = ? ORDER BY id DESC LIMIT ?"
+)
+_SQL_RECENT_MESSAGES_BEFORE = (
+    f"SELECT {_MESSAGE_COLUMNS} FROM messages WHERE conversation_id = ? AND id < ? "
+    "ORDER BY id DESC LIMIT ?"
+)
+
+_SQL_RECORD_USAGE = """
+INSERT INTO usage_records
+    (user_id, chat_id, model, prompt_tokens, completion_tokens, credits, status, created_at)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+"""
+_USAGE_TOTALS = (
+    "SELECT COUNT(*), COALESCE(SUM(prompt_tokens), 0), COALESCE(SUM(completion_tokens), 0), "
+    "COALESCE(SUM(credits), 0.0) FROM usage_records WHERE user_id = ?"
+)
+_SQL_USAGE_TOTAL = _USAGE_TOTALS
+_SQL_USAGE_SINCE = _USAGE_TOTALS + " AND created_at >= ?"
+
+
+def _thread_key(thread_id: int | None) -> int:
+    # NULL never equals NULL in SQL, so "no thread" is stored as 0 (Telegram thread ids are > 0).
+    return 0 if thread_id is None else thread_id
+
+
+def _user_from_row(row: Any) -> UserRecord:
+    (
+        user_id,
+        username,
+        first_name,
+        language_code,
+        language,
+        model,
+        prompt,
+        temp,
+        created,
+        blocked,
+    ) = row
+    # RETURNING yields whole REAL values as int (SQLite stores them compactly and only SELECT
+    # converts back), so restore the declared float types here.
+    return UserRecord(
+        user_id=user_id,
+        username=username,
+        first_name=first_name,
+        language_code=language_code,
+        language=language,
+        model=model,
+        system_prompt=prompt,
+        temperature=None if temp is None else float(temp),
+        created_at=float(created),
+        is_blocked=bool(blocked),
+    )
+
+
+def _check_setting(name: str, value: Any) -> Any:
+    if name not in USER_SETTING_FIELDS:
+        allowed = ", ".join(sorted(USER_SETTING_FIELDS))
+        raise ValueError(f"unknown user setting {name!r}; allowed: {allowed}")
+    if value is None:
+        return None
+    if name == "temperature":
+        # bool is an int subclass but never a meaningful temperature.
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise TypeError(f"temperature must be a number or None, got {type(value).__name__}")
+        return float(value)
+    if not isinstance(value, str):
+        raise TypeError(f"{name} must be a str or None, got {type(value).__name__}")
+    return value
+
+
+class SQLiteStorage:
+    """``Storage`` backed by one SQLite file (or ``:memory:``) through one aiosqlite connection."""
+
+    def __init__(
+        self,
+        path: str | Path,
+        *,
+        busy_timeout_ms: int = 5000,
+        cache_size_kib: int = 65536,
+        clock: Callable[[], float] = time.time,
+        migrations: tuple[Migration, ...] = MIGRATIONS,
+    ) -> None:
+        self._path = str(path)
+        self._busy_timeout_ms = int(busy_timeout_ms)
+        self._cache_size_kib = int(cache_size_kib)
+        self._clock = clock
+        self._migrations = migrations
+        self._db: aiosqlite.Connection | None = None
+
+    @property
+    def path(self) -> str:
+        return self._path
+
+    @property
+    def _conn(self) -> aiosqlite.Connection:
+        if self._db is None:
+            raise RuntimeError("storage is not connected; call connect() first")
+        return self._db
+
+    # ----------------------------------------------------------------------------- lifecycle
+
+    async def connect(self) -> None:
+        if self._db is not None:
+            return
+        # isolation_level=None: no implicit BEGINs from the sqlite3 module; single statements
+        # autocommit and the only explicit transactions are the migrations'.
+        db = await aiosqlite.connect(
+            self._path, isolation_level=None, timeout=self._busy_timeout_ms / 1000
+        )
+        try:
+            rows = list(await db.execute_fetchall("PRAGMA journal_mode = WAL"))
+            journal_mode = str(rows[0][0]).lower()
+            if journal_mode != "wal" and self._path != ":memory:":
+                log.warning("storage: WAL not available, journal_mode=%s", journal_mode)
+            # WAL + NORMAL: commits survive process crashes; only an OS crash / power loss can
+            # lose the last transactions, never corrupt the database. Good trade for chat history.
+            await db.execute_fetchall("PRAGMA synchronous = NORMAL")
+            await db.execute_fetchall(f"PRAGMA busy_timeout = {self._busy_timeout_ms}")
+            await db.execute_fetchall("PRAGMA foreign_keys = ON")
+            await db.execute_fetchall(f"PRAGMA cache_size = {-self._cache_size_kib}")
+            await db.execute_fetchall("PRAGMA temp_store = MEMORY")
+            version = await migrate(db, self._migrations)
+        except BaseException:
+            await db.close()
+            raise
+        self._db = db
+        log.info(
+            "storage: sqlite %s opened %s (schema version %d)",
+            sqlite3.sqlite_version,
+            self._path,
+            version,
+        )
+
+    async def close(self) -> None:
+        db, self._db = self._db, None
+        if db is None:
+            return
+        try:
+            # Keeps planner statistics fresh; analysis_limit bounds the cost on big tables.
+            await db.execute_fetchall("PRAGMA analysis_limit = 400")
+            await db.execute_fetchall("PRAGMA optimize")
+        except sqlite3.Error:
+            log.warning("storage: PRAGMA optimize failed on close", exc_info=True)
+        finally:
+            await db.close()
+
+    # --------------------------------------------------------------------------------- users
+
+    async def get_user(self, user_id: int) -> UserRecord | None:
+        rows = await self._conn.execute_fetchall(_SQL_GET_USER, (user_id,))
+        for row in rows:
+            return _user_from_row(row)
+        return None
+
+    async def upsert_user(
+        self,
+        user_id: int,
+        *,
+        username: str | None,
+        first_name: str | None,
+        language_code: str | None,
+    ) -> UserRecord:
+        # Called for every incoming update: skip the write (and its WAL frame) when nothing
+        # changed. An update from the user also proves they have not blocked the bot.
+        current = await self.get_user(user_id)
+        if (
+            current is not None
+            and current.username == username
+            and current.first_name == first_name
+            and current.language_code == language_code
+            and not current.is_blocked
+        ):
+            return current
+        rows = list(
+            await self._conn.execute_fetchall(
+                _SQL_UPSERT_USER,
+                (user_id, username, first_name, language_code, self._clock()),
+            )
+        )
+        return _user_from_row(rows[0])
+
+    async def update_user_settings(self, user_id: int, **fields: Any) -> UserRecord:
+        values = {name: _check_setting(name, value) for name, value in fields.items()}
+        now = self._clock()
+        if not values:
+            await self._conn.execute_fetchall(_SQL_ENSURE_USER, (user_id, now))
+            user = await self.get_user(user_id)
+            assert user is not None  # just ensured
+            return user
+        # Column names come from the USER_SETTING_FIELDS whitelist (checked above), never from
+        # user input, so building the column list is safe. A missing user is created bare
+        # rather than failing: settings must never be silently dropped.
+        names = sorted(values)
+        columns = ", ".join(names)
+        placeholders = ", ".join("?" for _ in names)
+        assignments = ", ".join(f"{name} = excluded.{name}" for name in names)
+        sql = (
+            f"INSERT INTO users (user_id, created_at, {columns}) VALUES (?, ?, {placeholders}) "
+            f"ON CONFLICT (user_id) DO UPDATE SET {assignments} RETURNING {_USER_COLUMNS}"
+        )
+        params = (user_id, now, *(values[name] for name in names))
+        rows = list(await self._conn.execute_fetchall(sql, params))
+        return _user_from_row(rows[0])
+
+    async def reset_user_settings(self, user_id: int) -> UserRecord:
+        return await self.update_user_settings(
+            user_id, model=None, system_prompt=None, temperature=None
+        )
+
+    async def count_users(self) -> int:
+        rows = list(await self._conn.execute_fetchall(_SQL_COUNT_USERS))
+        return int(rows[0][0])
+
+    # ------------------------------------------------------------------------- conversations
+
+    async def active_conversation(self, chat_id: int, thread_id: int | None) -> int:
+        thread = _thread_key(thread_id)
+        conn = self._conn
+        rows = list(await conn.execute_fetchall(_SQL_ACTIVE_CONVERSATION, (chat_id, thread)))
+        if rows:
+            return int(rows[0][0])
+        rows = list(
+            await conn.execute_fetchall(
+                _SQL_CREATE_FIRST_CONVERSATION,
+                (chat_id, thread, self._clock(), chat_id, thread),
+            )
+        )
+        if not rows:
+            # Another coroutine created it between our SELECT and INSERT.
+            rows = list(await conn.execute_fetchall(_SQL_ACTIVE_CONVERSATION, (chat_id, thread)))
+        return int(rows[0][0])
+
+    async def new_conversation(self, chat_id: int, thread_id: int | None) -> int:
+        rows = list(
+            await self._conn.execute_fetchall(
+                _SQL_NEW_CONVERSATION, (chat_id, _thread_key(thread_id), self._clock())
+            )
+        )
+        return int(rows[0][0])
+
+    # ------------------------------------------------------------------------------ messages
+
+    async def add_exchange(
+        self,
+        conversation_id: int,
+        user_message: StoredMessage,
+        assistant_message: StoredMessage,
+    ) -> None:
+        now = self._clock()
+        params: list[Any] = []
+        for message in (user_message, assistant_message):
+            params += (
+                conversation_id,
+                message.user_id,
+                message.role,
+                message.content,
+                message.tokens,
+                message.status,
+                now if message.created_at is None else message.created_at,
+            )
+        # One statement → one implicit transaction: a failing second row (constraint, foreign
+        # key) aborts the whole statement, so the first row is never left behind. Rows get
+        # increasing ids in VALUES order, keeping the user message before the answer.
+        await self._conn.execute_fetchall(_SQL_ADD_EXCHANGE, params)
+
+    async def recent_messages(
+        self, conversation_id: int, limit: int, before_id: int | None = None
+    ) -> list[StoredMessage]:
+        if limit <= 0:
+            return []  # SQLite treats a negative LIMIT as "no limit"
+        if before_id is None:
+            rows = await self._conn.execute_fetchall(_SQL_RECENT_MESSAGES, (conversation_id, limit))
+        else:
+            rows = await self._conn.execute_fetchall(
+                _SQL_RECENT_MESSAGES_BEFORE, (conversation_id, before_id, limit)
+            )
+        messages = [StoredMessage(*row) for row in rows]
+        messages.reverse()
+        return messages
+
+    # --------------------------------------------------------------------------------- usage
+
+    async def record_usage(self, record: UsageRecord) -> None:
+        await self._conn.execute_fetchall(
+            _SQL_RECORD_USAGE,
+            (
+                record.user_id,
+                record.chat_id,
+                record.model,
+                record.prompt_tokens,
+                record.completion_tokens,
+                record.credits,
+                record.status,
+                self._clock(),
+            ),
+        )
+
+    async def usage_summary(self, user_id: int, since: float | None = None) -> UsageSummary:
+        if since is None:
+            rows = list(await self._conn.execute_fetchall(_SQL_USAGE_TOTAL, (user_id,)))
+        else:
+            rows = list(await self._conn.execute_fetchall(_SQL_USAGE_SINCE, (user_id, since)))
+        requests, prompt_tokens, completion_tokens, credits = rows[0]
+        return UsageSummary(
+            requests=int(requests),
+            prompt_tokens=int(prompt_tokens),
+            completion_tokens=int(completion_tokens),
+            credits=float(credits),
+        )

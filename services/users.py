@@ -1,0 +1,117 @@
+"""Users and their settings, with a small in-process cache in front of storage.
+
+Every update needs the sender's settings; reading them from the database each time
+would put a query on the hot path. The cache is bounded and write-through: every
+change goes to storage first, then replaces the cached record.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from dataclasses import dataclass
+
+from services.storage import Storage, UserRecord
+
+RUSSIAN_FAMILY = frozenset({"ru", "uk", "be", "kk"})
+LANGUAGES = ("ru", "en")
+TEMPERATURE_RANGE = (0.0, 2.0)
+MAX_SYSTEM_PROMPT = 4000
+
+
+def language_for(telegram_code: str | None) -> str:
+    """ru for Russian, Ukrainian, Belarusian and Kazakh speakers; en otherwise."""
+    if not telegram_code:
+        return "en"
+    base = telegram_code.split("-")[0].lower()
+    return "ru" if base in RUSSIAN_FAMILY else "en"
+
+
+@dataclass(frozen=True, slots=True)
+class Profile:
+    """What a handler needs to know about the person behind an update."""
+
+    user: UserRecord
+    lang: str
+    is_admin: bool
+
+
+class UserService:
+    def __init__(
+        self, storage: Storage, admin_ids: frozenset[int], *, cache_size: int = 10_000
+    ) -> None:
+        self._storage = storage
+        self._admins = admin_ids
+        self._cache: OrderedDict[int, UserRecord] = OrderedDict()
+        self._cache_size = cache_size
+
+    def is_admin(self, user_id: int) -> bool:
+        return user_id in self._admins
+
+    def _remember(self, record: UserRecord) -> UserRecord:
+        self._cache[record.user_id] = record
+        self._cache.move_to_end(record.user_id)
+        if len(self._cache) > self._cache_size:
+            self._cache.popitem(last=False)
+        return record
+
+    def _profile(self, record: UserRecord) -> Profile:
+        lang = record.language or language_for(record.language_code)
+        return Profile(user=record, lang=lang, is_admin=record.user_id in self._admins)
+
+    async def touch(
+        self,
+        user_id: int,
+        *,
+        username: str | None,
+        first_name: str | None,
+        language_code: str | None,
+    ) -> Profile:
+        """Return the sender's profile, writing only when Telegram's fields changed."""
+        cached = self._cache.get(user_id)
+        if (
+            cached is not None
+            and cached.username == username
+            and cached.first_name == first_name
+            and cached.language_code == language_code
+        ):
+            self._cache.move_to_end(user_id)
+            return self._profile(cached)
+        record = await self._storage.upsert_user(
+            user_id, username=username, first_name=first_name, language_code=language_code
+        )
+        return self._profile(self._remember(record))
+
+    async def get(self, user_id: int) -> Profile | None:
+        cached = self._cache.get(user_id)
+        if cached is not None:
+            return self._profile(cached)
+        record = await self._storage.get_user(user_id)
+        return self._profile(self._remember(record)) if record else None
+
+    async def set_language(self, user_id: int, lang: str | None) -> Profile:
+        if lang is not None and lang not in LANGUAGES:
+            raise ValueError(f"unsupported language {lang!r}")
+        return await self._update(user_id, language=lang)
+
+    async def set_model(self, user_id: int, model: str | None) -> Profile:
+        return await self._update(user_id, model=model)
+
+    async def set_system_prompt(self, user_id: int, prompt: str | None) -> Profile:
+        if prompt is not None:
+            prompt = prompt.strip()[:MAX_SYSTEM_PROMPT] or None
+        return await self._update(user_id, system_prompt=prompt)
+
+    async def set_temperature(self, user_id: int, temperature: float | None) -> Profile:
+        if temperature is not None:
+            low, high = TEMPERATURE_RANGE
+            if not low <= temperature <= high:
+                raise ValueError(f"temperature must be within {low}..{high}")
+        return await self._update(user_id, temperature=temperature)
+
+    async def reset(self, user_id: int) -> Profile:
+        record = await self._storage.reset_user_settings(user_id)
+        return self._profile(self._remember(record))
+
+    async def _update(self, user_id: int, **fields: object) -> Profile:
+        record = await self._storage.update_user_settings(user_id, **fields)
+        return self._profile(self._remember(record))
