@@ -158,6 +158,9 @@ def build_app(settings: Settings) -> App:
 
     async def on_startup(bot: Bot, **_: Any) -> None:
         await services.storage.connect()
+        # Long polling and a webhook exclude each other; a leftover webhook would
+        # make getUpdates fail. Pending updates are kept.
+        await bot.delete_webhook(drop_pending_updates=False)
         await register_commands(bot)
         me = await bot.me()
         log.info("bot @%s started (upstream %s)", me.username, settings.llm_base_url)

@@ -120,6 +120,10 @@ async def stop_pressed(
     await query.answer(t(profile.lang, key), show_alert=result is StopResult.NOT_ALLOWED)
 
 
+async def private_unknown_command(message: Message, profile: Profile) -> None:
+    await message.answer(t(profile.lang, "unknown_command"))
+
+
 async def private_unsupported(message: Message, profile: Profile) -> None:
     await message.answer(t(profile.lang, "not_text"))
 
@@ -138,5 +142,8 @@ def create_router() -> Router:
     )
     router.stopped_message_generation.register(draft_stopped)
     router.callback_query.register(stop_pressed, StopReply.filter())
+    router.message.register(
+        private_unknown_command, F.chat.type == ChatType.PRIVATE, F.text.startswith("/")
+    )
     router.message.register(private_unsupported, F.chat.type == ChatType.PRIVATE, ~F.text)
     return router

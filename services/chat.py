@@ -75,6 +75,9 @@ class Reply:
         self._finished = asyncio.Event()
         self._outcome: ReplyOutcome | None = None
         self._stop_requested = False
+        # Set once the stream has ended: from then on the answer is complete and a
+        # late Stop must not cancel the task while it stores the answer.
+        self._finalizing = False
         self._task: asyncio.Task[None] | None = None
 
     # --- read side -------------------------------------------------------------
@@ -142,7 +145,7 @@ class Reply:
         self._touch()
 
     def stop(self) -> None:
-        if self.done or self._stop_requested:
+        if self.done or self._stop_requested or self._finalizing:
             return
         self._stop_requested = True
         if self._task is not None:
@@ -271,6 +274,7 @@ class ChatService:
                             usage = chunk.usage
                 finally:
                     await stream.aclose()
+                reply._finalizing = True
                 status = ReplyStatus.COMPLETE
                 await self._persist(reply, prepared, status, usage)
         except asyncio.CancelledError:

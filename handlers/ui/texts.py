@@ -143,6 +143,10 @@ _TEXTS: Final = MappingProxyType(
             "ru": "Что-то пошло не так с моей стороны. Попробуйте ещё раз.",
         },
         "admin_detail": {"en": "Upstream said: {detail}", "ru": "Ответ сервиса: {detail}"},
+        "unknown_command": {
+            "en": "I don't know this command. Send /help to see what I can do.",
+            "ru": "Такой команды нет. Отправьте /help, чтобы увидеть, что я умею.",
+        },
         "not_text": {
             "en": "I can read text messages for now. Send your question as text.",
             "ru": "Пока я понимаю только текст. Отправьте вопрос текстом.",

@@ -270,7 +270,7 @@ def _render(text: str) -> _Doc:
                 lists.pop()
         elif kind == "list_item_open":
             doc.begin_block()
-            marker = _list_marker(lists, tok)
+            marker = _task_marker(tokens, i) or _list_marker(lists, tok)
             doc.write(marker + " ")
             doc.push_container("\n")
             doc.indent += " " * (len(marker) + 1)
@@ -314,6 +314,21 @@ def _list_marker(lists: list[list[int]], item: Token) -> str:
         return f"{number}{item.markup or '.'}"
     depth = sum(1 for entry in lists if not entry[0]) - 1
     return _BULLETS[depth % len(_BULLETS)]
+
+
+def _task_marker(tokens: Sequence[Token], item: int) -> str | None:
+    """ "- [x] done" / "- [ ] todo" become ☑ / ☐ items (the box is taken off the text)."""
+    if item + 2 >= len(tokens) or tokens[item + 1].type != "paragraph_open":
+        return None
+    children = tokens[item + 2].children
+    if not children or children[0].type != "text":
+        return None
+    first = children[0]
+    box = first.content[:4]
+    if box not in ("[ ] ", "[x] ", "[X] "):
+        return None
+    first.content = first.content[4:]
+    return "☐" if box == "[ ] " else "☑"
 
 
 def _code(doc: _Doc, tok: Token) -> None:

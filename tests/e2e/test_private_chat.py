@@ -142,3 +142,10 @@ async def test_non_text_message_gets_a_clear_answer(bench: Bench) -> None:
     calls = await bench.telegram.wait_for("sendMessage", count=1)
     assert "text" in calls[0].params["text"].lower()
     assert not bench.upstream.chat_requests()
+
+
+async def test_unknown_command_points_to_help(bench: Bench) -> None:
+    bench.telegram.send_message(USER, "/frobnicate")
+    call = (await bench.telegram.wait_for("sendMessage"))[0]
+    assert "/help" in call.params["text"]
+    assert not bench.upstream.chat_requests()

@@ -100,6 +100,12 @@ def test_nested_lists() -> None:
     )
 
 
+def test_task_list_items_get_boxes() -> None:
+    assert render("- [x] done\n- [ ] todo **now**\n- [link](https://x.io)") == (
+        '☑ done\n☐ todo <b>now</b>\n• <a href="https://x.io">link</a>'
+    )
+
+
 def test_loose_list_with_paragraphs_and_code() -> None:
     text = "1. First\n\n   More about first.\n\n   ```sh\n   ls -la\n   ```\n2. Second"
     assert render(text) == (

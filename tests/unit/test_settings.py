@@ -63,3 +63,13 @@ def test_secrets_are_not_in_repr() -> None:
     s = load_settings(_env_file=None, **REQUIRED)
     assert "secret-key" not in repr(s)
     assert "abc" not in repr(s.bot_token)
+
+
+def test_env_example_documents_every_setting() -> None:
+    from pathlib import Path
+
+    from bot.settings import Settings
+
+    example = (Path(__file__).parents[2] / ".env.example").read_text()
+    for name in Settings.model_fields:
+        assert name.upper() in example, name
