@@ -87,7 +87,7 @@ async def test_stream_reassembles_reply_and_usage_comes_last(
     assert usage["prompt_tokens"] == 3  # "hello world": 11 chars / 4, rounded up
     assert events[-3]["choices"][0]["finish_reason"] == "stop"
     assert content_of(events) == "Echo: hello world"
-    content_events = [e for e in events[:-3]]
+    content_events = events[:-3]
     assert len(content_events) == upstream.chunks
     assert content_events[0]["choices"][0]["delta"]["role"] == "assistant"
     assert all(e["object"] == "chat.completion.chunk" for e in content_events)
