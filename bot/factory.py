@@ -25,20 +25,40 @@ from bot.middlewares import ProfileMiddleware
 from bot.settings import Settings
 from bot.telegram_session import FloodControl
 from handlers import get_routers
+from handlers.settings import MediaDefaults
 from handlers.ui.answer import RenderConfig
 from handlers.ui.texts import t
+from handlers.ui.video_notifier import TelegramVideoNotifier
+from services.account import AccountService
+from services.albums import AlbumCollector
+from services.audio import AudioService
 from services.chat import ChatService
 from services.conversation import ConversationService
-from services.llm import CircuitBreaker, FairRateLimiter, LLMClient, ModelCatalog
+from services.image_generation import ImageGenerator
+from services.image_memory import ImageMemory
+from services.llm import CircuitBreaker, FairRateLimiter, LLMClient, MediaClient, ModelCatalog
 from services.model_choice import ModelChooser
 from services.pacing import KeyedPacer
 from services.storage import Storage, open_storage
 from services.users import UserService
+from services.video import VideoService
+from services.voice import VoiceService
 
 log = logging.getLogger(__name__)
 
 RATE_SAFETY = 0.97
-COMMANDS = ("start", "help", "new", "model", "settings", "lang")
+COMMANDS = (
+    "start",
+    "help",
+    "new",
+    "model",
+    "settings",
+    "image",
+    "video",
+    "usage",
+    "balance",
+    "lang",
+)
 
 
 @dataclass(slots=True)
@@ -54,6 +74,12 @@ class Services:
     chat: ChatService
     models: ModelChooser
     pacer: KeyedPacer
+    media: MediaClient
+    audio: AudioService
+    voice: VoiceService
+    image_gen: ImageGenerator
+    videos: VideoService
+    account: AccountService
 
 
 @dataclass(slots=True)
@@ -98,6 +124,15 @@ def build_services(settings: Settings) -> Services:
         breaker=breaker,
         app_title=settings.llm_app_title,
     )
+    media = MediaClient(
+        http,
+        settings.llm_base_url,
+        settings.llm_api_key.get_secret_value(),
+        limiter=limiter,
+        breaker=breaker,
+        app_title=settings.llm_app_title,
+    )
+    audio = AudioService(max_seconds=settings.max_audio_seconds)
     catalog = ModelCatalog(llm, ttl=settings.models_cache_seconds)
     users = UserService(storage, settings.admin_ids)
     conversations = ConversationService(
@@ -112,6 +147,8 @@ def build_services(settings: Settings) -> Services:
         storage=storage,
         default_model=settings.default_model,
         default_system_prompt=settings.default_system_prompt,
+        default_vision_model=settings.vision_model,
+        images=ImageMemory(),
     )
     pacer = KeyedPacer(settings.telegram_global_rps, settings.telegram_chat_rps)
     return Services(
@@ -126,6 +163,25 @@ def build_services(settings: Settings) -> Services:
         chat=chat,
         models=ModelChooser(catalog, users),
         pacer=pacer,
+        media=media,
+        audio=audio,
+        voice=VoiceService(
+            media,
+            audio,
+            stt_model=settings.stt_model,
+            tts_model=settings.tts_model,
+            default_voice=settings.tts_voice,
+        ),
+        image_gen=ImageGenerator(media, default_model=settings.image_model),
+        videos=VideoService(
+            storage,
+            media,
+            default_model=settings.video_model,
+            poll_seconds=settings.video_poll_seconds,
+            timeout_minutes=settings.video_timeout_minutes,
+            max_jobs_per_user=settings.video_max_jobs_per_user,
+        ),
+        account=AccountService(media, storage),
     )
 
 
@@ -142,6 +198,7 @@ def build_bot(settings: Settings, pacer: KeyedPacer) -> Bot:
 def build_app(settings: Settings) -> App:
     services = build_services(settings)
     bot = build_bot(settings, services.pacer)
+    services.videos.set_notifier(TelegramVideoNotifier(bot))
     dispatcher = Dispatcher(
         storage=MemoryStorage(),
         # What handlers receive by parameter name.
@@ -152,6 +209,14 @@ def build_app(settings: Settings) -> App:
             draft_interval=settings.draft_interval_seconds,
             edit_interval=settings.edit_interval_seconds,
         ),
+        voice=services.voice,
+        albums=AlbumCollector(window=settings.album_window_seconds),
+        image_gen=services.image_gen,
+        videos=services.videos,
+        account=services.account,
+        balance_for_everyone=settings.balance_for_everyone,
+        max_audio_seconds=settings.max_audio_seconds,
+        media_defaults=MediaDefaults(image_model=settings.image_model, voice=settings.tts_voice),
     )
     dispatcher.update.outer_middleware(ProfileMiddleware(services.users))
     dispatcher.include_routers(*get_routers())
@@ -162,11 +227,15 @@ def build_app(settings: Settings) -> App:
         # make getUpdates fail. Pending updates are kept.
         await bot.delete_webhook(drop_pending_updates=False)
         await register_commands(bot)
+        # Videos that were being generated when the bot stopped are picked up again.
+        await services.videos.start()
         me = await bot.me()
         log.info("bot @%s started (upstream %s)", me.username, settings.llm_base_url)
 
     async def on_shutdown(**_: Any) -> None:
+        await services.videos.close()
         await services.chat.close()
+        await services.audio.close()
         await services.storage.close()
         await services.http.aclose()
         log.info("bot stopped")

@@ -54,13 +54,19 @@ class Settings(BaseSettings):
     )
     models_cache_seconds: float = Field(default=600.0, gt=0)
 
-    # Media (the next issue uses these; the names are reserved here)
+    # Media
     vision_model: str = "vis-google/gemini-flash-1.5"
     stt_model: str = "stt-openai/whisper-1"
     tts_model: str = "tts-openai/tts-1"
     tts_voice: str = "nova"
     image_model: str = "dall-e-3"
     video_model: str = "txt2vid-kling/standart"
+    video_poll_seconds: float = Field(default=10.0, gt=0)
+    video_timeout_minutes: float = Field(default=20.0, gt=0)
+    video_max_jobs_per_user: int = Field(default=2, ge=1)
+    balance_for_everyone: bool = False
+    max_audio_seconds: float = Field(default=600.0, gt=0)
+    album_window_seconds: float = Field(default=0.8, gt=0)
 
     # Outbound Telegram pacing (Telegram's documented soft limits)
     telegram_global_rps: float = Field(default=30.0, gt=0)

@@ -4,7 +4,18 @@ from __future__ import annotations
 
 from aiogram import Router
 
-from handlers import chat, conversation, errors, model, settings, start
+from handlers import (
+    account,
+    chat,
+    conversation,
+    errors,
+    image,
+    media,
+    model,
+    settings,
+    start,
+    video,
+)
 
 
 def get_routers() -> list[Router]:
@@ -18,5 +29,9 @@ def get_routers() -> list[Router]:
         conversation.create_router(),
         model.create_router(),
         settings.create_router(),
+        account.create_router(),
+        image.create_router(),
+        video.create_router(),
+        media.create_router(),
         chat.create_router(),
     ]

@@ -7,12 +7,21 @@ from aiogram.enums import ChatType, MessageEntityType
 from aiogram.filters import Filter
 from aiogram.types import CallbackQuery, Message, MessageGenerationStopped
 
-from handlers.ui.answer import RenderConfig, Target, compose_final, send_final, stream_group
+from handlers.ui.answer import (
+    RenderConfig,
+    Target,
+    compose_final,
+    drop_placeholder,
+    send_final,
+    send_voice_answer,
+    stream_group,
+)
 from handlers.ui.answer import stream_private as stream_draft
 from handlers.ui.callbacks import StopReply
 from handlers.ui.texts import t
-from services.chat import ChatInput, ChatService, StopResult
+from services.chat import ChatInput, ChatService, ReplyStatus, StopResult
 from services.users import Profile
+from services.voice import VoiceService, reply_channels
 
 GROUP_TYPES = {ChatType.GROUP, ChatType.SUPERGROUP}
 
@@ -59,8 +68,52 @@ class AddressedToBot(Filter):
         return {"question": " ".join(cleaned.split())}
 
 
+async def respond(
+    bot: Bot,
+    message: Message,
+    request: ChatInput,
+    *,
+    chat: ChatService,
+    profile: Profile,
+    render: RenderConfig,
+    voice: VoiceService | None = None,
+    user_spoke: bool = False,
+) -> None:
+    """Answer one question: live drafts (private) or edits (groups), then the final
+    message and, when the user's reply mode asks for it, a voice note."""
+    reply = chat.start(request, profile.user)
+    private = message.chat.type == ChatType.PRIVATE
+    target = Target(
+        message.chat.id, request.thread_id, reply_to=None if private else message.message_id
+    )
+    placeholder_id: int | None = None
+    if private:
+        outcome = await stream_draft(bot, reply, target, profile.lang, render)
+    else:
+        outcome, placeholder_id = await stream_group(bot, reply, target, profile.lang, render)
+    kind, text = compose_final(outcome, profile.lang, is_admin=profile.is_admin)
+    want_text, want_voice = reply_channels(profile.user.reply_mode, user_spoke=user_spoke)
+    speakable = outcome.status is ReplyStatus.COMPLETE and bool(outcome.text.strip())
+    if want_voice and speakable and voice is not None:
+        if await send_voice_answer(bot, target, outcome.text, voice, profile):
+            if placeholder_id is not None:
+                await drop_placeholder(bot, target, placeholder_id)
+            if not want_text:
+                return
+        else:
+            await bot.send_message(
+                target.chat_id, t(profile.lang, "voice_failed"), message_thread_id=target.thread_id
+            )
+    await send_final(bot, target, kind, text, edit_message_id=placeholder_id)
+
+
 async def private_question(
-    message: Message, bot: Bot, chat: ChatService, profile: Profile, render: RenderConfig
+    message: Message,
+    bot: Bot,
+    chat: ChatService,
+    profile: Profile,
+    render: RenderConfig,
+    voice: VoiceService,
 ) -> None:
     request = ChatInput(
         chat_id=message.chat.id,
@@ -68,11 +121,7 @@ async def private_question(
         user_id=profile.user.user_id,
         text=message.text or "",
     )
-    reply = chat.start(request, profile.user)
-    target = Target(message.chat.id, request.thread_id)
-    outcome = await stream_draft(bot, reply, target, profile.lang, render)
-    kind, text = compose_final(outcome, profile.lang, is_admin=profile.is_admin)
-    await send_final(bot, target, kind, text)
+    await respond(bot, message, request, chat=chat, profile=profile, render=render, voice=voice)
 
 
 async def group_question(
@@ -81,6 +130,7 @@ async def group_question(
     chat: ChatService,
     profile: Profile,
     render: RenderConfig,
+    voice: VoiceService,
     question: str,
 ) -> None:
     if not question:
@@ -93,11 +143,7 @@ async def group_question(
         text=question,
         speaker=sender.full_name if sender else None,
     )
-    reply = chat.start(request, profile.user)
-    target = Target(message.chat.id, request.thread_id, reply_to=message.message_id)
-    outcome, placeholder_id = await stream_group(bot, reply, target, profile.lang, render)
-    kind, text = compose_final(outcome, profile.lang, is_admin=profile.is_admin)
-    await send_final(bot, target, kind, text, edit_message_id=placeholder_id)
+    await respond(bot, message, request, chat=chat, profile=profile, render=render, voice=voice)
 
 
 async def draft_stopped(event: MessageGenerationStopped, chat: ChatService) -> None:

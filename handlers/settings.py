@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import html
+from dataclasses import dataclass
 
 from aiogram import F, Router
 from aiogram.filters import Command, StateFilter
@@ -10,11 +11,35 @@ from aiogram.fsm.context import FSMContext
 from aiogram.fsm.state import State, StatesGroup
 from aiogram.types import CallbackQuery, Message
 
-from handlers.ui.callbacks import SetTemperature, SettingsAction
-from handlers.ui.keyboards import persona_keyboard, settings_keyboard, temperature_keyboard
+from handlers.ui.callbacks import (
+    PickMediaModel,
+    PickReplyMode,
+    PickVoice,
+    SetTemperature,
+    SettingsAction,
+)
+from handlers.ui.keyboards import (
+    media_models_keyboard,
+    persona_keyboard,
+    reply_mode_keyboard,
+    settings_keyboard,
+    temperature_keyboard,
+    voices_keyboard,
+)
 from handlers.ui.texts import LANG_NAMES, t
 from services.chat import ChatService
+from services.model_choice import ModelChooser
 from services.users import MAX_SYSTEM_PROMPT, Profile, UserService
+from services.voice import VOICES
+
+
+@dataclass(frozen=True, slots=True)
+class MediaDefaults:
+    """The deployment's defaults, shown when a user has not chosen their own."""
+
+    image_model: str
+    voice: str
+
 
 PERSONA_PREVIEW = 200
 
@@ -23,7 +48,7 @@ class SettingsForm(StatesGroup):
     persona = State()
 
 
-def settings_text(profile: Profile, chat: ChatService) -> str:
+def settings_text(profile: Profile, chat: ChatService, defaults: MediaDefaults) -> str:
     user = profile.user
     persona = t(profile.lang, "persona_default")
     if user.system_prompt:
@@ -43,14 +68,24 @@ def settings_text(profile: Profile, chat: ChatService) -> str:
         persona=persona,
         temperature=temperature,
         lang=LANG_NAMES.get(profile.lang, profile.lang),
+        vision=html.escape(chat.vision_model_for(user)),
+        image=html.escape(user.image_model or defaults.image_model),
+        voice=html.escape(user.tts_voice or defaults.voice),
+        reply_mode=t(profile.lang, f"reply_mode_{user.reply_mode or 'auto'}"),
     )
 
 
 async def settings_command(
-    message: Message, profile: Profile, chat: ChatService, state: FSMContext
+    message: Message,
+    profile: Profile,
+    chat: ChatService,
+    state: FSMContext,
+    media_defaults: MediaDefaults,
 ) -> None:
     await state.clear()
-    await message.answer(settings_text(profile, chat), reply_markup=settings_keyboard(profile.lang))
+    await message.answer(
+        settings_text(profile, chat, media_defaults), reply_markup=settings_keyboard(profile.lang)
+    )
 
 
 async def settings_action(
@@ -60,6 +95,8 @@ async def settings_action(
     users: UserService,
     chat: ChatService,
     state: FSMContext,
+    models: ModelChooser,
+    media_defaults: MediaDefaults,
 ) -> None:
     message = query.message
     action = callback_data.action
@@ -78,6 +115,28 @@ async def settings_action(
             reply_markup=temperature_keyboard(profile.lang, profile.user.temperature),
         )
         return
+    if action in ("vision", "image"):
+        ids = await models.ids_of_kind(action)
+        current = profile.user.vision_model if action == "vision" else profile.user.image_model
+        title = t(profile.lang, f"pick_{action}_model")
+        if not ids:
+            title += "\n" + t(profile.lang, "no_models_of_kind")
+        await message.edit_text(  # type: ignore[union-attr]
+            title, reply_markup=media_models_keyboard(profile.lang, action, ids, current)
+        )
+        return
+    if action == "voice":
+        await message.edit_text(  # type: ignore[union-attr]
+            t(profile.lang, "pick_voice"),
+            reply_markup=voices_keyboard(profile.lang, VOICES, profile.user.tts_voice),
+        )
+        return
+    if action == "reply":
+        await message.edit_text(  # type: ignore[union-attr]
+            t(profile.lang, "pick_reply_mode"),
+            reply_markup=reply_mode_keyboard(profile.lang, profile.user.reply_mode),
+        )
+        return
     if action == "persona_clear":
         await state.clear()
         profile = await users.set_system_prompt(query.from_user.id, None)
@@ -87,7 +146,7 @@ async def settings_action(
     else:  # back
         await state.clear()
     await message.edit_text(  # type: ignore[union-attr]
-        settings_text(profile, chat), reply_markup=settings_keyboard(profile.lang)
+        settings_text(profile, chat, media_defaults), reply_markup=settings_keyboard(profile.lang)
     )
 
 
@@ -96,6 +155,7 @@ async def temperature_chosen(
     callback_data: SetTemperature,
     users: UserService,
     chat: ChatService,
+    media_defaults: MediaDefaults,
 ) -> None:
     value = None if callback_data.tenths < 0 else callback_data.tenths / 10
     try:
@@ -107,7 +167,64 @@ async def temperature_chosen(
     await query.answer(t(profile.lang, "temperature_set", temperature=shown))
     if query.message is not None:
         await query.message.edit_text(  # type: ignore[union-attr]
-            settings_text(profile, chat), reply_markup=settings_keyboard(profile.lang)
+            settings_text(profile, chat, media_defaults),
+            reply_markup=settings_keyboard(profile.lang),
+        )
+
+
+async def media_model_chosen(
+    query: CallbackQuery,
+    callback_data: PickMediaModel,
+    users: UserService,
+    models: ModelChooser,
+    chat: ChatService,
+    media_defaults: MediaDefaults,
+) -> None:
+    field = "vision_model" if callback_data.kind == "vision" else "image_model"
+    if callback_data.digest:
+        profile = await models.choose_kind_by_digest(
+            query.from_user.id, callback_data.kind, callback_data.digest
+        )
+        if profile is None:
+            await query.answer()
+            return
+    else:
+        profile = await users.set_media_choice(query.from_user.id, field, None)
+    await _back_to_settings(query, profile, chat, media_defaults)
+
+
+async def voice_chosen(
+    query: CallbackQuery,
+    callback_data: PickVoice,
+    users: UserService,
+    chat: ChatService,
+    media_defaults: MediaDefaults,
+) -> None:
+    voice = callback_data.voice if callback_data.voice in VOICES else None
+    profile = await users.set_media_choice(query.from_user.id, "tts_voice", voice)
+    await _back_to_settings(query, profile, chat, media_defaults)
+
+
+async def reply_mode_chosen(
+    query: CallbackQuery,
+    callback_data: PickReplyMode,
+    users: UserService,
+    chat: ChatService,
+    media_defaults: MediaDefaults,
+) -> None:
+    mode = callback_data.mode if callback_data.mode in ("text", "voice", "both") else None
+    profile = await users.set_media_choice(query.from_user.id, "reply_mode", mode)
+    await _back_to_settings(query, profile, chat, media_defaults)
+
+
+async def _back_to_settings(
+    query: CallbackQuery, profile: Profile, chat: ChatService, media_defaults: MediaDefaults
+) -> None:
+    await query.answer()
+    if query.message is not None:
+        await query.message.edit_text(  # type: ignore[union-attr]
+            settings_text(profile, chat, media_defaults),
+            reply_markup=settings_keyboard(profile.lang),
         )
 
 
@@ -137,6 +254,9 @@ def create_router() -> Router:
     router.message.register(settings_command, Command("settings"))
     router.callback_query.register(settings_action, SettingsAction.filter())
     router.callback_query.register(temperature_chosen, SetTemperature.filter())
+    router.callback_query.register(media_model_chosen, PickMediaModel.filter())
+    router.callback_query.register(voice_chosen, PickVoice.filter())
+    router.callback_query.register(reply_mode_chosen, PickReplyMode.filter())
     router.message.register(cancel, Command("cancel"))
     router.message.register(
         persona_received, StateFilter(SettingsForm.persona), F.text, ~F.text.startswith("/")

@@ -16,6 +16,7 @@ from collections.abc import AsyncIterator, Hashable
 from dataclasses import dataclass
 
 from services.conversation import ConversationService, PreparedRequest
+from services.image_memory import ImageMemory, RememberedImages
 from services.llm import LLMClient, ServiceUnavailable, StreamInterrupted, UpstreamError, Usage
 from services.storage import Storage, UsageRecord, UserRecord
 from services.tokens import estimate_tokens
@@ -41,6 +42,8 @@ class ChatInput:
     text: str
     # In groups several people share one history; their names tell the model who said what.
     speaker: str | None = None
+    images: tuple[str, ...] = ()  # data URLs: the question goes to a vision model
+    stored_text: str | None = None  # what history keeps instead of `text` (image placeholder)
 
 
 @dataclass(frozen=True, slots=True)
@@ -168,8 +171,12 @@ class ChatService:
         storage: Storage,
         default_model: str,
         default_system_prompt: str,
+        default_vision_model: str,
+        images: ImageMemory | None = None,
     ) -> None:
         self._client = client
+        self._default_vision = default_vision_model
+        self._images = images or ImageMemory()
         self._conversations = conversations
         self._storage = storage
         self._default_model = default_model
@@ -185,6 +192,9 @@ class ChatService:
     def model_for(self, user: UserRecord) -> str:
         return user.model or self._default_model
 
+    def vision_model_for(self, user: UserRecord) -> str:
+        return user.vision_model or self._default_vision
+
     def _new_id(self) -> int:
         self._next_id = self._next_id % _MAX_ID + 1
         while self._next_id in self._replies:
@@ -192,7 +202,14 @@ class ChatService:
         return self._next_id
 
     def start(self, request: ChatInput, user: UserRecord) -> Reply:
-        reply = Reply(self._new_id(), request, self.model_for(user))
+        """Start answering. Images, or a follow-up to recent images, go to the vision model."""
+        reattach: RememberedImages | None = None
+        if request.images:
+            model = self.vision_model_for(user)
+        else:
+            reattach = self._images.recent((request.chat_id, request.thread_id))
+            model = self.vision_model_for(user) if reattach else self.model_for(user)
+        reply = Reply(self._new_id(), request, model)
         if self._closed:
             # Shutting down: storage may already be gone, so nothing is started.
             reply._finish(
@@ -202,7 +219,7 @@ class ChatService:
             )
             return reply
         self._replies[reply.id] = reply
-        task = asyncio.create_task(self._run(reply, user), name=f"reply-{reply.id}")
+        task = asyncio.create_task(self._run(reply, user, reattach), name=f"reply-{reply.id}")
         reply._task = task
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
@@ -225,6 +242,7 @@ class ChatService:
 
     async def new_conversation(self, chat_id: int, thread_id: int | None) -> None:
         await self._conversations.start_new(chat_id, thread_id)
+        self._images.forget((chat_id, thread_id))
 
     @property
     def active(self) -> int:
@@ -239,7 +257,7 @@ class ChatService:
             await asyncio.gather(*self._tasks, return_exceptions=True)
 
     # --- the work ---------------------------------------------------------------
-    async def _run(self, reply: Reply, user: UserRecord) -> None:
+    async def _run(self, reply: Reply, user: UserRecord, reattach: RememberedImages | None) -> None:
         request = reply.request
         key = (request.chat_id, request.thread_id)
         status = ReplyStatus.FAILED
@@ -255,6 +273,9 @@ class ChatService:
                     model=reply.model,
                     system_prompt=user.system_prompt or self._default_prompt,
                     user_text=_with_speaker(request),
+                    images=request.images,
+                    stored_text=request.stored_text and _with_speaker(request, request.stored_text),
+                    reattach=reattach,
                 )
                 stream = self._client.stream_chat(
                     model=reply.model,
@@ -319,6 +340,11 @@ class ChatService:
         text = reply.text
         if text.strip():
             await self._conversations.save_exchange(prepared, text, status=status.value)
+            key = (reply.request.chat_id, reply.request.thread_id)
+            placeholder = prepared.user_message.content
+            if reply.request.images:
+                self._images.remember(key, placeholder, reply.request.images)
+            self._images.exchange_done(key, placeholder)
         await self._record_usage(
             reply, prepared, "ok" if status is ReplyStatus.COMPLETE else status.value, usage
         )
@@ -395,5 +421,6 @@ class _HeldLock:
             self._table[self._key] = (lock, users - 1)
 
 
-def _with_speaker(request: ChatInput) -> str:
-    return f"{request.speaker}: {request.text}" if request.speaker else request.text
+def _with_speaker(request: ChatInput, text: str | None = None) -> str:
+    text = request.text if text is None else text
+    return f"{request.speaker}: {text}" if request.speaker else text

@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from services.image_memory import RememberedImages, is_image_placeholder
 from services.llm import ContextTooLong, ModelCatalog
 from services.storage import Storage, StoredMessage
 from services.tokens import estimate_message_tokens
@@ -20,6 +21,19 @@ from services.tokens import estimate_message_tokens
 HISTORY_PAGE = 64
 # Never fetch more than this many messages for one request, whatever the budget.
 HISTORY_MAX_MESSAGES = 1024
+# What an image costs in a vision request: providers bill roughly 250-1100 tokens for
+# an image of up to 2048 px; the higher figure keeps trimmed requests inside the window.
+IMAGE_TOKENS = 1100
+GONE_NOTE = " (the image itself is no longer available; ask the user to send it again if needed)"
+
+
+def content_with_images(text: str, images: Sequence[str]) -> str | list[dict[str, Any]]:
+    """OpenAI-style content parts: the text, then each image as a data URL."""
+    if not images:
+        return text
+    parts: list[dict[str, Any]] = [{"type": "text", "text": text}]
+    parts.extend({"type": "image_url", "image_url": {"url": url}} for url in images)
+    return parts
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,6 +81,7 @@ class PreparedRequest:
     max_tokens: int
     prompt_tokens: int  # estimated
     user_message: StoredMessage
+    reattached_images: bool = False
 
 
 class ConversationService:
@@ -92,12 +107,19 @@ class ConversationService:
         model: str,
         system_prompt: str,
         user_text: str,
+        images: Sequence[str] = (),
+        stored_text: str | None = None,
+        reattach: RememberedImages | None = None,
     ) -> PreparedRequest:
+        """Build the request. `stored_text` is what history keeps instead of `user_text`
+        (a placeholder for an image turn); `reattach` re-sends recent images."""
         context = await self._catalog.context_length(model, self._default_context)
         budget = plan_budget(context, self._max_tokens)
         system_tokens = estimate_message_tokens("system", system_prompt)
-        user_tokens = estimate_message_tokens("user", user_text)
+        user_tokens = estimate_message_tokens("user", user_text) + IMAGE_TOKENS * len(images)
         remaining = budget.history_tokens - system_tokens - user_tokens
+        if reattach is not None:
+            remaining -= IMAGE_TOKENS * len(reattach.images)
         if remaining < 0:
             raise ContextTooLong(
                 None, f"message needs ~{user_tokens} tokens; the model's window is {context}"
@@ -105,13 +127,30 @@ class ConversationService:
         conversation_id = await self._storage.active_conversation(chat_id, thread_id)
         history = await self._recent_within(conversation_id, remaining)
         messages: list[dict[str, Any]] = [{"role": "system", "content": system_prompt}]
-        messages.extend({"role": m.role, "content": m.content} for m in history)
-        messages.append({"role": "user", "content": user_text})
+        reattached = False
+        for m in history:
+            content: str | list[dict[str, Any]] = m.content
+            if m.role == "user":
+                if reattach is not None and m.content == reattach.placeholder:
+                    content = content_with_images(m.content, reattach.images)
+                    reattached = True
+                elif is_image_placeholder(m.content.split(": ", 1)[-1]):
+                    content = m.content + GONE_NOTE
+            messages.append({"role": m.role, "content": content})
+        messages.append({"role": "user", "content": content_with_images(user_text, images)})
         used = system_tokens + user_tokens + sum(m.tokens for m in history)
+        if reattached and reattach is not None:
+            used += IMAGE_TOKENS * len(reattach.images)
+        stored = stored_text if stored_text is not None else user_text
         user_message = StoredMessage(
-            role="user", content=user_text, tokens=user_tokens, user_id=user_id
+            role="user",
+            content=stored,
+            tokens=estimate_message_tokens("user", stored),
+            user_id=user_id,
         )
-        return PreparedRequest(conversation_id, messages, budget.max_tokens, used, user_message)
+        return PreparedRequest(
+            conversation_id, messages, budget.max_tokens, used, user_message, reattached
+        )
 
     async def _recent_within(self, conversation_id: int, budget: int) -> list[StoredMessage]:
         newest_first: list[StoredMessage] = []

@@ -13,6 +13,14 @@ def model_digest(model_id: str) -> str:
     return hashlib.blake2s(model_id.encode(), digest_size=6).hexdigest()
 
 
+# Which models serve which purpose, by VseGPT's id prefixes. Image models also
+# include the unprefixed DALL·E ids that VseGPT maps for OpenAI compatibility.
+KIND_PREFIXES = {
+    "vision": ("vis-",),
+    "image": ("img-", "dall-e"),
+}
+
+
 class ModelChooser:
     def __init__(self, catalog: ModelCatalog, users: UserService) -> None:
         self._catalog = catalog
@@ -27,6 +35,17 @@ class ModelChooser:
         for model in await self._catalog.chat_models():
             if model.id == model_id or model.id.lower() == model_id.lower():
                 return await self._users.set_model(user_id, model.id)
+        return None
+
+    async def ids_of_kind(self, kind: str) -> list[str]:
+        prefixes = KIND_PREFIXES[kind]
+        return sorted(m.id for m in await self._catalog.models() if m.id.startswith(prefixes))
+
+    async def choose_kind_by_digest(self, user_id: int, kind: str, digest: str) -> Profile | None:
+        for model_id in await self.ids_of_kind(kind):
+            if model_digest(model_id) == digest:
+                field = "vision_model" if kind == "vision" else "image_model"
+                return await self._users.set_media_choice(user_id, field, model_id)
         return None
 
     async def choose_by_digest(self, user_id: int, digest: str) -> Profile | None:

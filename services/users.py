@@ -16,6 +16,7 @@ RUSSIAN_FAMILY = frozenset({"ru", "uk", "be", "kk"})
 LANGUAGES = ("ru", "en")
 TEMPERATURE_RANGE = (0.0, 2.0)
 MAX_SYSTEM_PROMPT = 4000
+MEDIA_FIELDS = frozenset({"vision_model", "image_model", "tts_voice", "reply_mode"})
 
 
 def language_for(telegram_code: str | None) -> str:
@@ -107,6 +108,12 @@ class UserService:
             if not low <= temperature <= high:
                 raise ValueError(f"temperature must be within {low}..{high}")
         return await self._update(user_id, temperature=temperature)
+
+    async def set_media_choice(self, user_id: int, field: str, value: str | None) -> Profile:
+        """vision_model, image_model, tts_voice or reply_mode; None returns to the default."""
+        if field not in MEDIA_FIELDS:
+            raise ValueError(f"unknown media setting {field!r}")
+        return await self._update(user_id, **{field: value})
 
     async def reset(self, user_id: int) -> Profile:
         record = await self._storage.reset_user_settings(user_id)

@@ -20,7 +20,15 @@ from dataclasses import dataclass
 from aiogram import Bot
 from aiogram.enums import ChatAction, ParseMode
 from aiogram.exceptions import TelegramAPIError, TelegramBadRequest
-from aiogram.types import InlineKeyboardMarkup, InputRichMessage, Message, ReplyParameters
+from aiogram.types import (
+    BufferedInputFile,
+    InlineKeyboardMarkup,
+    InputRichMessage,
+    Message,
+    ReplyParameters,
+)
+from aiogram.utils.chat_action import ChatActionSender
+from services.audio import AudioError
 
 from handlers.ui.errors import error_text
 from handlers.ui.keyboards import stop_keyboard
@@ -32,6 +40,9 @@ from services.formatting import (
     split_markdown,
     split_plain,
 )
+from services.llm import UpstreamError
+from services.users import Profile
+from services.voice import VoiceService
 
 log = logging.getLogger(__name__)
 
@@ -268,3 +279,32 @@ async def _send_classic(
         message_thread_id=target.thread_id,
         reply_parameters=_reply_params(target),
     )
+
+
+async def send_voice_answer(
+    bot: Bot, target: Target, text: str, voice: VoiceService, profile: Profile
+) -> bool:
+    """Speak the answer as one voice note; False when it could not be made or sent."""
+    try:
+        async with ChatActionSender.record_voice(
+            bot=bot, chat_id=target.chat_id, message_thread_id=target.thread_id
+        ):
+            ogg, seconds = await voice.synthesize(
+                text, voice=profile.user.tts_voice, user_key=profile.user.user_id
+            )
+        await bot.send_voice(
+            target.chat_id,
+            BufferedInputFile(ogg, filename="answer.ogg"),
+            duration=max(1, round(seconds)),
+            message_thread_id=target.thread_id,
+            reply_parameters=_reply_params(target),
+        )
+    except (AudioError, UpstreamError, TelegramAPIError) as error:
+        log.warning("voice answer failed: %s", error)
+        return False
+    return True
+
+
+async def drop_placeholder(bot: Bot, target: Target, message_id: int) -> None:
+    with contextlib.suppress(TelegramAPIError):
+        await bot.delete_message(target.chat_id, message_id)

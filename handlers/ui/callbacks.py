@@ -29,3 +29,16 @@ class SetTemperature(CallbackData, prefix="tmp"):
 
 class SetLanguage(CallbackData, prefix="lang"):
     code: str  # "ru" | "en" | "auto"
+
+
+class PickMediaModel(CallbackData, prefix="mm"):
+    kind: str  # "vision" | "image"
+    digest: str  # empty: back to the default
+
+
+class PickVoice(CallbackData, prefix="vo"):
+    voice: str  # empty: default
+
+
+class PickReplyMode(CallbackData, prefix="rm"):
+    mode: str  # "text" | "voice" | "both" | "auto"

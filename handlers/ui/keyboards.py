@@ -10,6 +10,9 @@ from aiogram.utils.keyboard import InlineKeyboardBuilder
 from handlers.ui.callbacks import (
     ModelPage,
     ModelPick,
+    PickMediaModel,
+    PickReplyMode,
+    PickVoice,
     SetLanguage,
     SetTemperature,
     SettingsAction,
@@ -83,9 +86,83 @@ def settings_keyboard(lang: str) -> InlineKeyboardMarkup:
     )
     builder.row(
         InlineKeyboardButton(
+            text=t(lang, "btn_vision_model"), callback_data=SettingsAction(action="vision").pack()
+        ),
+        InlineKeyboardButton(
+            text=t(lang, "btn_image_model"), callback_data=SettingsAction(action="image").pack()
+        ),
+    )
+    builder.row(
+        InlineKeyboardButton(
+            text=t(lang, "btn_voice"), callback_data=SettingsAction(action="voice").pack()
+        ),
+        InlineKeyboardButton(
+            text=t(lang, "btn_reply_mode"), callback_data=SettingsAction(action="reply").pack()
+        ),
+    )
+    builder.row(
+        InlineKeyboardButton(
             text=t(lang, "btn_reset"), callback_data=SettingsAction(action="reset").pack()
         )
     )
+    return builder.as_markup()
+
+
+def _back_button(lang: str) -> InlineKeyboardButton:
+    return InlineKeyboardButton(
+        text=t(lang, "btn_back"), callback_data=SettingsAction(action="back").pack()
+    )
+
+
+def media_models_keyboard(
+    lang: str, kind: str, model_ids: Sequence[str], current: str | None
+) -> InlineKeyboardMarkup:
+    """At most 30 models: the list of one kind is short; more would not fit a screen."""
+    builder = InlineKeyboardBuilder()
+    for model_id in model_ids[:30]:
+        mark = "✅ " if model_id == current else ""
+        builder.row(
+            InlineKeyboardButton(
+                text=f"{mark}{model_id}",
+                callback_data=PickMediaModel(kind=kind, digest=model_digest(model_id)).pack(),
+            )
+        )
+    builder.row(
+        InlineKeyboardButton(
+            text=("✅ " if current is None else "") + t(lang, "btn_default"),
+            callback_data=PickMediaModel(kind=kind, digest="").pack(),
+        ),
+        _back_button(lang),
+    )
+    return builder.as_markup()
+
+
+def voices_keyboard(lang: str, voices: Sequence[str], current: str | None) -> InlineKeyboardMarkup:
+    builder = InlineKeyboardBuilder()
+    for voice in voices:
+        mark = "✅ " if voice == current else ""
+        builder.button(text=f"{mark}{voice}", callback_data=PickVoice(voice=voice).pack())
+    builder.adjust(3)
+    builder.row(
+        InlineKeyboardButton(
+            text=("✅ " if current is None else "") + t(lang, "btn_default"),
+            callback_data=PickVoice(voice="").pack(),
+        ),
+        _back_button(lang),
+    )
+    return builder.as_markup()
+
+
+def reply_mode_keyboard(lang: str, current: str | None) -> InlineKeyboardMarkup:
+    builder = InlineKeyboardBuilder()
+    for mode in ("text", "voice", "both", "auto"):
+        selected = (current or "auto") == mode
+        builder.button(
+            text=("✅ " if selected else "") + t(lang, f"reply_mode_{mode}"),
+            callback_data=PickReplyMode(mode=mode).pack(),
+        )
+    builder.adjust(2)
+    builder.row(_back_button(lang))
     return builder.as_markup()
 
 

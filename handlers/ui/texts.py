@@ -147,6 +147,153 @@ _TEXTS: Final = MappingProxyType(
             "en": "I don't know this command. Send /help to see what I can do.",
             "ru": "Такой команды нет. Отправьте /help, чтобы увидеть, что я умею.",
         },
+        # --- media -----------------------------------------------------------
+        "cmd_image": {"en": "Generate an image", "ru": "Сгенерировать картинку"},
+        "cmd_video": {"en": "Generate a video", "ru": "Сгенерировать видео"},
+        "cmd_balance": {"en": "Account balance", "ru": "Баланс аккаунта"},
+        "cmd_usage": {"en": "My usage", "ru": "Мой расход"},
+        "describe_image": {
+            "en": "Describe this image.",
+            "ru": "Опиши это изображение.",
+        },
+        "describe_images": {
+            "en": "Describe these images.",
+            "ru": "Опиши эти изображения.",
+        },
+        "file_too_big": {
+            "en": "📦 This file is larger than 20 MB, the most a bot can download. "
+            "Send a smaller one.",
+            "ru": "📦 Файл больше 20 МБ — столько бот скачать не может. Пришлите файл поменьше.",
+        },
+        "image_unsupported": {
+            "en": "🖼 I can't read this image format. Send a JPEG, PNG, WEBP or GIF.",
+            "ru": "🖼 Не могу прочитать этот формат. Пришлите JPEG, PNG, WEBP или GIF.",
+        },
+        "image_corrupt": {
+            "en": "🖼 This image seems damaged; I couldn't open it.",
+            "ru": "🖼 Изображение повреждено — не получилось его открыть.",
+        },
+        "image_too_big": {
+            "en": "🖼 This image is too large to process. Send a smaller one.",
+            "ru": "🖼 Изображение слишком большое. Пришлите поменьше.",
+        },
+        "transcript": {"en": "🎙 <i>{text}</i>", "ru": "🎙 <i>{text}</i>"},
+        "audio_empty": {
+            "en": "🎙 The recording is empty.",
+            "ru": "🎙 Запись пустая.",
+        },
+        "audio_silent": {
+            "en": "🎙 I couldn't hear any words in this recording.",
+            "ru": "🎙 Не удалось разобрать слова в этой записи.",
+        },
+        "audio_corrupt": {
+            "en": "🎙 I couldn't read this audio file. Try recording it again.",
+            "ru": "🎙 Не получилось прочитать аудиофайл. Попробуйте записать ещё раз.",
+        },
+        "audio_too_long": {
+            "en": "🎙 The recording is too long (the limit is {minutes} min).",
+            "ru": "🎙 Запись слишком длинная (предел — {minutes} мин).",
+        },
+        "voice_failed": {
+            "en": "🔇 I couldn't voice the answer, so here it is as text.",
+            "ru": "🔇 Не получилось озвучить ответ, вот он текстом.",
+        },
+        "image_usage": {
+            "en": "Usage: <code>/image a red fox in the snow</code>\nAspect ratio: "
+            "<code>/image 16:9 …</code> (1:1, 16:9, 9:16).",
+            "ru": "Например: <code>/image рыжая лиса на снегу</code>\nФормат: "
+            "<code>/image 16:9 …</code> (1:1, 16:9, 9:16).",
+        },
+        "image_bad_aspect": {
+            "en": "Unsupported aspect ratio {aspect}. Use 1:1, 16:9 or 9:16.",
+            "ru": "Формат {aspect} не поддерживается. Доступны 1:1, 16:9 и 9:16.",
+        },
+        "image_refused": {
+            "en": "🙅 The image model refused this prompt. Rephrase it and try again.",
+            "ru": "🙅 Модель отказалась рисовать по этому запросу. Переформулируйте его.",
+        },
+        "image_model_off": {
+            "en": "🚫 The image model <code>{model}</code> is not available. "
+            "Choose another in /settings.",
+            "ru": "🚫 Модель <code>{model}</code> недоступна. Выберите другую в /settings.",
+        },
+        "video_usage": {
+            "en": "Usage: <code>/video a cat surfing a wave</code>, or send a photo with the "
+            "caption <code>/video what should happen</code>.",
+            "ru": "Например: <code>/video кот катается на волне</code>, или пришлите фото с "
+            "подписью <code>/video что должно произойти</code>.",
+        },
+        "video_queued": {
+            "en": "🎬 Video request accepted. Waiting in the queue… ({elapsed})",
+            "ru": "🎬 Запрос на видео принят. Ожидание в очереди… ({elapsed})",
+        },
+        "video_in_progress": {
+            "en": "🎬 Generating the video… ({elapsed})",
+            "ru": "🎬 Видео генерируется… ({elapsed})",
+        },
+        "video_done": {"en": "🎬 Your video is ready.", "ru": "🎬 Видео готово."},
+        "video_link": {
+            "en": "🎬 Your video is ready, but it is too large to send here: {url}",
+            "ru": "🎬 Видео готово, но оно слишком большое для отправки сюда: {url}",
+        },
+        "video_failed": {
+            "en": "🎬 The video could not be generated: {reason}",
+            "ru": "🎬 Не удалось сгенерировать видео: {reason}",
+        },
+        "video_timeout": {
+            "en": "🎬 The video took too long and was abandoned. Please try again.",
+            "ru": "🎬 Видео генерировалось слишком долго, запрос отменён. Попробуйте ещё раз.",
+        },
+        "video_too_many": {
+            "en": "🎬 You already have {limit} videos in progress. Wait for one to finish.",
+            "ru": "🎬 У вас уже генерируется {limit} видео. Дождитесь завершения.",
+        },
+        "unknown_reason": {"en": "no reason given", "ru": "причина не указана"},
+        "balance": {
+            "en": "💰 <b>Balance:</b> {credits} credits\nSubscription: {subscription}{until}\n"
+            "Status: {status_icon} {status_text}",
+            "ru": "💰 <b>Баланс:</b> {credits} кредитов\nПодписка: {subscription}{until}\n"
+            "Статус: {status_icon} {status_text}",
+        },
+        "balance_until": {"en": " until {date}", "ru": " до {date}"},
+        "balance_unavailable": {
+            "en": "💰 The balance is not available: {reason}",
+            "ru": "💰 Баланс недоступен: {reason}",
+        },
+        "admins_only": {
+            "en": "This command is for the bot's admins.",
+            "ru": "Эта команда только для администраторов бота.",
+        },
+        "usage": {
+            "en": "📊 <b>Your usage</b>\nToday: {today_requests} requests, {today_tokens} tokens, "
+            "{today_credits} credits\nTotal: {total_requests} requests, {total_tokens} tokens, "
+            "{total_credits} credits",
+            "ru": "📊 <b>Ваш расход</b>\nСегодня: {today_requests} запросов, {today_tokens} "
+            "токенов, {today_credits} кредитов\nВсего: {total_requests} запросов, "
+            "{total_tokens} токенов, {total_credits} кредитов",
+        },
+        "btn_vision_model": {"en": "👁 Vision model", "ru": "👁 Модель зрения"},
+        "btn_image_model": {"en": "🎨 Image model", "ru": "🎨 Модель картинок"},
+        "btn_voice": {"en": "🗣 Voice", "ru": "🗣 Голос"},
+        "btn_reply_mode": {"en": "💬 Reply mode", "ru": "💬 Формат ответа"},
+        "reply_mode_text": {"en": "Text", "ru": "Текст"},
+        "reply_mode_voice": {"en": "Voice", "ru": "Голос"},
+        "reply_mode_both": {"en": "Text + voice", "ru": "Текст + голос"},
+        "reply_mode_auto": {
+            "en": "Auto (voice to voice)",
+            "ru": "Авто (на голос — голосом)",
+        },
+        "pick_vision_model": {"en": "Choose the vision model:", "ru": "Выберите модель зрения:"},
+        "pick_image_model": {"en": "Choose the image model:", "ru": "Выберите модель картинок:"},
+        "pick_voice": {"en": "Choose the voice:", "ru": "Выберите голос:"},
+        "pick_reply_mode": {
+            "en": "How should I answer?",
+            "ru": "Как отвечать?",
+        },
+        "no_models_of_kind": {
+            "en": "No such models in the current list; the default is used.",
+            "ru": "Таких моделей в списке нет; используется модель по умолчанию.",
+        },
         "not_text": {
             "en": "I can read text messages for now. Send your question as text.",
             "ru": "Пока я понимаю только текст. Отправьте вопрос текстом.",
@@ -176,11 +323,15 @@ _TEXTS: Final = MappingProxyType(
         "settings_title": {
             "en": (
                 "<b>Settings</b>\nModel: <code>{model}</code>\nPersona: {persona}\n"
-                "Temperature: {temperature}\nLanguage: {lang}"
+                "Temperature: {temperature}\nLanguage: {lang}\n"
+                "Vision model: <code>{vision}</code>\nImage model: <code>{image}</code>\n"
+                "Voice: {voice}\nReply mode: {reply_mode}"
             ),
             "ru": (
                 "<b>Настройки</b>\nМодель: <code>{model}</code>\nПерсона: {persona}\n"
-                "Температура: {temperature}\nЯзык: {lang}"
+                "Температура: {temperature}\nЯзык: {lang}\n"
+                "Модель зрения: <code>{vision}</code>\nМодель картинок: <code>{image}</code>\n"
+                "Голос: {voice}\nФормат ответа: {reply_mode}"
             ),
         },
         "persona_default": {"en": "default", "ru": "по умолчанию"},

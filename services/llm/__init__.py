@@ -1,4 +1,5 @@
-"""OpenAI-compatible upstream client: streaming, retries, fair rate limiting, circuit breaker."""
+"""OpenAI-compatible upstream client: streaming chat, media endpoints, retries, fair rate
+limiting, circuit breaker."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from services.llm.client import LLMClient
 from services.llm.errors import (
     AuthFailed,
     BadRequest,
+    BalanceUnavailable,
     CircuitOpen,
     ContextTooLong,
     InsufficientFunds,
@@ -16,12 +18,14 @@ from services.llm.errors import (
     ModerationRefused,
     RateLimited,
     RequestCostLimit,
+    ResponseTooLarge,
     ServiceUnavailable,
     StreamInterrupted,
     UpstreamError,
     classify_error,
 )
 from services.llm.limiter import FairRateLimiter
+from services.llm.media import Balance, ImageResult, MediaClient, VideoState, VideoStatus
 from services.llm.retry import RetryPolicy, parse_retry_after, retry_delay, should_retry
 from services.llm.sse import iter_sse_data
 from services.llm.types import ModelInfo, StreamChunk, Usage
@@ -29,25 +33,32 @@ from services.llm.types import ModelInfo, StreamChunk, Usage
 __all__ = [
     "AuthFailed",
     "BadRequest",
+    "Balance",
+    "BalanceUnavailable",
     "CircuitBreaker",
     "CircuitOpen",
     "ContextTooLong",
     "FairRateLimiter",
+    "ImageResult",
     "InsufficientFunds",
     "LLMClient",
     "MaxTokensTooLarge",
+    "MediaClient",
     "ModelCatalog",
     "ModelInfo",
     "ModelUnavailable",
     "ModerationRefused",
     "RateLimited",
     "RequestCostLimit",
+    "ResponseTooLarge",
     "RetryPolicy",
     "ServiceUnavailable",
     "StreamChunk",
     "StreamInterrupted",
     "UpstreamError",
     "Usage",
+    "VideoState",
+    "VideoStatus",
     "classify_error",
     "iter_sse_data",
     "parse_retry_after",

@@ -1,35 +1,34 @@
 """Streaming client for an OpenAI-compatible chat API (VseGPT and friends).
 
 The httpx.AsyncClient is owned by the composition root (timeouts, pool limits, closing); this
-class only builds requests on it. The hot path (one SSE chunk) is: one line from httpx, one
-`json.loads`, a few dict lookups, one small frozen dataclass — no logging, no copies.
+class only builds requests on it. Retries, pacing, the breaker and key redaction live in
+`UpstreamTransport`, shared with the media client. A stream is retried only before its first
+token, so one attempt is "send and read up to the first text delta"; the rest of the stream is
+read outside the retry loop, where any break is a StreamInterrupted.
+
+The hot path (one SSE chunk) is: one line from httpx, one `json.loads`, a few dict lookups, one
+small frozen dataclass — no logging, no copies.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
-from collections.abc import AsyncIterator, Awaitable, Callable, Hashable, Mapping
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Hashable
 from typing import Any
 
 import httpx
 
 from services.llm.breaker import CircuitBreaker
-from services.llm.errors import (
-    BadRequest,
-    RateLimited,
-    ServiceUnavailable,
-    StreamInterrupted,
-    UpstreamError,
-    classify_error,
-)
+from services.llm.errors import StreamInterrupted
 from services.llm.limiter import FairRateLimiter
-from services.llm.retry import RetryPolicy, parse_retry_after, retry_delay, should_retry
+from services.llm.retry import RetryPolicy
 from services.llm.sse import DONE, iter_sse_data
+from services.llm.transport import Failure, UpstreamTransport, is_health_failure
 from services.llm.types import (
     ModelInfo,
     StreamChunk,
-    Usage,
     parse_model_info,
     parse_usage,
     to_float,
@@ -37,35 +36,42 @@ from services.llm.types import (
 
 __all__ = ["LLMClient"]
 
-_REDACTED = "***"
-
-
-class _Failure:
-    """One failed attempt: the error to raise if no retry follows, and whether one may."""
-
-    __slots__ = ("error", "headers", "retryable")
-
-    def __init__(
-        self, error: UpstreamError, *, retryable: bool, headers: Mapping[str, str] | None = None
-    ) -> None:
-        self.error = error
-        self.retryable = retryable
-        self.headers = headers
-
 
 class _StreamState:
     __slots__ = ("done", "failure", "finish", "usage")
 
     def __init__(self) -> None:
         self.done = False  # [DONE] seen
-        self.failure: _Failure | None = None
+        self.failure: Failure | None = None
         self.finish: str | None = None
         self.usage: Any = None  # the raw usage object
 
 
-def _is_health_failure(error: UpstreamError) -> bool:
-    # What says "the upstream is unwell" (feeds the breaker); a 400 says it is alive and well.
-    return isinstance(error, RateLimited | ServiceUnavailable)
+class _Opened:
+    """A successful attempt: either a live stream whose first text arrived, or a finished one."""
+
+    __slots__ = ("events", "final", "response", "state", "text")
+
+    def __init__(
+        self,
+        text: str,
+        *,
+        final: StreamChunk | None = None,
+        response: httpx.Response | None = None,
+        events: AsyncGenerator[str, None] | None = None,
+        state: _StreamState | None = None,
+    ) -> None:
+        self.text = text  # the first text delta ("" when the answer had none)
+        self.final = final  # set when the answer is complete (nothing left to read)
+        self.response = response  # still open when the stream goes on
+        self.events = events
+        self.state = state
+
+
+async def _close_events(events: AsyncGenerator[str, None]) -> None:
+    # Left suspended, the SSE generator would only be finalised by the event loop later.
+    with contextlib.suppress(RuntimeError):
+        await events.aclose()
 
 
 class LLMClient:
@@ -81,82 +87,37 @@ class LLMClient:
         app_title: str | None = None,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
+        self._t = UpstreamTransport(
+            http,
+            base_url,
+            api_key,
+            limiter=limiter,
+            breaker=breaker,
+            retry=retry,
+            app_title=app_title,
+            sleep=sleep,
+        )
         self._http = http
-        self._base_url = base_url.rstrip("/")
-        self._api_key = api_key
-        self._limiter = limiter
         self._breaker = breaker
-        self._retry = retry
-        self._sleep = sleep
-        self._app_title = app_title
-        self._chat_url = f"{self._base_url}/chat/completions"
-        self._models_url = f"{self._base_url}/models"
-        headers = {"Authorization": f"Bearer {api_key}"}
-        if app_title:
-            headers["X-Title"] = app_title
-        self._headers = headers
-        self._chat_headers = {**headers, "Content-Type": "application/json"}
+        self._chat_url = self._t.url("chat/completions")
+        self._models_url = self._t.url("models")
 
     def __repr__(self) -> str:
-        return f"LLMClient(base_url={self._base_url!r}, app_title={self._app_title!r})"
+        return f"LLMClient(base_url={self._t.base_url!r}, app_title={self._t.app_title!r})"
 
-    # --- helpers -----------------------------------------------------------------------------
+    # --- SSE / JSON digestion ----------------------------------------------------------------
 
-    def _redact(self, text: str) -> str:
-        key = self._api_key
-        if key and key in text:
-            text = text.replace(key, _REDACTED)
-        return text
-
-    def _network_failure(self, exc: Exception) -> _Failure:
-        message = str(exc)
-        detail = f"{type(exc).__name__}: {message}" if message else type(exc).__name__
-        error = ServiceUnavailable(None, self._redact(detail))
-        error.__cause__ = exc
-        return _Failure(error, retryable=True)
-
-    async def _status_failure(self, response: httpx.Response) -> _Failure:
-        try:
-            body = (await response.aread()).decode("utf-8", "replace")
-        except httpx.HTTPError:
-            body = ""
-        error = classify_error(response.status_code, self._redact(body))
-        return _Failure(
-            error, retryable=should_retry(response.status_code), headers=response.headers
-        )
-
-    def _stream_error(self, payload: Any) -> _Failure:
-        """An `{"error": ...}` object inside the stream, classified like an HTTP error."""
-        status = None
-        code = payload.get("code") if isinstance(payload, dict) else None
-        if isinstance(code, int | str) and not isinstance(code, bool):
-            try:
-                number = int(code)
-            except ValueError:
-                number = 0
-            if 400 <= number <= 599:
-                status = number
-        body = self._redact(json.dumps({"error": payload}, ensure_ascii=False, default=str))
-        if status is not None:
-            return _Failure(classify_error(status, body), retryable=should_retry(status))
-        # Without a status we cannot tell whether resending helps: classify by the wording and
-        # do not retry; an unrecognised text reads as a provider-side failure.
-        error = classify_error(400, body)
-        if type(error) is BadRequest:
-            error = ServiceUnavailable(None, error.detail)
-        return _Failure(error, retryable=False)
-
-    async def _json_reply(
-        self, response: httpx.Response
-    ) -> tuple[_Failure | None, str, str | None, Usage | None]:
+    async def _json_reply(self, response: httpx.Response) -> Failure | _Opened:
+        """A stream request answered with one JSON body: an error with status 200, or a whole
+        non-streamed completion (some gateways do either)."""
         try:
             obj = json.loads(await response.aread())
         except (ValueError, httpx.RequestError) as exc:
-            return self._network_failure(exc), "", None, None
+            return self._t.network_failure(exc)
         if not isinstance(obj, dict):
-            return self._network_failure(ValueError("malformed JSON reply")), "", None, None
+            return self._t.network_failure(ValueError("malformed JSON reply"))
         if obj.get("error"):
-            return self._stream_error(obj["error"]), "", None, None
+            return self._t.body_failure(obj["error"])
         text, finish = "", None
         choices = obj.get("choices")
         if isinstance(choices, list) and choices and isinstance(choices[0], dict):
@@ -167,7 +128,7 @@ class LLMClient:
         credits = to_float(response.headers.get("x-used-credits"))
         usage = obj.get("usage")
         final_usage = parse_usage(usage, credits) if usage or credits is not None else None
-        return None, text, finish, final_usage
+        return _Opened(text, final=StreamChunk("", final_usage, finish))
 
     def _on_data(self, data: str, state: _StreamState) -> str | None:
         """Digest one SSE payload; return its text delta (or None) and update `state`."""
@@ -180,7 +141,7 @@ class LLMClient:
             if data.strip() == DONE:
                 state.done = True
             else:
-                state.failure = self._network_failure(
+                state.failure = self._t.network_failure(
                     ValueError(f"malformed SSE data: {data[:200]!r}")
                 )
             return None
@@ -188,7 +149,7 @@ class LLMClient:
             return None
         error = obj.get("error")
         if error:
-            state.failure = self._stream_error(error)
+            state.failure = self._t.body_failure(error)
             return None
         usage = obj.get("usage")
         if usage:
@@ -205,21 +166,70 @@ class LLMClient:
             return None
         if reason:
             if reason == "error":
-                state.failure = self._stream_error({"message": "the upstream ended with an error"})
+                state.failure = self._t.body_failure(
+                    {"message": "the upstream ended with an error"}
+                )
                 return None
             state.finish = reason
         return text if type(text) is str else None
 
-    def _delay(self, attempt: int, failure: _Failure) -> float | None:
-        if not failure.retryable or attempt >= self._retry.max_retries:
-            return None
-        return retry_delay(attempt, failure.headers, self._retry)
+    def _ending(self, response: httpx.Response, state: _StreamState) -> Failure | StreamChunk:
+        """How a stream that yields no more text ended: a failure or the final chunk."""
+        failure = state.failure
+        if failure is None and not state.done and state.finish is None:
+            failure = self._t.network_failure(EOFError("the stream ended before completion"))
+        if failure is not None:
+            return failure
+        credits = to_float(response.headers.get("x-used-credits"))
+        usage = None
+        if state.usage is not None or credits is not None:
+            usage = parse_usage(state.usage, credits)
+        return StreamChunk("", usage, state.finish)
 
-    def _give_up(self, failure: _Failure) -> UpstreamError:
-        error = failure.error
-        if failure.headers is not None and error.retry_after is None:
-            error.retry_after = parse_retry_after(failure.headers)
-        return error
+    async def _open_stream(self, body: bytes) -> _Opened | Failure:
+        """One attempt: send, then read up to the first text delta (or the end)."""
+        request = self._http.build_request(
+            "POST", self._chat_url, content=body, headers=self._t.json_headers
+        )
+        try:
+            response = await self._http.send(request, stream=True)
+        except httpx.RequestError as exc:
+            return self._t.network_failure(exc)
+        handed_over = False
+        events: AsyncGenerator[str, None] | None = None
+        try:
+            if not response.is_success:
+                return await self._t.status_failure(response)
+            if "json" in response.headers.get("content-type", ""):
+                return await self._json_reply(response)
+            state = _StreamState()
+            events = iter_sse_data(response.aiter_lines(), stop_at_done=False)
+            try:
+                async for data in events:
+                    if state.done:
+                        continue  # read to the end so the connection is reused
+                    text = self._on_data(data, state)
+                    if text:
+                        handed_over = True
+                        return _Opened(text, response=response, events=events, state=state)
+                    if state.failure is not None:
+                        break
+            except httpx.RequestError as exc:
+                state.failure = self._t.network_failure(exc)
+            ending = self._ending(response, state)
+            if isinstance(ending, Failure):
+                return ending
+            return _Opened("", final=ending)
+        except BaseException:
+            if response.is_success:
+                # Cancelled mid-stream: the upstream answered, so it is alive.
+                self._breaker.record_success()
+            raise
+        finally:
+            if not handed_over:
+                await response.aclose()
+                if events is not None:
+                    await _close_events(events)
 
     # --- public API --------------------------------------------------------------------------
 
@@ -250,123 +260,59 @@ class LLMClient:
             payload["temperature"] = temperature
         # Encoded once: retries resend the same bytes.
         body = json.dumps(payload, ensure_ascii=False).encode()
-        breaker = self._breaker
-        attempt = 0
-        while True:
-            breaker.before_request()
-            await self._limiter.acquire(user_key, on_wait)
-            request = self._http.build_request(
-                "POST", self._chat_url, content=body, headers=self._chat_headers
-            )
+        opened = await self._t.run(
+            lambda: self._open_stream(body), paced=True, user_key=user_key, on_wait=on_wait
+        )
+        response, events, state = opened.response, opened.events, opened.state
+        if response is None or events is None or state is None:
+            if opened.text:
+                yield StreamChunk(opened.text)
+            if opened.final is not None:
+                yield opened.final
+            return
+        try:
+            yield StreamChunk(opened.text)
             try:
-                response = await self._http.send(request, stream=True)
+                async for data in events:
+                    if state.done:
+                        continue  # read to the end so the connection is reused
+                    text = self._on_data(data, state)
+                    if text:
+                        yield StreamChunk(text)
+                    elif state.failure is not None:
+                        break
             except httpx.RequestError as exc:
-                failure = self._network_failure(exc)
-                breaker.record_failure()
-            else:
-                reported = False  # breaker told about this attempt
-                started = False  # non-empty text yielded: no more retries
-                failure = None
-                try:
-                    if not response.is_success:
-                        failure = await self._status_failure(response)
-                    elif "json" in response.headers.get("content-type", ""):
-                        # Some gateways answer a stream request with one JSON body: an error
-                        # with status 200, or a whole non-streamed completion.
-                        failure, text, finish, usage_obj = await self._json_reply(response)
-                        if failure is None:
-                            reported = True
-                            breaker.record_success()
-                            if text:
-                                started = True
-                                yield StreamChunk(text)
-                            yield StreamChunk("", usage_obj, finish)
-                            return
-                    else:
-                        state = _StreamState()
-                        try:
-                            async for data in iter_sse_data(
-                                response.aiter_lines(), stop_at_done=False
-                            ):
-                                if state.done:
-                                    continue  # read to the end so the connection is reused
-                                text = self._on_data(data, state)
-                                if text:
-                                    if not started:
-                                        started = reported = True
-                                        breaker.record_success()
-                                    yield StreamChunk(text)
-                                elif state.failure is not None:
-                                    break
-                        except httpx.RequestError as exc:
-                            state.failure = self._network_failure(exc)
-                        failure = state.failure
-                        if failure is None and not state.done and state.finish is None:
-                            failure = self._network_failure(
-                                EOFError("the stream ended before completion")
-                            )
-                        if failure is None:
-                            if not reported:
-                                reported = True
-                                breaker.record_success()
-                            credits = to_float(response.headers.get("x-used-credits"))
-                            usage = None
-                            if state.usage is not None or credits is not None:
-                                usage = parse_usage(state.usage, credits)
-                            yield StreamChunk("", usage, state.finish)
-                            return
-                    if not reported:
-                        reported = True
-                        if _is_health_failure(failure.error):
-                            breaker.record_failure()
-                        else:
-                            breaker.record_success()
-                    if started:
-                        error = failure.error
-                        if _is_health_failure(error):
-                            breaker.record_failure()
-                        raise StreamInterrupted(
-                            error.status, error.detail or type(error).__name__
-                        ) from error
-                finally:
-                    await response.aclose()
-                    if not reported and response.is_success:
-                        # Cancelled mid-stream: the upstream answered, so it is alive.
-                        breaker.record_success()
-            delay = self._delay(attempt, failure)
-            if delay is None:
-                raise self._give_up(failure) from failure.error.__cause__
-            attempt += 1
-            await self._sleep(delay)
+                state.failure = self._t.network_failure(exc)
+            ending = self._ending(response, state)
+            if isinstance(ending, Failure):
+                error = ending.error
+                if is_health_failure(error):
+                    self._breaker.record_failure()
+                raise StreamInterrupted(
+                    error.status, error.detail or type(error).__name__
+                ) from error
+            yield ending
+        finally:
+            await response.aclose()
+            await _close_events(events)
 
     async def list_models(self) -> list[ModelInfo]:
         """GET /models with the same retry policy; no limiter and no breaker (not a chat)."""
-        attempt = 0
-        while True:
-            try:
-                response = await self._http.get(self._models_url, headers=self._headers)
-            except httpx.RequestError as exc:
-                failure = self._network_failure(exc)
-            else:
-                if response.is_success:
-                    return self._parse_models(response)
-                failure = await self._status_failure(response)
-            delay = self._delay(attempt, failure)
-            if delay is None:
-                raise self._give_up(failure) from failure.error.__cause__
-            attempt += 1
-            await self._sleep(delay)
+        return await self._t.request("GET", self._models_url, self._parse_models)
 
-    def _parse_models(self, response: httpx.Response) -> list[ModelInfo]:
+    def _parse_models(self, response: httpx.Response, body: bytes) -> list[ModelInfo] | Failure:
         try:
-            data = response.json()
+            data = json.loads(body)
         except ValueError as exc:
-            raise ServiceUnavailable(
-                response.status_code, f"malformed models list: {response.text[:200]!r}"
-            ) from exc
+            failure = self._t.malformed(
+                f"malformed models list: {body[:200].decode('utf-8', 'replace')!r}",
+                response.status_code,
+            )
+            failure.error.__cause__ = exc
+            return failure
         items = data.get("data") if isinstance(data, dict) else data
         if not isinstance(items, list):
-            raise ServiceUnavailable(response.status_code, "malformed models list: no data array")
+            return self._t.malformed("malformed models list: no data array", response.status_code)
         models: list[ModelInfo] = []
         for item in items:
             info = parse_model_info(item)

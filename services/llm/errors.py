@@ -14,6 +14,8 @@ Every failure of the OpenAI-compatible upstream surfaces as a subclass of `Upstr
     ├── ServiceUnavailable        5xx, 408, timeouts and connection errors after the retries
     │   └── CircuitOpen           the breaker is open: the request was not sent at all
     ├── StreamInterrupted         the stream broke after the first token was delivered
+    ├── BalanceUnavailable        GET /balance is disabled in the account or answered an error
+    ├── ResponseTooLarge          an answer or a result download is above the allowed size
     └── BadRequest                any other 4xx
 
 `detail` is meant for admins and logs only; users get a translated message per class.
@@ -31,6 +33,7 @@ from typing import Any
 __all__ = [
     "AuthFailed",
     "BadRequest",
+    "BalanceUnavailable",
     "CircuitOpen",
     "ContextTooLong",
     "InsufficientFunds",
@@ -39,6 +42,7 @@ __all__ = [
     "ModerationRefused",
     "RateLimited",
     "RequestCostLimit",
+    "ResponseTooLarge",
     "ServiceUnavailable",
     "StreamInterrupted",
     "UpstreamError",
@@ -116,6 +120,14 @@ class CircuitOpen(ServiceUnavailable):
 
 class StreamInterrupted(UpstreamError):
     """The stream broke after text had already been delivered (never retried)."""
+
+
+class BalanceUnavailable(UpstreamError):
+    """GET /balance is switched off in the account settings, or it answered `status != ok`."""
+
+
+class ResponseTooLarge(UpstreamError):
+    """An answer (or a downloaded result) is larger than the caller allowed; never retried."""
 
 
 class BadRequest(UpstreamError):

@@ -1,23 +1,34 @@
-"""Persistence behind one interface: users, conversations, messages, usage."""
+"""Persistence behind one interface: users, conversations, messages, usage, video jobs."""
 
 from __future__ import annotations
 
 from .base import (
+    ACTIVE_VIDEO_JOB_STATES,
+    REPLY_MODES,
+    RESETTABLE_USER_SETTINGS,
     USER_SETTING_FIELDS,
+    VIDEO_JOB_STATES,
+    VIDEO_JOB_UPDATE_FIELDS,
     Storage,
     StoredMessage,
     UsageRecord,
     UsageSummary,
     UserRecord,
+    VideoJob,
 )
 from .factory import open_storage, sqlite_path_from_url
 from .migrations import MIGRATIONS, SCHEMA_VERSION, Migration, SchemaTooNew
 from .sqlite import SQLiteStorage
 
 __all__ = [
+    "ACTIVE_VIDEO_JOB_STATES",
     "MIGRATIONS",
+    "REPLY_MODES",
+    "RESETTABLE_USER_SETTINGS",
     "SCHEMA_VERSION",
     "USER_SETTING_FIELDS",
+    "VIDEO_JOB_STATES",
+    "VIDEO_JOB_UPDATE_FIELDS",
     "Migration",
     "SQLiteStorage",
     "SchemaTooNew",
@@ -26,6 +37,7 @@ __all__ = [
     "UsageRecord",
     "UsageSummary",
     "UserRecord",
+    "VideoJob",
     "open_storage",
     "sqlite_path_from_url",
 ]

@@ -11,7 +11,45 @@ from typing import Any, Protocol, runtime_checkable
 
 # Settings a user may change; anything else passed to update_user_settings is a bug in the caller.
 USER_SETTING_FIELDS: frozenset[str] = frozenset(
-    {"language", "model", "system_prompt", "temperature"}
+    {
+        "language",
+        "model",
+        "system_prompt",
+        "temperature",
+        "vision_model",
+        "image_model",
+        "tts_voice",
+        "reply_mode",
+    }
+)
+# /reset clears every setting except the interface language: a user who picked a language
+# should not be thrown back to Telegram's guess by resetting the model or persona.
+RESETTABLE_USER_SETTINGS: frozenset[str] = USER_SETTING_FIELDS - {"language"}
+# How answers are delivered; None (NULL) means "auto" (voice in reply to voice, else text).
+REPLY_MODES: tuple[str, ...] = ("text", "voice", "both")
+
+# Video job lifecycle. "submitting" is stored BEFORE the upstream is called, so a crash while
+# submitting leaves a visible row instead of a paid generation nobody knows about.
+VIDEO_JOB_STATES: frozenset[str] = frozenset(
+    {
+        "submitting",
+        "IN_QUEUE",
+        "IN_PROGRESS",
+        "COMPLETED",  # the upstream finished; the video is not delivered yet
+        "FAILED",  # the upstream reported failure (reason = its text)
+        "TIMEOUT",
+        "ERROR",  # our side: the upstream rejected the submission, restart while submitting, …
+        "DELIVERED",
+    }
+)
+# Jobs that still need work from the bot (polling or delivery); they count against the
+# per-user limit and are resumed after a restart.
+ACTIVE_VIDEO_JOB_STATES: frozenset[str] = frozenset(
+    {"submitting", "IN_QUEUE", "IN_PROGRESS", "COMPLETED"}
+)
+# Fields update_video_job accepts; identity, owner and prompt never change after creation.
+VIDEO_JOB_UPDATE_FIELDS: frozenset[str] = frozenset(
+    {"request_id", "state", "url", "reason", "progress_message_id"}
 )
 
 
@@ -27,6 +65,10 @@ class UserRecord:
     temperature: float | None  # None = provider default
     created_at: float  # unix time
     is_blocked: bool = False  # bot blocked by the user
+    vision_model: str | None = None  # None = the bot's VISION_MODEL
+    image_model: str | None = None  # None = the bot's IMAGE_MODEL
+    tts_voice: str | None = None  # None = the bot's TTS_VOICE
+    reply_mode: str | None = None  # one of REPLY_MODES; None = auto
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,6 +101,24 @@ class UsageSummary:
     credits: float
 
 
+@dataclass(frozen=True, slots=True)
+class VideoJob:
+    id: int
+    user_id: int
+    chat_id: int
+    thread_id: int | None
+    request_id: str | None  # the upstream's id; None until the submission was accepted
+    model: str
+    prompt: str
+    lang: str  # the user's language when submitting, for the messages sent later
+    state: str  # one of VIDEO_JOB_STATES
+    progress_message_id: int | None
+    url: str | None  # result URL once COMPLETED
+    reason: str | None  # why it FAILED / ERRORed (upstream or our text; for admins and logs)
+    created_at: float
+    updated_at: float
+
+
 @runtime_checkable
 class Storage(Protocol):
     async def connect(self) -> None:
@@ -81,11 +141,15 @@ class Storage(Protocol):
         ...
 
     async def update_user_settings(self, user_id: int, **fields: Any) -> UserRecord:
-        """Set any of USER_SETTING_FIELDS (None resets one); unknown key → ValueError."""
+        """Set any of USER_SETTING_FIELDS (None resets one); unknown key → ValueError.
+
+        A missing user is created bare. reply_mode must be one of REPLY_MODES or None
+        (ValueError otherwise); temperature is a number, the others are strings (TypeError).
+        """
         ...
 
     async def reset_user_settings(self, user_id: int) -> UserRecord:
-        """model, system_prompt, temperature → None; language is kept."""
+        """Every RESETTABLE_USER_SETTINGS field → None; language is kept."""
         ...
 
     async def active_conversation(self, chat_id: int, thread_id: int | None) -> int:
@@ -118,3 +182,33 @@ class Storage(Protocol):
         ...
 
     async def count_users(self) -> int: ...
+
+    async def create_video_job(
+        self,
+        *,
+        user_id: int,
+        chat_id: int,
+        thread_id: int | None,
+        model: str,
+        prompt: str,
+        lang: str,
+        progress_message_id: int | None,
+    ) -> VideoJob:
+        """Store a new job in state "submitting": request_id None, created_at = updated_at = now."""
+        ...
+
+    async def update_video_job(self, job_id: int, **fields: Any) -> VideoJob:
+        """Set any of VIDEO_JOB_UPDATE_FIELDS and refresh updated_at; return the new row.
+
+        Unknown field or a state outside VIDEO_JOB_STATES → ValueError; wrong type → TypeError;
+        no such job → LookupError.
+        """
+        ...
+
+    async def active_video_jobs(self) -> list[VideoJob]:
+        """Every job in ACTIVE_VIDEO_JOB_STATES, oldest first (resumed after a restart)."""
+        ...
+
+    async def count_active_video_jobs(self, user_id: int) -> int:
+        """How many of the user's jobs are in ACTIVE_VIDEO_JOB_STATES."""
+        ...

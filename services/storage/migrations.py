@@ -91,6 +91,50 @@ MIGRATIONS: tuple[Migration, ...] = (
             "CREATE INDEX usage_records_user_time_idx ON usage_records (user_id, created_at)",
         ),
     ),
+    Migration(
+        version=2,
+        description="media settings on users, video_jobs",
+        statements=(
+            # ADD COLUMN without a default only edits the schema text: existing rows read as
+            # NULL ("use the bot's default") without rewriting the table.
+            "ALTER TABLE users ADD COLUMN vision_model TEXT",
+            "ALTER TABLE users ADD COLUMN image_model TEXT",
+            "ALTER TABLE users ADD COLUMN tts_voice TEXT",
+            "ALTER TABLE users ADD COLUMN reply_mode TEXT",
+            # thread_id stays nullable here: it is only echoed back to Telegram, never looked up.
+            # No CHECK on state: SQLite cannot alter a CHECK without rebuilding the table, and
+            # the code validates states before writing.
+            """
+            CREATE TABLE video_jobs (
+                id                  INTEGER PRIMARY KEY,
+                user_id             INTEGER NOT NULL,
+                chat_id             INTEGER NOT NULL,
+                thread_id           INTEGER,
+                request_id          TEXT,
+                model               TEXT NOT NULL,
+                prompt              TEXT NOT NULL,
+                lang                TEXT NOT NULL,
+                state               TEXT NOT NULL,
+                progress_message_id INTEGER,
+                url                 TEXT,
+                reason              TEXT,
+                created_at          REAL NOT NULL,
+                updated_at          REAL NOT NULL
+            )
+            """,
+            # Finished jobs pile up forever while only a handful are ever active, so both hot
+            # lookups (per-user limit, resume on start) use partial indexes holding active rows
+            # only. Queries must repeat this exact IN list for SQLite to match the index.
+            """
+            CREATE INDEX video_jobs_active_user_idx ON video_jobs (user_id)
+            WHERE state IN ('submitting', 'IN_QUEUE', 'IN_PROGRESS', 'COMPLETED')
+            """,
+            """
+            CREATE INDEX video_jobs_active_idx ON video_jobs (id)
+            WHERE state IN ('submitting', 'IN_QUEUE', 'IN_PROGRESS', 'COMPLETED')
+            """,
+        ),
+    ),
 )
 
 SCHEMA_VERSION: int = MIGRATIONS[-1].version

@@ -6,7 +6,8 @@ transaction would therefore capture whatever other coroutines execute in between
 back on error). To avoid that without a global lock, every public write here is ONE SQL
 statement, which SQLite executes atomically in its own implicit transaction:
 ``add_exchange`` is a single two-row INSERT, the active conversation is simply the newest one
-of its chat/thread (so starting one is a single INSERT), settings are single upserts.
+of its chat/thread (so starting one is a single INSERT), settings are single upserts, a
+video job is created and each of its changes applied by one INSERT/UPDATE … RETURNING.
 
 Hot-path reads (``active_conversation``, ``recent_messages``, ``get_user``) are one indexed
 statement and one worker-thread round trip each (``execute_fetchall``); connection PRAGMAs are
@@ -19,17 +20,23 @@ import logging
 import sqlite3
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import aiosqlite
 
 from .base import (
+    REPLY_MODES,
+    RESETTABLE_USER_SETTINGS,
     USER_SETTING_FIELDS,
+    VIDEO_JOB_STATES,
+    VIDEO_JOB_UPDATE_FIELDS,
     StoredMessage,
     UsageRecord,
     UsageSummary,
     UserRecord,
+    VideoJob,
 )
 from .migrations import MIGRATIONS, Migration, migrate
 
@@ -38,7 +45,7 @@ log = logging.getLogger(__name__)
 # Column order matches the UserRecord fields so rows map positionally.
 _USER_COLUMNS = (
     "user_id, username, first_name, language_code, language, model, system_prompt, "
-    "temperature, created_at, is_blocked"
+    "temperature, created_at, is_blocked, vision_model, image_model, tts_voice, reply_mode"
 )
 _SQL_GET_USER = f"SELECT {_USER_COLUMNS} FROM users WHERE user_id = ?"
 _SQL_UPSERT_USER = f"""
@@ -96,6 +103,29 @@ _USAGE_TOTALS = (
 _SQL_USAGE_TOTAL = _USAGE_TOTALS
 _SQL_USAGE_SINCE = _USAGE_TOTALS + " AND created_at >= ?"
 
+# Column order matches the VideoJob fields so rows map positionally.
+_VIDEO_COLUMNS = (
+    "id, user_id, chat_id, thread_id, request_id, model, prompt, lang, state, "
+    "progress_message_id, url, reason, created_at, updated_at"
+)
+# Must be the exact text of the partial indexes' WHERE clause (migration 2) or SQLite will not
+# use them; a unit test checks both the plan and that it matches ACTIVE_VIDEO_JOB_STATES.
+_ACTIVE_VIDEO_STATES_SQL = "state IN ('submitting', 'IN_QUEUE', 'IN_PROGRESS', 'COMPLETED')"
+_SQL_CREATE_VIDEO_JOB = f"""
+INSERT INTO video_jobs
+    (user_id, chat_id, thread_id, model, prompt, lang, state, progress_message_id,
+     created_at, updated_at)
+VALUES (?, ?, ?, ?, ?, ?, 'submitting', ?, ?, ?)
+RETURNING {_VIDEO_COLUMNS}
+"""
+_SQL_ACTIVE_VIDEO_JOBS = (
+    f"SELECT {_VIDEO_COLUMNS} FROM video_jobs WHERE {_ACTIVE_VIDEO_STATES_SQL} ORDER BY id"
+)
+_SQL_COUNT_ACTIVE_VIDEO_JOBS = (
+    f"SELECT COUNT(*) FROM video_jobs WHERE user_id = ? AND {_ACTIVE_VIDEO_STATES_SQL}"
+)
+_SQL_GET_VIDEO_JOB = f"SELECT {_VIDEO_COLUMNS} FROM video_jobs WHERE id = ?"
+
 
 def _thread_key(thread_id: int | None) -> int:
     # NULL never equals NULL in SQL, so "no thread" is stored as 0 (Telegram thread ids are > 0).
@@ -114,6 +144,10 @@ def _user_from_row(row: Any) -> UserRecord:
         temp,
         created,
         blocked,
+        vision_model,
+        image_model,
+        tts_voice,
+        reply_mode,
     ) = row
     # RETURNING yields whole REAL values as int (SQLite stores them compactly and only SELECT
     # converts back), so restore the declared float types here.
@@ -128,7 +162,17 @@ def _user_from_row(row: Any) -> UserRecord:
         temperature=None if temp is None else float(temp),
         created_at=float(created),
         is_blocked=bool(blocked),
+        vision_model=vision_model,
+        image_model=image_model,
+        tts_voice=tts_voice,
+        reply_mode=reply_mode,
     )
+
+
+def _video_job_from_row(row: Any) -> VideoJob:
+    job = VideoJob(*row)
+    # RETURNING may give whole REALs back as int; keep the declared float types.
+    return replace(job, created_at=float(job.created_at), updated_at=float(job.updated_at))
 
 
 def _check_setting(name: str, value: Any) -> Any:
@@ -142,6 +186,29 @@ def _check_setting(name: str, value: Any) -> Any:
         if isinstance(value, bool) or not isinstance(value, int | float):
             raise TypeError(f"temperature must be a number or None, got {type(value).__name__}")
         return float(value)
+    if not isinstance(value, str):
+        raise TypeError(f"{name} must be a str or None, got {type(value).__name__}")
+    if name == "reply_mode" and value not in REPLY_MODES:
+        raise ValueError(f"reply_mode must be one of {', '.join(REPLY_MODES)} or None")
+    return value
+
+
+def _check_video_field(name: str, value: Any) -> Any:
+    if name not in VIDEO_JOB_UPDATE_FIELDS:
+        allowed = ", ".join(sorted(VIDEO_JOB_UPDATE_FIELDS))
+        raise ValueError(f"unknown video job field {name!r}; allowed: {allowed}")
+    if name == "state":
+        if value not in VIDEO_JOB_STATES:
+            raise ValueError(f"unknown video job state {value!r}")
+        return str(value)  # a StrEnum member is stored as its plain value
+    if value is None:
+        return None
+    if name == "progress_message_id":
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise TypeError(
+                f"progress_message_id must be an int or None, got {type(value).__name__}"
+            )
+        return value
     if not isinstance(value, str):
         raise TypeError(f"{name} must be a str or None, got {type(value).__name__}")
     return value
@@ -282,9 +349,7 @@ class SQLiteStorage:
         return _user_from_row(rows[0])
 
     async def reset_user_settings(self, user_id: int) -> UserRecord:
-        return await self.update_user_settings(
-            user_id, model=None, system_prompt=None, temperature=None
-        )
+        return await self.update_user_settings(user_id, **dict.fromkeys(RESETTABLE_USER_SETTINGS))
 
     async def count_users(self) -> int:
         rows = list(await self._conn.execute_fetchall(_SQL_COUNT_USERS))
@@ -386,3 +451,51 @@ class SQLiteStorage:
             completion_tokens=int(completion_tokens),
             credits=float(credits),
         )
+
+    # ---------------------------------------------------------------------------- video jobs
+
+    async def create_video_job(
+        self,
+        *,
+        user_id: int,
+        chat_id: int,
+        thread_id: int | None,
+        model: str,
+        prompt: str,
+        lang: str,
+        progress_message_id: int | None,
+    ) -> VideoJob:
+        now = self._clock()
+        rows = list(
+            await self._conn.execute_fetchall(
+                _SQL_CREATE_VIDEO_JOB,
+                (user_id, chat_id, thread_id, model, prompt, lang, progress_message_id, now, now),
+            )
+        )
+        return _video_job_from_row(rows[0])
+
+    async def update_video_job(self, job_id: int, **fields: Any) -> VideoJob:
+        values = {name: _check_video_field(name, value) for name, value in fields.items()}
+        if not values:
+            rows = list(await self._conn.execute_fetchall(_SQL_GET_VIDEO_JOB, (job_id,)))
+        else:
+            # Column names come from the VIDEO_JOB_UPDATE_FIELDS whitelist (checked above).
+            names = sorted(values)
+            assignments = ", ".join(f"{name} = ?" for name in names)
+            sql = (
+                f"UPDATE video_jobs SET {assignments}, updated_at = ? WHERE id = ? "
+                f"RETURNING {_VIDEO_COLUMNS}"
+            )
+            params = (*(values[name] for name in names), self._clock(), job_id)
+            rows = list(await self._conn.execute_fetchall(sql, params))
+        if not rows:
+            raise LookupError(f"no video job with id {job_id}")
+        return _video_job_from_row(rows[0])
+
+    async def active_video_jobs(self) -> list[VideoJob]:
+        rows = await self._conn.execute_fetchall(_SQL_ACTIVE_VIDEO_JOBS)
+        return [_video_job_from_row(row) for row in rows]
+
+    async def count_active_video_jobs(self, user_id: int) -> int:
+        rows = list(await self._conn.execute_fetchall(_SQL_COUNT_ACTIVE_VIDEO_JOBS, (user_id,)))
+        return int(rows[0][0])

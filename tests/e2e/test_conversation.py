@@ -136,7 +136,12 @@ async def test_persona_and_temperature_from_settings(bench: Bench) -> None:
             "sendMessage", lambda c: "pirate" in c.params["text"], count=2
         )
     )[-1]
-    reset = menu.params["reply_markup"]["inline_keyboard"][1][0]
+    reset = next(
+        b
+        for row in menu.params["reply_markup"]["inline_keyboard"]
+        for b in row
+        if "Reset" in b["text"]
+    )
     bench.telegram.press_button(
         USER, bench.telegram.sent_messages(USER)[-1], reset["callback_data"]
     )

@@ -1,9 +1,13 @@
 """A fake OpenAI-compatible upstream that behaves like VseGPT, for tests and benchmarks.
 
 It runs an aiohttp server on 127.0.0.1 (random port) and serves ``/v1/chat/completions``
-(SSE streaming and plain JSON) and ``/v1/models``. Every request is recorded as an
-:class:`UpstreamRequest`; faults (HTTP errors, broken streams, in-stream errors, a request-rate
-rule) are injected through methods on :class:`FakeUpstream`.
+(SSE streaming and plain JSON), ``/v1/models`` and the media endpoints: ``/v1/audio/
+transcriptions`` (multipart), ``/v1/audio/speech`` (a real WAV, or MP3 through ffmpeg),
+``/v1/images/generations`` (a real PNG by URL or base64), ``/v1/video/generate`` +
+``/v1/video/status`` (a job walking through ``video_steps``, ending in a real MP4),
+``/v1/balance`` and ``/v1/files/<name>`` (the results the others link to). Every request is
+recorded as an :class:`UpstreamRequest`; faults (HTTP errors, broken streams, in-stream errors,
+a request-rate rule) are injected through methods on :class:`FakeUpstream`.
 
 Disconnects are detected through aiohttp's ``handler_cancellation``: when the peer's socket
 closes, aiohttp cancels the handler task, so a handler sleeping between chunks wakes up at once
@@ -16,21 +20,61 @@ access log, no per-request logging and no sleeping unless a delay is configured.
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
+import copy
+import io
 import json as jsonlib
 import math
+import struct
+import sys
+import tempfile
 import time
+import wave
+import zlib
+from array import array
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
-from aiohttp import web
+from aiohttp import BodyPartReader, web
 
-__all__ = ["FakeUpstream", "UpstreamRequest", "default_models"]
+__all__ = [
+    "FakeUpstream",
+    "UpstreamRequest",
+    "default_balance",
+    "default_models",
+    "sine_wav",
+    "tiny_png",
+]
 
 CHAT_PATH = "/v1/chat/completions"
 MODELS_PATH = "/v1/models"
+TRANSCRIPTIONS_PATH = "/v1/audio/transcriptions"
+SPEECH_PATH = "/v1/audio/speech"
+IMAGES_PATH = "/v1/images/generations"
+VIDEO_GENERATE_PATH = "/v1/video/generate"
+VIDEO_STATUS_PATH = "/v1/video/status"
+BALANCE_PATH = "/v1/balance"
+FILES_PREFIX = "/v1/files/"
+# Paid POSTs: the request-rate rule (enforce_rps) counts them like chat starts, as VseGPT does.
+_PAID_PATHS = frozenset(
+    {CHAT_PATH, TRANSCRIPTIONS_PATH, SPEECH_PATH, IMAGES_PATH, VIDEO_GENERATE_PATH}
+)
+
+DEFAULT_TRANSCRIPT = "hello from the voice note"
+DEFAULT_VIDEO_STEPS = ("IN_QUEUE", "IN_PROGRESS", "COMPLETED")
+BALANCE_DISABLED_REASON = "Balance API is disabled in account settings"
+MODERATION_MESSAGE = (
+    "Your request was rejected as a result of our safety system. Your prompt may contain text "
+    "that is not allowed by our safety system."
+)
+SPEECH_MAX_INPUT = 4096  # OpenAI's limit for /audio/speech
+SPEECH_SECONDS_PER_CHAR = 0.05
+SPEECH_MAX_SECONDS = 30.0
+SPEECH_RATE = 24000
 
 WRONG_KEY_MESSAGE = "User with this API key not found"
 OPENAI_KEY_MESSAGE = (
@@ -99,6 +143,85 @@ def default_models() -> list[dict[str, Any]]:
     ]
 
 
+def default_balance() -> dict[str, Any]:
+    """A fresh copy of the default GET /v1/balance answer (numbers as strings, like VseGPT)."""
+    return {
+        "status": "ok",
+        "data": {
+            "credits": "10.75",
+            "subscription_status": "ok",
+            "subscription_end": "2026-12-31",
+            "user_status": 0,
+            "user_status_text": "OK",
+        },
+    }
+
+
+def sine_wav(seconds: float, *, rate: int = SPEECH_RATE, freq: int = 400) -> bytes:
+    """A mono 16-bit WAV with a sine tone at -10 dBFS (loud enough for any silence check)."""
+    frames = max(1, round(seconds * rate))
+    period = rate // freq  # whole samples per cycle, so one cycle can simply be repeated
+    cycle = array(
+        "h", (round(0.3 * 32767 * math.sin(2 * math.pi * i / period)) for i in range(period))
+    )
+    if sys.byteorder == "big":
+        cycle.byteswap()  # WAV samples are little-endian
+    one = cycle.tobytes()
+    pcm = (one * (frames // period + 1))[: frames * 2]
+    buf = io.BytesIO()
+    with wave.open(buf, "wb") as out:
+        out.setnchannels(1)
+        out.setsampwidth(2)
+        out.setframerate(rate)
+        out.writeframes(pcm)
+    return buf.getvalue()
+
+
+def tiny_png(width: int = 64, height: int = 64) -> bytes:
+    """A valid RGB PNG with a colour gradient, built with zlib only."""
+    rows = []
+    for y in range(height):
+        row = bytearray(b"\x00")  # filter type "none"
+        for x in range(width):
+            row += bytes(((x * 255) // max(1, width - 1), (y * 255) // max(1, height - 1), 128))
+        rows.append(bytes(row))
+
+    def chunk(tag: bytes, data: bytes) -> bytes:
+        crc = zlib.crc32(tag + data) & 0xFFFFFFFF
+        return struct.pack(">I", len(data)) + tag + data + struct.pack(">I", crc)
+
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)  # 8-bit RGB
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", header)
+        + chunk(b"IDAT", zlib.compress(b"".join(rows), 9))
+        + chunk(b"IEND", b"")
+    )
+
+
+async def _ffmpeg(args: list[str], data: bytes | None = None) -> bytes:
+    """Run ffmpeg without blocking the loop; stdout is the result. Killed if cancelled."""
+    proc = await asyncio.create_subprocess_exec(
+        "ffmpeg",
+        "-hide_banner",
+        "-loglevel",
+        "error",
+        *args,
+        stdin=asyncio.subprocess.DEVNULL if data is None else asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    try:
+        out, err = await proc.communicate(data)
+    except BaseException:
+        with contextlib.suppress(ProcessLookupError):
+            proc.kill()
+        raise
+    if proc.returncode != 0:
+        raise RuntimeError(f"ffmpeg failed: {err.decode(errors='replace')[-500:]}")
+    return out
+
+
 class _Headers(dict[str, str]):
     """Request headers: keys stored lower-case, lookups case-insensitive."""
 
@@ -128,6 +251,13 @@ class UpstreamRequest:
     disconnected_event: asyncio.Event = field(
         default_factory=asyncio.Event, repr=False, compare=False
     )
+    query: dict[str, str] = field(default_factory=dict)  # URL query parameters
+    form: dict[str, str] = field(default_factory=dict)  # multipart/urlencoded plain fields
+    files: dict[str, bytes] = field(default_factory=dict, repr=False)  # multipart file parts
+    filenames: dict[str, str] = field(default_factory=dict)  # multipart part → its filename
+
+
+_Handler = Callable[[UpstreamRequest], Awaitable[web.StreamResponse]]
 
 
 @dataclass(slots=True)
@@ -204,8 +334,10 @@ class FakeUpstream:
     """VseGPT-like OpenAI-compatible server on 127.0.0.1 under ``/v1``.
 
     Public, freely adjustable attributes (``reset()`` restores them): ``models``, ``reply``,
-    ``chunks``, ``first_token_delay``, ``chunk_delay``, ``credits``. Records: ``requests``,
-    ``rejected_429``.
+    ``chunks``, ``first_token_delay``, ``chunk_delay``, ``credits``; media: ``transcript``,
+    ``speech_format``, ``speech_mode``, ``image_mode``, ``video_steps``, ``video_fail_reason``,
+    ``balance_payload``, ``balance_disabled``, ``files_require_auth``. Records: ``requests``,
+    ``rejected_429``, ``speech_inputs``, ``video_jobs``, ``video_polls``.
     """
 
     def __init__(self, api_key: str = "test-key") -> None:
@@ -216,6 +348,18 @@ class FakeUpstream:
         self._handlers: set[asyncio.Task[Any]] = set()
         self._request_waiters: list[asyncio.Future[None]] = []
         self._completion_ids = 0
+        self._media_ids = 0  # never reset: a late poll from an old test cannot hit a new job
+        self._png = tiny_png()
+        self._mp4: bytes | None = None  # made by ffmpeg on first use, kept across reset()
+        self._mp4_lock = asyncio.Lock()
+        self._media_routes: dict[tuple[str, str], _Handler] = {
+            ("POST", TRANSCRIPTIONS_PATH): self._transcribe,
+            ("POST", SPEECH_PATH): self._speech,
+            ("POST", IMAGES_PATH): self._image,
+            ("POST", VIDEO_GENERATE_PATH): self._video_generate,
+            ("GET", VIDEO_STATUS_PATH): self._video_status,
+            ("GET", BALANCE_PATH): self._balance,
+        }
         self.reset()
 
     # --- lifecycle -------------------------------------------------------------------------
@@ -279,11 +423,39 @@ class FakeUpstream:
         self._rps_tolerance = 0.0
         self._rps_retry_after: str | None = "2"
         self._last_accepted: float | None = None
+        # --- media ---
+        self.transcript: str = DEFAULT_TRANSCRIPT  # what /audio/transcriptions hears
+        self.speech_format: str = "wav"  # "wav" whatever was asked; "mp3" encodes via ffmpeg
+        self.speech_mode: str = "audio"  # "url": answer {"url": <file link>} instead of audio
+        self.speech_inputs: list[str] = []  # every accepted /audio/speech `input`, in order
+        self.image_mode: str = "url"  # or "b64_json"
+        self.video_steps: list[str] = list(DEFAULT_VIDEO_STEPS)  # status per poll; last repeats
+        self.video_fail_reason: str | None = None  # the last step becomes FAILED with it
+        self.video_jobs: dict[str, dict[str, Any]] = {}  # request_id → the generate request
+        self.video_polls: dict[str, int] = {}  # request_id → status polls answered
+        self.balance_payload: dict[str, Any] = default_balance()  # the whole /balance answer
+        self.balance_disabled: bool = False
+        self.files_require_auth: bool = False  # result links are public, like a CDN's
+        self._files: dict[str, tuple[bytes, str]] = {}  # name → (content, content type)
 
     # --- records ---------------------------------------------------------------------------
 
     def chat_requests(self) -> list[UpstreamRequest]:
         return [r for r in self.requests if r.path == CHAT_PATH]
+
+    def requests_to(self, path: str) -> list[UpstreamRequest]:
+        """Requests to `path` ("audio/speech", "/audio/speech" or "/v1/audio/speech")."""
+        norm = _normalize_path(path)
+        return [r for r in self.requests if r.path == norm]
+
+    def file_url(self, name: str) -> str:
+        """The public link of a served result file."""
+        return f"{self.url}/files/{name}"
+
+    def add_file(self, name: str, content: bytes, content_type: str) -> str:
+        """Serve `content` at GET /v1/files/<name>; returns its URL."""
+        self._files[name] = (content, content_type)
+        return self.file_url(name)
 
     async def wait_for_requests(
         self,
@@ -355,7 +527,8 @@ class FakeUpstream:
     def enforce_rps(
         self, rate: float | None, *, tolerance: float = 0.0, retry_after: str | None = "2"
     ) -> None:
-        """429 (Retry-After: 2) for chat requests arriving < 1/rate s after the last accepted one.
+        """429 (Retry-After: 2) for paid requests (chat and the media POSTs: transcription,
+        speech, images, video generation) arriving < 1/rate s after the last accepted one.
 
         `tolerance` (seconds) forgives that much arrival jitter; None/0 rate switches it off.
         """
@@ -407,26 +580,59 @@ class FakeUpstream:
             json=None,
             started_at=time.monotonic(),
         )
+        if request.query_string:
+            rec.query = dict(request.query)
+        bad_body: str | None = None
         if request.body_exists:
-            raw = await request.read()
-            with contextlib.suppress(ValueError):
-                rec.json = jsonlib.loads(raw)
+            content_type = request.content_type
+            if content_type == "multipart/form-data":
+                try:
+                    await _read_multipart(request, rec)
+                except (ValueError, AssertionError, LookupError) as exc:
+                    bad_body = f"Invalid multipart body: {exc}"
+            elif content_type == "application/x-www-form-urlencoded":
+                post = await request.post()
+                rec.form = {k: v for k, v in post.items() if isinstance(v, str)}
+            else:
+                raw = await request.read()
+                with contextlib.suppress(ValueError):
+                    rec.json = jsonlib.loads(raw)
         self._record(rec)
 
         fault = self._take_fault(rec.path)
         if fault is not None:
             return self._fault_response(rec, fault)
 
+        is_file = rec.path.startswith(FILES_PREFIX) and request.method in ("GET", "HEAD")
+        if is_file and not self.files_require_auth:
+            return self._serve_file(rec)
+
         key_error = self._check_key(request.headers.get("Authorization", ""))
         if key_error is not None:
             return self._error(rec, 400, key_error)
+        if bad_body is not None:
+            return self._error(rec, 400, bad_body)
 
         if rec.path == CHAT_PATH and request.method == "POST":
             return await self._chat(request, rec)
         if rec.path == MODELS_PATH and request.method == "GET":
             rec.completed = True
             return web.json_response({"object": "list", "data": self.models})
-        return self._error(rec, 404, f"Not found: {request.method} {rec.path}")
+        if is_file:
+            return self._serve_file(rec)
+        handler = self._media_routes.get((request.method, rec.path))
+        if handler is None:
+            return self._error(rec, 404, f"Not found: {request.method} {rec.path}")
+        if rec.path in _PAID_PATHS:
+            rejected = self._reject_by_rate(rec)
+            if rejected is not None:
+                return rejected
+        try:
+            return await handler(rec)
+        except asyncio.CancelledError:
+            if not self._stopping:
+                self._mark_disconnected(rec)
+            raise
 
     def _check_key(self, authorization: str) -> str | None:
         scheme, _, key = authorization.partition(" ")
@@ -479,17 +685,23 @@ class FakeUpstream:
         self._last_accepted = now
         return True
 
+    def _reject_by_rate(self, rec: UpstreamRequest) -> web.Response | None:
+        if self._check_rate(rec.started_at):
+            return None
+        self.rejected_429 += 1
+        headers = {"Retry-After": self._rps_retry_after} if self._rps_retry_after else None
+        rec.status = 429
+        return web.Response(
+            status=429,
+            body=_error_body(RATE_LIMIT_MESSAGE, status=429, kind="rate_limit_error"),
+            content_type="application/json",
+            headers=headers,
+        )
+
     async def _chat(self, request: web.Request, rec: UpstreamRequest) -> web.StreamResponse:
-        if not self._check_rate(rec.started_at):
-            self.rejected_429 += 1
-            headers = {"Retry-After": self._rps_retry_after} if self._rps_retry_after else None
-            rec.status = 429
-            return web.Response(
-                status=429,
-                body=_error_body(RATE_LIMIT_MESSAGE, status=429, kind="rate_limit_error"),
-                content_type="application/json",
-                headers=headers,
-            )
+        rejected = self._reject_by_rate(rec)
+        if rejected is not None:
+            return rejected
 
         payload = rec.json
         if not isinstance(payload, dict):
@@ -635,6 +847,158 @@ class FakeUpstream:
             self._mark_disconnected(rec)
         return resp
 
+    # --- media -----------------------------------------------------------------------------
+
+    def _json(self, rec: UpstreamRequest, body: Any, *, paid: bool = False) -> web.Response:
+        rec.completed = True
+        headers = {"x-used-credits": self.credits} if paid and self.credits is not None else None
+        return web.Response(
+            body=jsonlib.dumps(body, ensure_ascii=False).encode(),
+            content_type="application/json",
+            headers=headers,
+        )
+
+    def _new_id(self, prefix: str) -> str:
+        self._media_ids += 1
+        return f"{prefix}-{self._media_ids}"
+
+    async def _transcribe(self, rec: UpstreamRequest) -> web.StreamResponse:
+        if "file" not in rec.files:
+            return self._error(rec, 400, "Invalid request: a multipart 'file' part is required")
+        if not rec.form.get("model"):
+            return self._error(rec, 400, "Invalid request: 'model' is required")
+        if not rec.files["file"]:
+            return self._error(
+                rec, 400, "Invalid file format: the audio file is empty or could not be decoded"
+            )
+        if rec.form.get("response_format") in ("text", "srt", "vtt"):
+            rec.completed = True
+            headers = {"x-used-credits": self.credits} if self.credits is not None else None
+            return web.Response(text=self.transcript, headers=headers)
+        return self._json(rec, {"text": self.transcript}, paid=True)
+
+    async def _speech(self, rec: UpstreamRequest) -> web.StreamResponse:
+        payload = rec.json
+        if not isinstance(payload, dict):
+            return self._error(rec, 400, "Invalid request: the body must be a JSON object")
+        if not payload.get("model"):
+            return self._error(rec, 400, "Invalid request: 'model' is required")
+        text = payload.get("input")
+        if not isinstance(text, str) or not text:
+            return self._error(rec, 400, "Invalid request: 'input' must be a non-empty string")
+        if len(text) > SPEECH_MAX_INPUT:
+            return self._error(
+                rec,
+                400,
+                f"[{{'type': 'string_too_long', 'loc': ('body', 'input'), 'msg': 'String should "
+                f"have at most {SPEECH_MAX_INPUT} characters', 'input': '...'}}]: the input "
+                f"has {len(text)} characters, the maximum is {SPEECH_MAX_INPUT}",
+            )
+        self.speech_inputs.append(text)
+        seconds = min(SPEECH_MAX_SECONDS, SPEECH_SECONDS_PER_CHAR * len(text))
+        audio = sine_wav(seconds)
+        ext, content_type = "wav", "audio/wav"
+        if self.speech_format == "mp3":
+            audio = await _ffmpeg(["-f", "wav", "-i", "pipe:0", "-f", "mp3", "pipe:1"], audio)
+            ext, content_type = "mp3", "audio/mpeg"
+        if self.speech_mode == "url":
+            url = self.add_file(f"{self._new_id('speech')}.{ext}", audio, content_type)
+            return self._json(rec, {"url": url}, paid=True)
+        rec.completed = True
+        headers = {"x-used-credits": self.credits} if self.credits is not None else {}
+        return web.Response(body=audio, content_type=content_type, headers=headers)
+
+    async def _image(self, rec: UpstreamRequest) -> web.StreamResponse:
+        payload = rec.json
+        if not isinstance(payload, dict):
+            return self._error(rec, 400, "Invalid request: the body must be a JSON object")
+        prompt = payload.get("prompt")
+        if not isinstance(prompt, str) or not prompt.strip():
+            return self._error(rec, 400, "Invalid request: 'prompt' is required")
+        if not payload.get("model"):
+            return self._error(rec, 400, "Invalid request: 'model' is required")
+        if "forbidden" in prompt.lower():
+            return self._error(rec, 403, MODERATION_MESSAGE)
+        count = max(1, min(4, _as_int(payload.get("n")) or 1))
+        data = []
+        for _ in range(count):
+            item: dict[str, Any] = {"revised_prompt": prompt}
+            if self.image_mode == "b64_json":
+                item["b64_json"] = base64.b64encode(self._png).decode()
+            else:
+                item["url"] = self.add_file(f"{self._new_id('img')}.png", self._png, "image/png")
+            data.append(item)
+        return self._json(rec, {"created": int(time.time()), "data": data}, paid=True)
+
+    async def _video_generate(self, rec: UpstreamRequest) -> web.StreamResponse:
+        payload = rec.json
+        if not isinstance(payload, dict):
+            return self._error(rec, 400, "Invalid request: the body must be a JSON object")
+        if not payload.get("model"):
+            return self._error(rec, 400, "Invalid request: 'model' is required")
+        if payload.get("action") != "generate":
+            return self._error(rec, 400, "Invalid request: 'action' must be 'generate'")
+        prompt = payload.get("prompt")
+        if not isinstance(prompt, str) or not prompt.strip():
+            return self._error(rec, 400, "Invalid request: 'prompt' is required")
+        if "forbidden" in prompt.lower():
+            return self._error(rec, 403, MODERATION_MESSAGE)
+        request_id = self._new_id("vid")
+        self.video_jobs[request_id] = payload
+        self.video_polls[request_id] = 0
+        return self._json(rec, {"request_id": request_id}, paid=True)
+
+    async def _video_status(self, rec: UpstreamRequest) -> web.StreamResponse:
+        request_id = rec.query.get("request_id")
+        if not request_id:
+            return self._error(rec, 400, "Invalid request: 'request_id' is required")
+        if request_id not in self.video_jobs:
+            return self._error(rec, 404, f"Unknown request_id: {request_id}")
+        polls = self.video_polls[request_id] = self.video_polls.get(request_id, 0) + 1
+        steps = self.video_steps or list(DEFAULT_VIDEO_STEPS[-1:])
+        state = str(steps[min(polls, len(steps)) - 1])
+        body: dict[str, Any] = {"request_id": request_id, "status": state}
+        if polls >= len(steps) and self.video_fail_reason is not None:
+            body.update(status="FAILED", reason=self.video_fail_reason)
+        elif state == "COMPLETED":
+            body["url"] = self.add_file(f"{request_id}.mp4", await self._video_bytes(), "video/mp4")
+        return self._json(rec, body)
+
+    async def _video_bytes(self) -> bytes:
+        async with self._mp4_lock:
+            if self._mp4 is None:
+                with tempfile.TemporaryDirectory() as tmp:
+                    path = f"{tmp}/video.mp4"
+                    await _ffmpeg(
+                        [
+                            "-nostdin",
+                            "-f",
+                            "lavfi",
+                            "-i",
+                            "testsrc=duration=1:size=64x64:rate=10",
+                            "-pix_fmt",
+                            "yuv420p",
+                            "-movflags",
+                            "+faststart",
+                            path,
+                        ]
+                    )
+                    self._mp4 = await asyncio.to_thread(Path(path).read_bytes)
+            return self._mp4
+
+    async def _balance(self, rec: UpstreamRequest) -> web.StreamResponse:
+        if self.balance_disabled:
+            return self._json(rec, {"status": "error", "reason": BALANCE_DISABLED_REASON})
+        return self._json(rec, copy.deepcopy(self.balance_payload))
+
+    def _serve_file(self, rec: UpstreamRequest) -> web.Response:
+        found = self._files.get(rec.path[len(FILES_PREFIX) :])
+        if found is None:
+            return self._error(rec, 404, f"File not found: {rec.path}")
+        content, content_type = found
+        rec.completed = True
+        return web.Response(body=content, content_type=content_type)
+
     @staticmethod
     def _break(request: web.Request, resp: web.StreamResponse) -> web.StreamResponse:
         # close(), not abort(): the chunks already written are flushed first, then the socket
@@ -649,6 +1013,22 @@ class FakeUpstream:
         if not rec.completed and not rec.disconnected:
             rec.disconnected = True
             rec.disconnected_event.set()
+
+
+async def _read_multipart(request: web.Request, rec: UpstreamRequest) -> None:
+    """Record the parts of a multipart body: file parts in `files`, the rest in `form`."""
+    reader = await request.multipart()
+    while True:
+        part = await reader.next()
+        if part is None:
+            return
+        if not isinstance(part, BodyPartReader) or part.name is None:
+            continue  # nested multipart or a nameless part: nothing a client of ours sends
+        if part.filename is not None:
+            rec.files[part.name] = bytes(await part.read(decode=True))
+            rec.filenames[part.name] = part.filename
+        else:
+            rec.form[part.name] = await part.text()
 
 
 def _client_gone(request: web.Request) -> bool:

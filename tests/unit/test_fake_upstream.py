@@ -3,15 +3,30 @@
 from __future__ import annotations
 
 import asyncio
+import base64
+import io
 import json
 import time
+import wave
+from array import array
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+from PIL import Image
 
-from tests.fakes.upstream_server import FakeUpstream, default_models
+from services.llm import (
+    BalanceUnavailable,
+    CircuitBreaker,
+    FairRateLimiter,
+    MediaClient,
+    ModerationRefused,
+    ResponseTooLarge,
+    VideoState,
+)
+from tests.fakes.upstream_server import FakeUpstream, default_balance, default_models, tiny_png
 
 KEY = "test-key"
 
@@ -307,3 +322,288 @@ async def test_stop_does_not_wait_for_slow_streams() -> None:
         started = time.monotonic()
         await server.stop()
         assert time.monotonic() - started < 2
+
+
+# --- media endpoints --------------------------------------------------------------------------
+
+
+async def ffprobe(data: bytes, tmp_path: Path) -> dict[str, Any]:
+    # A file, not a pipe: ffprobe reports the duration only for seekable input.
+    path = tmp_path / "probe.bin"
+    await asyncio.to_thread(path.write_bytes, data)
+    proc = await asyncio.create_subprocess_exec(
+        "ffprobe",
+        "-v",
+        "error",
+        "-show_format",
+        "-show_streams",
+        "-of",
+        "json",
+        str(path),
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    out, err = await proc.communicate()
+    assert proc.returncode == 0, err.decode()
+    return json.loads(out)
+
+
+def wav_info(data: bytes) -> tuple[int, int, int, float]:
+    with wave.open(io.BytesIO(data)) as w:
+        return (
+            w.getnchannels(),
+            w.getframerate(),
+            w.getsampwidth(),
+            w.getnframes() / w.getframerate(),
+        )
+
+
+async def test_transcription_records_the_multipart_upload(
+    upstream: FakeUpstream, client: httpx.AsyncClient
+) -> None:
+    files = {"file": ("voice.ogg", b"OggS fake voice", "audio/ogg")}
+    form = {"model": "stt-openai/whisper-1", "language": "ru", "response_format": "json"}
+    resp = await client.post("/audio/transcriptions", files=files, data=form)
+    assert resp.status_code == 200
+    assert resp.json() == {"text": "hello from the voice note"}
+    (rec,) = upstream.requests_to("audio/transcriptions")
+    assert rec.files == {"file": b"OggS fake voice"}
+    assert rec.filenames == {"file": "voice.ogg"}
+    assert rec.form == form
+    assert rec.json is None and rec.completed
+
+    upstream.transcript = "другой текст"
+    resp = await client.post(
+        "/audio/transcriptions", files=files, data={**form, "response_format": "text"}
+    )
+    assert resp.headers["content-type"].startswith("text/plain")
+    assert resp.text == "другой текст"
+
+
+async def test_transcription_rejects_an_empty_or_missing_file(
+    upstream: FakeUpstream, client: httpx.AsyncClient
+) -> None:
+    form = {"model": "stt-openai/whisper-1"}
+    empty = {"file": ("voice.ogg", b"", "audio/ogg")}
+    resp = await client.post("/audio/transcriptions", files=empty, data=form)
+    assert resp.status_code == 400
+    assert "empty" in resp.json()["error"]["message"]
+    resp = await client.post("/audio/transcriptions", data=form)
+    assert resp.status_code == 400
+    assert [r.status for r in upstream.requests_to("/v1/audio/transcriptions")] == [400, 400]
+
+
+async def test_speech_is_a_real_wav_whose_length_follows_the_input(
+    upstream: FakeUpstream, client: httpx.AsyncClient
+) -> None:
+    body = {"model": "tts-openai/tts-1", "voice": "nova", "input": "x" * 40}
+    resp = await client.post("/audio/speech", json={**body, "response_format": "mp3"})
+    assert resp.status_code == 200
+    assert resp.headers["content-type"] == "audio/wav"  # WAV whatever was asked
+    channels, rate, width, seconds = wav_info(resp.content)
+    assert (channels, rate, width) == (1, 24000, 2)
+    assert seconds == pytest.approx(2.0)
+    # A real tone, not silence: the audio helpers check loudness.
+    samples = array("h", resp.content[44:])
+    assert max(samples) > 8000
+
+    resp = await client.post("/audio/speech", json={**body, "input": "y" * 4096})
+    assert wav_info(resp.content)[3] == pytest.approx(30.0)  # capped
+    assert upstream.speech_inputs == ["x" * 40, "y" * 4096]
+
+    resp = await client.post("/audio/speech", json={**body, "input": "z" * 4097})
+    assert resp.status_code == 400
+    assert "4096" in resp.json()["error"]["message"]
+    resp = await client.post("/audio/speech", json={**body, "input": ""})
+    assert resp.status_code == 400
+    assert len(upstream.speech_inputs) == 2
+
+
+async def test_speech_as_mp3_and_as_a_link(
+    upstream: FakeUpstream, client: httpx.AsyncClient, tmp_path: Path
+) -> None:
+    body = {"model": "tts-openai/tts-1", "voice": "nova", "input": "hello world, twenty"}
+    upstream.speech_format = "mp3"
+    resp = await client.post("/audio/speech", json=body)
+    assert resp.headers["content-type"] == "audio/mpeg"
+    probe = await ffprobe(resp.content, tmp_path)
+    assert probe["streams"][0]["codec_name"] == "mp3"
+    assert float(probe["format"]["duration"]) == pytest.approx(0.95, abs=0.1)
+
+    upstream.speech_format = "wav"
+    upstream.speech_mode = "url"
+    resp = await client.post("/audio/speech", json=body)
+    url = resp.json()["url"]
+    assert url.startswith(upstream.url + "/files/") and url.endswith(".wav")
+    audio = await client.get(url, headers={"Authorization": ""})  # public, like a CDN link
+    assert audio.status_code == 200
+    assert wav_info(audio.content)[3] == pytest.approx(0.05 * len(body["input"]))
+
+
+async def test_images_by_url_and_base64(upstream: FakeUpstream, client: httpx.AsyncClient) -> None:
+    body = {"model": "dall-e-3", "prompt": "a cat", "n": 1, "size": "1024x1024"}
+    resp = await client.post("/images/generations", json=body)
+    assert resp.status_code == 200
+    (item,) = resp.json()["data"]
+    assert item["revised_prompt"] == "a cat"
+    png = await client.get(item["url"])
+    assert png.headers["content-type"] == "image/png"
+    with Image.open(io.BytesIO(png.content)) as image:
+        image.load()
+        assert image.format == "PNG" and image.size == (64, 64)
+
+    upstream.image_mode = "b64_json"
+    resp = await client.post("/images/generations", json=body)
+    (item,) = resp.json()["data"]
+    assert "url" not in item
+    assert base64.b64decode(item["b64_json"]) == png.content == tiny_png()
+
+
+async def test_images_moderation(upstream: FakeUpstream, client: httpx.AsyncClient) -> None:
+    body = {"model": "dall-e-3", "prompt": "something FORBIDDEN here"}
+    resp = await client.post("/images/generations", json=body)
+    assert resp.status_code == 403
+    assert "safety system" in resp.json()["error"]["message"]
+
+
+async def poll(client: httpx.AsyncClient, request_id: str) -> dict[str, Any]:
+    resp = await client.get("/video/status", params={"request_id": request_id})
+    assert resp.status_code == 200
+    return resp.json()
+
+
+async def test_video_walks_to_a_real_mp4(
+    upstream: FakeUpstream, client: httpx.AsyncClient, tmp_path: Path
+) -> None:
+    body = {"model": "txt2vid-kling/standart", "action": "generate", "prompt": "panda"}
+    resp = await client.post("/video/generate", json={**body, "aspect_ratio": "16:9"})
+    request_id = resp.json()["request_id"]
+    assert request_id.startswith("vid-")
+    assert upstream.video_jobs[request_id]["aspect_ratio"] == "16:9"
+    states = [(await poll(client, request_id))["status"] for _ in range(3)]
+    assert states == ["IN_QUEUE", "IN_PROGRESS", "COMPLETED"]
+    final = await poll(client, request_id)  # the last step repeats
+    assert final["status"] == "COMPLETED"
+    assert upstream.video_polls == {request_id: 4}
+
+    video = await client.get(final["url"])
+    assert video.headers["content-type"] == "video/mp4"
+    probe = await ffprobe(video.content, tmp_path)
+    assert "mp4" in probe["format"]["format_name"]
+    assert probe["streams"][0]["width"] == 64
+    assert float(probe["format"]["duration"]) == pytest.approx(1.0, abs=0.2)
+
+    second = (await client.post("/video/generate", json=body)).json()["request_id"]
+    assert second != request_id
+    assert upstream.video_polls[second] == 0
+
+
+async def test_video_failure_custom_steps_and_errors(
+    upstream: FakeUpstream, client: httpx.AsyncClient
+) -> None:
+    body = {"model": "txt2vid-kling/standart", "action": "generate", "prompt": "panda"}
+    upstream.video_steps = ["IN_PROGRESS", "COMPLETED"]
+    upstream.video_fail_reason = "Content policy violation"
+    request_id = (await client.post("/video/generate", json=body)).json()["request_id"]
+    assert (await poll(client, request_id))["status"] == "IN_PROGRESS"
+    final = await poll(client, request_id)
+    assert final["status"] == "FAILED" and final["reason"] == "Content policy violation"
+    assert "url" not in final
+
+    resp = await client.get("/video/status", params={"request_id": "vid-unknown"})
+    assert resp.status_code == 404
+    resp = await client.post("/video/generate", json={**body, "action": "edit"})
+    assert resp.status_code == 400
+    resp = await client.post("/video/generate", json={**body, "prompt": "forbidden"})
+    assert resp.status_code == 403
+
+
+async def test_balance_endpoint(upstream: FakeUpstream, client: httpx.AsyncClient) -> None:
+    resp = await client.get("/balance")
+    assert resp.json() == default_balance()
+    assert resp.json()["data"]["credits"] == "10.75"
+    upstream.balance_payload = {"status": "ok", "data": {"credits": 1, "user_status": 2}}
+    assert (await client.get("/balance")).json()["data"]["user_status"] == 2
+    upstream.balance_disabled = True
+    assert (await client.get("/balance")).json() == {
+        "status": "error",
+        "reason": "Balance API is disabled in account settings",
+    }
+
+
+async def test_media_auth_faults_and_rate(
+    upstream: FakeUpstream, client: httpx.AsyncClient
+) -> None:
+    image = await client.post("/images/generations", json={"model": "m", "prompt": "p"})
+    url = image.json()["data"][0]["url"]
+    async with httpx.AsyncClient(base_url=upstream.url) as anonymous:
+        for method, path in [
+            ("POST", "/audio/transcriptions"),
+            ("POST", "/audio/speech"),
+            ("POST", "/images/generations"),
+            ("POST", "/video/generate"),
+            ("GET", "/video/status?request_id=vid-1"),
+            ("GET", "/balance"),
+        ]:
+            resp = await anonymous.request(method, path, headers={"Authorization": "Bearer bad"})
+            assert resp.status_code == 400, path
+            assert resp.json()["error"]["message"] == "User with this API key not found"
+        assert (await anonymous.get(url)).status_code == 200  # result links are public
+        upstream.files_require_auth = True
+        assert (await anonymous.get(url)).status_code == 400
+    assert (await client.get(url)).status_code == 200
+    assert (await client.get("/files/nothing.png")).status_code == 404
+
+    upstream.fail_next(502, path="/audio/speech")
+    speech = {"model": "m", "voice": "nova", "input": "hi"}
+    assert (await client.post("/audio/speech", json=speech)).status_code == 502
+    assert (await client.post("/audio/speech", json=speech)).status_code == 200
+
+    upstream.enforce_rps(1.0)  # paid media POSTs count like chat starts
+    assert (await client.post("/audio/speech", json=speech)).status_code == 200
+    assert (await client.post("/images/generations", json=speech)).status_code == 429
+    assert (await client.get("/balance")).status_code == 200  # free calls are not counted
+    assert upstream.rejected_429 == 1
+
+
+async def test_media_client_against_the_fake(upstream: FakeUpstream) -> None:
+    """The production MediaClient and the fake agree on every endpoint."""
+    async with httpx.AsyncClient(timeout=10) as http:
+        media = MediaClient(
+            http, upstream.url, KEY, limiter=FairRateLimiter(0), breaker=CircuitBreaker()
+        )
+        text = await media.transcribe(
+            b"OggS voice", filename="voice.ogg", model="stt-openai/whisper-1", language=None
+        )
+        assert text == "hello from the voice note"
+        rec = upstream.requests_to("audio/transcriptions")[-1]
+        assert rec.files["file"] == b"OggS voice" and "language" not in rec.form
+
+        audio = await media.speech("hello", model="tts-openai/tts-1", voice="nova")
+        assert wav_info(audio)[3] == pytest.approx(0.25)
+        upstream.speech_mode = "url"
+        assert await media.speech("hello", model="tts-openai/tts-1", voice="nova") == audio
+
+        image = await media.generate_image("a cat", model="dall-e-3")
+        assert image.url is not None and image.data is None
+        assert await media.download(image.url, max_bytes=1_000_000) == tiny_png()
+        upstream.image_mode = "b64_json"
+        assert (await media.generate_image("a cat", model="dall-e-3")).data == tiny_png()
+        with pytest.raises(ModerationRefused):
+            await media.generate_image("forbidden", model="dall-e-3")
+
+        request_id = await media.start_video("panda", model="txt2vid-kling/standart")
+        states = [(await media.video_status(request_id)).state for _ in range(3)]
+        assert states == [VideoState.IN_QUEUE, VideoState.IN_PROGRESS, VideoState.COMPLETED]
+        status = await media.video_status(request_id)
+        assert status.url is not None
+        video = await media.download(status.url, max_bytes=1_000_000)
+        assert video[4:8] == b"ftyp"
+        with pytest.raises(ResponseTooLarge):
+            await media.download(status.url, max_bytes=100)
+
+        balance = await media.balance()
+        assert balance.credits == 10.75 and balance.user_status == 0
+        upstream.balance_disabled = True
+        with pytest.raises(BalanceUnavailable):
+            await media.balance()

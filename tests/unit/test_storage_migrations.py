@@ -15,7 +15,8 @@ from services.storage import (
 )
 from services.storage.migrations import get_schema_version, migrate
 
-EXPECTED_TABLES = {"users", "conversations", "messages", "usage_records"}
+EXPECTED_TABLES = {"users", "conversations", "messages", "usage_records", "video_jobs"}
+MEDIA_COLUMNS = ("vision_model", "image_model", "tts_voice", "reply_mode")
 
 
 def sync_query(path: Path, sql: str) -> list[tuple]:
@@ -87,6 +88,72 @@ async def test_older_database_is_upgraded_in_place(tmp_path: Path) -> None:
         await store.close()
     assert sync_query(path, "PRAGMA user_version") == [(SCHEMA_VERSION + 1,)]
     assert sync_query(path, "SELECT user_id, note FROM users") == [(1, None)]
+
+
+async def test_version_1_database_is_upgraded_to_2_in_place(tmp_path: Path) -> None:
+    path = tmp_path / "v1.db"
+    # A database as the first release left it: only migration 1, with real data.
+    async with aiosqlite.connect(path, isolation_level=None) as conn:
+        assert await migrate(conn, MIGRATIONS[:1]) == 1
+    with sqlite3.connect(path) as conn:
+        conn.execute(
+            "INSERT INTO users (user_id, username, first_name, language_code, language, model, "
+            "system_prompt, temperature, created_at) "
+            "VALUES (7, 'old', 'Old', 'ru', 'en', 'm1', 'be brief', 0.5, 1000.0)"
+        )
+        conn.execute("INSERT INTO conversations (id, chat_id, created_at) VALUES (3, 70, 1.0)")
+        conn.execute(
+            "INSERT INTO messages (conversation_id, user_id, role, content, tokens, created_at) "
+            "VALUES (3, 7, 'user', 'q', 1, 1.0), (3, NULL, 'assistant', 'a', 1, 2.0)"
+        )
+    assert "video_jobs" not in tables(path)
+
+    store = SQLiteStorage(path)
+    await store.connect()
+    try:
+        user = await store.get_user(7)
+        assert user is not None
+        assert (user.username, user.language, user.model, user.system_prompt) == (
+            "old",
+            "en",
+            "m1",
+            "be brief",
+        )
+        assert user.temperature == 0.5 and user.created_at == 1000.0
+        assert (user.vision_model, user.image_model, user.tts_voice, user.reply_mode) == (
+            None,
+            None,
+            None,
+            None,
+        )
+        assert await store.active_conversation(70, None) == 3
+        assert [m.content for m in await store.recent_messages(3, 10)] == ["q", "a"]
+        # The new schema is usable at once.
+        user = await store.update_user_settings(7, reply_mode="voice", tts_voice="nova")
+        assert (user.reply_mode, user.tts_voice, user.model) == ("voice", "nova", "m1")
+        job = await store.create_video_job(
+            user_id=7,
+            chat_id=70,
+            thread_id=None,
+            model="txt2vid",
+            prompt="p",
+            lang="en",
+            progress_message_id=None,
+        )
+        assert await store.active_video_jobs() == [job]
+    finally:
+        await store.close()
+    assert sync_query(path, "PRAGMA user_version") == [(2,)]
+    columns = {row[1] for row in sync_query(path, "PRAGMA table_info(users)")}
+    assert set(MEDIA_COLUMNS) <= columns
+    # Re-opening an upgraded database changes nothing.
+    store = SQLiteStorage(path)
+    await store.connect()
+    try:
+        assert (await store.get_user(7)).reply_mode == "voice"  # type: ignore[union-attr]
+        assert await store.count_active_video_jobs(7) == 1
+    finally:
+        await store.close()
 
 
 async def test_database_at_version_zero_with_partial_list(tmp_path: Path) -> None:

@@ -8,6 +8,8 @@ from pathlib import Path
 import pytest
 
 from services.storage import (
+    RESETTABLE_USER_SETTINGS,
+    USER_SETTING_FIELDS,
     SQLiteStorage,
     Storage,
     StoredMessage,
@@ -193,6 +195,73 @@ async def test_reset_user_settings_keeps_language(storage: SQLiteStorage) -> Non
     assert (user.model, user.system_prompt, user.temperature) == (None, None, None)
     assert user.language == "ru"
     assert user.username == "a"
+
+
+async def test_media_settings_default_to_none_and_update(storage: SQLiteStorage) -> None:
+    user = await storage.upsert_user(1, username="a", first_name="A", language_code="en")
+    assert (user.vision_model, user.image_model, user.tts_voice, user.reply_mode) == (
+        None,
+        None,
+        None,
+        None,
+    )
+    user = await storage.update_user_settings(
+        1, vision_model="vis-x", image_model="img-y", tts_voice="alloy", reply_mode="voice"
+    )
+    assert (user.vision_model, user.image_model, user.tts_voice, user.reply_mode) == (
+        "vis-x",
+        "img-y",
+        "alloy",
+        "voice",
+    )
+    assert await storage.get_user(1) == user
+    # A profile refresh keeps them, like every other setting.
+    refreshed = await storage.upsert_user(1, username="b", first_name="A", language_code="en")
+    assert (refreshed.tts_voice, refreshed.reply_mode) == ("alloy", "voice")
+    user = await storage.update_user_settings(1, reply_mode=None)
+    assert user.reply_mode is None and user.tts_voice == "alloy"
+
+
+@pytest.mark.parametrize("mode", ["text", "voice", "both"])
+async def test_reply_mode_accepts_known_modes(storage: SQLiteStorage, mode: str) -> None:
+    assert (await storage.update_user_settings(1, reply_mode=mode)).reply_mode == mode
+
+
+async def test_media_settings_are_validated(storage: SQLiteStorage) -> None:
+    await storage.upsert_user(1, username="a", first_name="A", language_code="en")
+    with pytest.raises(ValueError, match="reply_mode"):
+        await storage.update_user_settings(1, reply_mode="loud")
+    with pytest.raises(TypeError):
+        await storage.update_user_settings(1, tts_voice=3)
+    with pytest.raises(TypeError):
+        await storage.update_user_settings(1, vision_model=["x"])
+    user = await storage.get_user(1)
+    assert user is not None and user.reply_mode is None and user.tts_voice is None
+
+
+async def test_reset_clears_media_settings_too(storage: SQLiteStorage) -> None:
+    await storage.upsert_user(1, username="a", first_name="A", language_code="en")
+    await storage.update_user_settings(
+        1,
+        language="en",
+        model="m",
+        vision_model="v",
+        image_model="i",
+        tts_voice="nova",
+        reply_mode="both",
+    )
+    user = await storage.reset_user_settings(1)
+    assert user.model is None
+    assert (user.vision_model, user.image_model, user.tts_voice, user.reply_mode) == (
+        None,
+        None,
+        None,
+        None,
+    )
+    assert user.language == "en"
+    assert all(getattr(user, name) is None for name in RESETTABLE_USER_SETTINGS)
+    assert "language" not in RESETTABLE_USER_SETTINGS
+    assert RESETTABLE_USER_SETTINGS < USER_SETTING_FIELDS
 
 
 async def test_count_users(storage: SQLiteStorage) -> None:

@@ -1,0 +1,65 @@
+"""/image <prompt>, with an optional aspect ratio: `/image 16:9 <prompt>`."""
+
+from __future__ import annotations
+
+import html
+
+from aiogram import Bot, Router
+from aiogram.filters import Command, CommandObject
+from aiogram.types import BufferedInputFile, Message
+from aiogram.utils.chat_action import ChatActionSender
+
+from handlers.chat import thread_of
+from handlers.ui.errors import error_text
+from handlers.ui.texts import t
+from services.image_generation import ImageGenerator, UnsupportedAspect, parse_image_request
+from services.llm import ModelUnavailable, ModerationRefused, UpstreamError
+from services.users import Profile
+
+CAPTION_LIMIT = 1024
+
+
+async def image_command(
+    message: Message,
+    command: CommandObject,
+    bot: Bot,
+    image_gen: ImageGenerator,
+    profile: Profile,
+) -> None:
+    try:
+        request = parse_image_request(command.args)
+    except UnsupportedAspect as error:
+        await message.reply(t(profile.lang, "image_bad_aspect", aspect=html.escape(str(error))))
+        return
+    if request is None:
+        await message.reply(t(profile.lang, "image_usage"))
+        return
+    model = image_gen.model_for(profile.user.image_model)
+    try:
+        async with ChatActionSender.upload_photo(
+            bot=bot, chat_id=message.chat.id, message_thread_id=thread_of(message)
+        ):
+            picture = await image_gen.generate(
+                request, model=profile.user.image_model, user_key=profile.user.user_id
+            )
+    except ModerationRefused:
+        await message.reply(t(profile.lang, "image_refused"))
+        return
+    except ModelUnavailable:
+        await message.reply(t(profile.lang, "image_model_off", model=html.escape(model)))
+        return
+    except UpstreamError as error:
+        await message.reply(error_text(error, profile.lang, model=model, is_admin=profile.is_admin))
+        return
+    caption = request.prompt
+    if len(caption) > CAPTION_LIMIT:
+        caption = caption[: CAPTION_LIMIT - 1] + "…"
+    await message.reply_photo(
+        BufferedInputFile(picture, filename="image.png"), caption=caption, parse_mode=None
+    )
+
+
+def create_router() -> Router:
+    router = Router(name=__name__)
+    router.message.register(image_command, Command("image", "img"))
+    return router

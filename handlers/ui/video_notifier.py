@@ -1,0 +1,91 @@
+"""The Telegram side of /video: one progress message that updates, then the video.
+
+VideoService calls this from its background pollers, also after a restart, so
+everything it needs is in the stored job (chat, message id, language).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import html
+import logging
+
+from aiogram import Bot
+from aiogram.exceptions import TelegramAPIError, TelegramBadRequest
+from aiogram.types import BufferedInputFile
+
+from handlers.ui.texts import t
+from services.storage import VideoJob
+
+log = logging.getLogger(__name__)
+
+STATE_KEYS = {"submitting": "video_queued", "IN_QUEUE": "video_queued"}
+
+
+def elapsed_text(seconds: float) -> str:
+    seconds = max(0, int(seconds))
+    return f"{seconds // 60}:{seconds % 60:02d}"
+
+
+class TelegramVideoNotifier:
+    def __init__(self, bot: Bot) -> None:
+        self._bot = bot
+
+    async def _edit(self, job: VideoJob, text: str) -> bool:
+        if job.progress_message_id is None:
+            return False
+        try:
+            await self._bot.edit_message_text(
+                text=text, chat_id=job.chat_id, message_id=job.progress_message_id
+            )
+        except TelegramBadRequest as error:
+            return "not modified" in error.message
+        except TelegramAPIError as error:
+            log.debug("video progress not shown: %s", error)
+            return False
+        return True
+
+    async def progress(self, job: VideoJob, elapsed: float) -> None:
+        key = STATE_KEYS.get(job.state, "video_in_progress")
+        await self._edit(job, t(job.lang, key, elapsed=elapsed_text(elapsed)))
+
+    async def completed(self, job: VideoJob, video: bytes | None) -> None:
+        try:
+            if video is not None:
+                media: BufferedInputFile | str = BufferedInputFile(video, filename="video.mp4")
+            elif job.url:
+                media = job.url  # Telegram fetches it itself
+            else:
+                raise ValueError("no video and no URL")
+            await self._bot.send_video(
+                job.chat_id,
+                media,
+                caption=_caption(job.prompt),
+                parse_mode=None,
+                message_thread_id=job.thread_id,
+                supports_streaming=True,
+            )
+            await self._edit(job, t(job.lang, "video_done"))
+        except (TelegramAPIError, ValueError) as error:
+            log.info("video %s not uploaded (%s); sending a link", job.id, error)
+            text = t(job.lang, "video_link", url=html.escape(job.url or ""))
+            if not await self._edit(job, text):
+                with contextlib.suppress(TelegramAPIError):
+                    await self._bot.send_message(job.chat_id, text, message_thread_id=job.thread_id)
+
+    async def failed(self, job: VideoJob) -> None:
+        if job.state == "TIMEOUT":
+            text = t(job.lang, "video_timeout")
+        elif job.state == "FAILED" and job.reason:
+            # The upstream's own reason for a failed generation is meant for the user.
+            text = t(job.lang, "video_failed", reason=html.escape(job.reason[:500]))
+        else:
+            # Other errors carry internal or account details: keep them out of the chat.
+            text = t(job.lang, "video_failed", reason=t(job.lang, "unknown_reason"))
+        if not await self._edit(job, text):
+            with contextlib.suppress(TelegramAPIError):
+                await self._bot.send_message(job.chat_id, text, message_thread_id=job.thread_id)
+
+
+def _caption(prompt: str) -> str:
+    return prompt if len(prompt) <= 1024 else prompt[:1023] + "…"

@@ -1,0 +1,69 @@
+"""/video <prompt>, or a photo captioned `/video <prompt>` (image to video)."""
+
+from __future__ import annotations
+
+import html
+
+from aiogram import Bot, Router
+from aiogram.filters import Command, CommandObject
+from aiogram.types import Message
+
+from handlers.chat import thread_of
+from handlers.media import IMAGE_PROBLEM_KEYS, image_file
+from handlers.ui.errors import error_text
+from handlers.ui.files import FileTooBig, download
+from handlers.ui.texts import t
+from handlers.ui.video_notifier import elapsed_text
+from services.images import ImageError, prepare_image_async, to_data_url
+from services.llm import UpstreamError
+from services.users import Profile
+from services.video import TooManyVideoJobs, VideoService
+
+
+async def video_command(
+    message: Message,
+    bot: Bot,
+    command: CommandObject,
+    videos: VideoService,
+    profile: Profile,
+) -> None:
+    prompt = (command.args or "").strip()
+    image_url: str | None = None
+    found = image_file(message)
+    if found is not None:
+        try:
+            image_url = to_data_url(await prepare_image_async(await download(bot, *found)))
+        except FileTooBig:
+            await message.reply(t(profile.lang, "file_too_big"))
+            return
+        except ImageError as error:
+            await message.reply(t(profile.lang, IMAGE_PROBLEM_KEYS[error.problem]))
+            return
+    if not prompt:
+        await message.reply(t(profile.lang, "video_usage"))
+        return
+    progress = await message.reply(t(profile.lang, "video_queued", elapsed=elapsed_text(0)))
+    try:
+        await videos.submit(
+            user_id=profile.user.user_id,
+            chat_id=message.chat.id,
+            thread_id=thread_of(message),
+            prompt=prompt,
+            lang=profile.lang,
+            image_data_url=image_url,
+            progress_message_id=progress.message_id,
+        )
+    except TooManyVideoJobs as error:
+        await progress.edit_text(t(profile.lang, "video_too_many", limit=error.limit))
+    except UpstreamError as error:
+        model = html.escape(videos.default_model)
+        await progress.edit_text(
+            error_text(error, profile.lang, model=model, is_admin=profile.is_admin)
+        )
+
+
+def create_router() -> Router:
+    router = Router(name=__name__)
+    # Also a photo captioned `/video ...`: aiogram's Command filter reads captions too.
+    router.message.register(video_command, Command("video"))
+    return router

@@ -1,0 +1,68 @@
+"""/image: prompt parsing and generation, always returning picture bytes.
+
+Results given as a URL are downloaded here, so the bot uploads the file itself
+rather than relying on Telegram being able to fetch the upstream's URL.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Hashable
+from dataclasses import dataclass
+
+from services.llm import MediaClient, UpstreamError
+
+# Sizes DALL·E 3 accepts; other OpenAI-compatible image models take the same strings.
+ASPECT_SIZES = {"1:1": "1024x1024", "16:9": "1792x1024", "9:16": "1024x1792"}
+_ASPECT = re.compile(r"^\s*(\d{1,2}:\d{1,2})\s+", re.ASCII)
+MAX_IMAGE_BYTES = 10 * 1024 * 1024  # Telegram's photo upload limit
+MAX_PROMPT = 4000
+
+
+@dataclass(frozen=True, slots=True)
+class ImageRequest:
+    prompt: str
+    aspect: str | None
+
+
+class UnsupportedAspect(ValueError):
+    pass
+
+
+def parse_image_request(args: str | None) -> ImageRequest | None:
+    """`16:9 a red fox` → aspect and prompt; None when there is no prompt."""
+    text = (args or "").strip()
+    aspect = None
+    match = _ASPECT.match(text + " ")
+    if match:
+        aspect = match.group(1)
+        if aspect not in ASPECT_SIZES:
+            raise UnsupportedAspect(aspect)
+        text = text[match.end() :].strip() if len(text) > match.end() else ""
+    if not text:
+        return None
+    return ImageRequest(text[:MAX_PROMPT], aspect)
+
+
+class ImageGenerator:
+    def __init__(self, media: MediaClient, *, default_model: str) -> None:
+        self._media = media
+        self._default_model = default_model
+
+    def model_for(self, chosen: str | None) -> str:
+        return chosen or self._default_model
+
+    async def generate(
+        self, request: ImageRequest, *, model: str | None, user_key: Hashable
+    ) -> bytes:
+        result = await self._media.generate_image(
+            request.prompt,
+            model=self.model_for(model),
+            size=ASPECT_SIZES.get(request.aspect or ""),
+            user_key=user_key,
+        )
+        if result.data:
+            return result.data
+        if result.url:
+            return await self._media.download(result.url, max_bytes=MAX_IMAGE_BYTES)
+        raise UpstreamError(None, "the image service returned no picture")
