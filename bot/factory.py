@@ -21,7 +21,7 @@ from aiogram.exceptions import TelegramAPIError
 from aiogram.fsm.storage.memory import MemoryStorage
 from aiogram.types import BotCommand
 
-from bot.middlewares import ProfileMiddleware
+from bot.middlewares import InFlight, ProfileMiddleware
 from bot.settings import Settings
 from bot.telegram_session import FloodControl
 from handlers import get_routers
@@ -218,6 +218,8 @@ def build_app(settings: Settings) -> App:
         max_audio_seconds=settings.max_audio_seconds,
         media_defaults=MediaDefaults(image_model=settings.image_model, voice=settings.tts_voice),
     )
+    in_flight = InFlight()
+    dispatcher.update.outer_middleware(in_flight)
     dispatcher.update.outer_middleware(ProfileMiddleware(services.users))
     dispatcher.include_routers(*get_routers())
 
@@ -233,8 +235,13 @@ def build_app(settings: Settings) -> App:
         log.info("bot @%s started (upstream %s)", me.username, settings.llm_base_url)
 
     async def on_shutdown(**_: Any) -> None:
-        await services.videos.close()
+        # Let answers in progress finish; after the grace period, stop them (their
+        # partial text is delivered and stored), then close what they use.
+        if not await in_flight.drain(settings.shutdown_grace_seconds):
+            log.info("stopping %d unfinished updates", in_flight.active)
         await services.chat.close()
+        await in_flight.drain(5.0)
+        await services.videos.close()
         await services.audio.close()
         await services.storage.close()
         await services.http.aclose()

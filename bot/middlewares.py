@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -41,3 +42,45 @@ class ProfileMiddleware(BaseMiddleware):
                 if profile is not None:
                     data["profile"] = profile
         return await handler(event, data)
+
+
+class InFlight(BaseMiddleware):
+    """Counts updates being handled, so shutdown can let them finish first.
+
+    Polling stops taking new updates before shutdown, but handlers already running
+    (an answer being streamed, a voice note being transcribed) would otherwise meet
+    a closed database or HTTP client halfway through.
+    """
+
+    def __init__(self) -> None:
+        self._active = 0
+        self._idle = asyncio.Event()
+        self._idle.set()
+
+    async def __call__(
+        self,
+        handler: Callable[[TelegramObject, dict[str, Any]], Awaitable[Any]],
+        event: TelegramObject,
+        data: dict[str, Any],
+    ) -> Any:
+        self._active += 1
+        self._idle.clear()
+        try:
+            return await handler(event, data)
+        finally:
+            self._active -= 1
+            if self._active == 0:
+                self._idle.set()
+
+    @property
+    def active(self) -> int:
+        return self._active
+
+    async def drain(self, seconds: float) -> bool:
+        """Wait until no update is being handled; False if `seconds` ran out first."""
+        try:
+            async with asyncio.timeout(seconds):
+                await self._idle.wait()
+        except TimeoutError:
+            return False
+        return True

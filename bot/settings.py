@@ -79,6 +79,7 @@ class Settings(BaseSettings):
     breaker_cooldown_seconds: float = Field(default=30.0, gt=0)
 
     polling_timeout: int = Field(default=30, ge=0, le=60)
+    shutdown_grace_seconds: float = Field(default=10.0, ge=0)
     log_level: str = "INFO"
 
     @field_validator("admin_ids", mode="before")

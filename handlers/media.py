@@ -8,7 +8,6 @@ from aiogram import Bot, F, Router
 from aiogram.enums import ChatType
 from aiogram.types import Message, PhotoSize
 from aiogram.utils.chat_action import ChatActionSender
-from services.audio import AudioError, AudioProblem
 
 from handlers.chat import GROUP_TYPES, AddressedToBot, respond, thread_of
 from handlers.ui.answer import RenderConfig
@@ -16,6 +15,7 @@ from handlers.ui.errors import error_text
 from handlers.ui.files import FileTooBig, download
 from handlers.ui.texts import t
 from services.albums import AlbumCollector
+from services.audio import AudioError, AudioProblem
 from services.chat import ChatInput, ChatService
 from services.image_memory import image_placeholder
 from services.images import ImageError, ImageProblem, prepare_image_async, to_data_url

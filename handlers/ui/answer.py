@@ -28,11 +28,11 @@ from aiogram.types import (
     ReplyParameters,
 )
 from aiogram.utils.chat_action import ChatActionSender
-from services.audio import AudioError
 
 from handlers.ui.errors import error_text
 from handlers.ui.keyboards import stop_keyboard
 from handlers.ui.texts import t
+from services.audio import AudioError
 from services.chat import Reply, ReplyOutcome, ReplyStatus
 from services.formatting import (
     markdown_to_html_parts,

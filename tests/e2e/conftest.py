@@ -55,6 +55,7 @@ def bench_settings(
         "draft_interval_seconds": 0.05,
         "edit_interval_seconds": 0.1,
         "breaker_cooldown_seconds": 60,
+        "shutdown_grace_seconds": 1,
         "log_level": "WARNING",
     }
     values.update(overrides)
