@@ -17,7 +17,14 @@ from dataclasses import dataclass
 
 from services.conversation import ConversationService, PreparedRequest
 from services.image_memory import ImageMemory, RememberedImages
-from services.llm import LLMClient, ServiceUnavailable, StreamInterrupted, UpstreamError, Usage
+from services.llm import (
+    CircuitOpen,
+    LLMClient,
+    ServiceUnavailable,
+    StreamInterrupted,
+    UpstreamError,
+    Usage,
+)
 from services.storage import Storage, UsageRecord, UserRecord
 from services.tokens import estimate_tokens
 
@@ -297,7 +304,8 @@ class ChatService:
                     await stream.aclose()
                 reply._finalizing = True
                 status = ReplyStatus.COMPLETE
-                await self._persist(reply, prepared, status, usage)
+                # Inside the lock, so the next question in this chat sees this answer.
+                await self._persist_quietly(reply, prepared, status, usage)
         except asyncio.CancelledError:
             if not reply.stop_requested:
                 self._finish(reply, ReplyStatus.FAILED, None)
@@ -315,7 +323,9 @@ class ChatService:
             if reply.text:
                 status = ReplyStatus.INTERRUPTED
                 await self._persist_quietly(reply, prepared, status, usage)
-            else:
+            elif prepared is not None and not isinstance(exc, CircuitOpen):
+                # Sent upstream and failed: it counts as a request. One refused before
+                # sending (our own context check, an open breaker) does not.
                 await self._record_usage(reply, prepared, "error", None)
         except Exception:
             log.exception("reply %s failed", reply.id)

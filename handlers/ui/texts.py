@@ -33,12 +33,18 @@ _TEXTS: Final = MappingProxyType(
                 "• Answer any message, streaming the text; press Stop to interrupt.\n"
                 "• Remember the conversation (as much as the model's context holds); "
                 "/new starts over.\n"
+                "• Send a photo or an album (with a question in the caption) and I'll look at it; "
+                "follow-up questions about it work too.\n"
+                "• Send a voice note and I'll answer it — by voice, if you like.\n"
                 "• In groups I answer when mentioned (@{bot}), when you reply to my message, "
                 "or to a command.\n\n"
                 "<b>Commands</b>\n"
                 "/model — choose a model (or /model &lt;id&gt;)\n"
                 "/new — new conversation\n"
-                "/settings — persona (system prompt), temperature, reset\n"
+                "/image &lt;prompt&gt; — draw a picture (/image 16:9 … for wide)\n"
+                "/video &lt;prompt&gt; — make a short video (or a photo captioned /video …)\n"
+                "/settings — persona, temperature, vision and image models, voice, reply mode\n"
+                "/usage — what you have spent; /balance — the account's balance\n"
                 "/lang — interface language\n"
                 "/help — this help"
             ),
@@ -47,12 +53,18 @@ _TEXTS: Final = MappingProxyType(
                 "• Отвечаю на любое сообщение, показывая текст по мере написания; "
                 "кнопка «Стоп» прерывает ответ.\n"
                 "• Помню диалог (сколько вмещает контекст модели); /new — начать заново.\n"
+                "• Пришлите фото или альбом (с вопросом в подписи) — я его рассмотрю; "
+                "уточняющие вопросы тоже работают.\n"
+                "• Пришлите голосовое — отвечу, если хотите, тоже голосом.\n"
                 "• В группах отвечаю, когда меня упоминают (@{bot}), отвечают на моё "
                 "сообщение или вызывают команду.\n\n"
                 "<b>Команды</b>\n"
                 "/model — выбрать модель (или /model &lt;id&gt;)\n"
                 "/new — новый диалог\n"
-                "/settings — персона (системный промпт), температура, сброс\n"
+                "/image &lt;запрос&gt; — нарисовать картинку (/image 16:9 … — широкую)\n"
+                "/video &lt;запрос&gt; — короткое видео (или фото с подписью /video …)\n"
+                "/settings — персона, температура, модели зрения и картинок, голос, формат ответа\n"
+                "/usage — ваш расход; /balance — баланс аккаунта\n"
                 "/lang — язык интерфейса\n"
                 "/help — эта справка"
             ),
@@ -295,8 +307,10 @@ _TEXTS: Final = MappingProxyType(
             "ru": "Таких моделей в списке нет; используется модель по умолчанию.",
         },
         "not_text": {
-            "en": "I can read text messages for now. Send your question as text.",
-            "ru": "Пока я понимаю только текст. Отправьте вопрос текстом.",
+            "en": "I understand text, photos, image files and voice messages. "
+            "Send your question as one of those.",
+            "ru": "Я понимаю текст, фото, файлы-изображения и голосовые. "
+            "Пришлите вопрос в одном из этих видов.",
         },
         "model_title": {
             "en": "Choose a model (current: <code>{model}</code>). Page {page}/{pages}.",

@@ -374,3 +374,15 @@ async def test_balance_for_admins_and_usage_for_everyone(bench: Bench) -> None:
     usage = await bench.telegram.wait_for("sendMessage", lambda c: "usage" in c.params["text"])
     assert "Today: 1 requests" in usage[0].params["text"]
     assert "0.01" in usage[0].params["text"]  # the upstream's x-used-credits
+
+
+@needs_audio_tools
+async def test_too_long_voice_is_refused_before_transcription(
+    bench: Bench, tmp_path: Path
+) -> None:
+    await bench.restart(max_audio_seconds=1)
+    note = make_voice_note(tmp_path, "this recording is certainly longer than one second")
+    bench.telegram.send_voice(USER, note, duration=3)
+    message = (await bench.telegram.wait_for("sendMessage", timeout=10))[0]
+    assert "too long" in message.params["text"]
+    assert not [r for r in bench.upstream.requests if "transcriptions" in r.path]
