@@ -5,7 +5,7 @@ from __future__ import annotations
 from aiogram import Bot, F, Router
 from aiogram.enums import ChatType, MessageEntityType
 from aiogram.filters import Filter
-from aiogram.types import CallbackQuery, Message, MessageGenerationStopped
+from aiogram.types import CallbackQuery, Message, MessageGenerationStopped, User
 
 from handlers.ui.answer import (
     RenderConfig,
@@ -31,41 +31,44 @@ def thread_of(message: Message) -> int | None:
     return message.message_thread_id if message.is_topic_message else None
 
 
-class AddressedToBot(Filter):
-    """In groups: a mention of the bot, or a reply to one of its messages.
+def addressed_question(message: Message, me: User) -> str | None:
+    """In groups: the question when the message mentions the bot or replies to it, the
+    mention removed; None when the message is not for the bot."""
+    text = message.text or message.caption or ""
+    replied = message.reply_to_message
+    is_reply = (
+        replied is not None
+        and replied.from_user is not None
+        and replied.from_user.id == me.id
+        # A reply inside a forum topic points at the topic's service message.
+        and replied.forum_topic_created is None
+    )
+    mention = f"@{me.username}".lower() if me.username else None
+    mentioned = False
+    cleaned = text
+    for entity in message.entities or message.caption_entities or ():
+        if entity.type == MessageEntityType.MENTION and mention:
+            value = entity.extract_from(text)
+            if value.lower() == mention:
+                mentioned = True
+                cleaned = cleaned.replace(value, " ", 1)
+        elif (
+            entity.type == MessageEntityType.TEXT_MENTION
+            and entity.user is not None
+            and entity.user.id == me.id
+        ):
+            mentioned = True
+    if not (mentioned or is_reply):
+        return None
+    return " ".join(cleaned.split())
 
-    On a match the handler receives `question`: the text without the mention.
-    """
+
+class AddressedToBot(Filter):
+    """Passes group messages meant for the bot; the handler receives `question`."""
 
     async def __call__(self, message: Message, bot: Bot) -> bool | dict[str, str]:
-        text = message.text or message.caption or ""
-        me = await bot.me()
-        replied = message.reply_to_message
-        is_reply = (
-            replied is not None
-            and replied.from_user is not None
-            and replied.from_user.id == me.id
-            # A reply inside a forum topic points at the topic's service message.
-            and replied.forum_topic_created is None
-        )
-        mention = f"@{me.username}".lower() if me.username else None
-        mentioned = False
-        cleaned = text
-        for entity in message.entities or message.caption_entities or ():
-            if entity.type == MessageEntityType.MENTION and mention:
-                value = entity.extract_from(text)
-                if value.lower() == mention:
-                    mentioned = True
-                    cleaned = cleaned.replace(value, " ", 1)
-            elif (
-                entity.type == MessageEntityType.TEXT_MENTION
-                and entity.user is not None
-                and entity.user.id == me.id
-            ):
-                mentioned = True
-        if not (mentioned or is_reply):
-            return False
-        return {"question": " ".join(cleaned.split())}
+        question = addressed_question(message, await bot.me())
+        return False if question is None else {"question": question}
 
 
 async def respond(

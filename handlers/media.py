@@ -9,7 +9,7 @@ from aiogram.enums import ChatType
 from aiogram.types import Message, PhotoSize
 from aiogram.utils.chat_action import ChatActionSender
 
-from handlers.chat import GROUP_TYPES, AddressedToBot, respond, thread_of
+from handlers.chat import GROUP_TYPES, AddressedToBot, addressed_question, respond, thread_of
 from handlers.ui.answer import RenderConfig
 from handlers.ui.errors import error_text
 from handlers.ui.files import FileTooBig, download
@@ -71,6 +71,13 @@ async def image_question(
         if collected is None:
             return  # another part of this album answers for all of it
         messages = collected
+    if message.chat.type in GROUP_TYPES:
+        # Only one part of a group album carries the caption that mentions the bot.
+        me = await bot.me()
+        questions = [q for m in messages if (q := addressed_question(m, me)) is not None]
+        if not questions:
+            return
+        question = questions[0]
     caption = question if question is not None else ""
     if question is None:
         caption = next((m.caption for m in messages if m.caption), "") or ""
@@ -183,6 +190,8 @@ def create_router() -> Router:
     private = F.chat.type == ChatType.PRIVATE
     group = F.chat.type.in_(GROUP_TYPES)
     router.message.register(image_question, private, IS_IMAGE, NOT_VIDEO_COMMAND)
+    # Group albums are collected first: the mention is in one part's caption only.
+    router.message.register(image_question, group, IS_IMAGE, NOT_VIDEO_COMMAND, F.media_group_id)
     router.message.register(image_question, group, IS_IMAGE, NOT_VIDEO_COMMAND, AddressedToBot())
     router.message.register(voice_question, private, IS_AUDIO)
     router.message.register(voice_question, group, IS_AUDIO, AddressedToBot())

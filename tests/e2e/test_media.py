@@ -42,6 +42,7 @@ def send_photo(
     media_group_id: str | None = None,
     file_size: int | None = None,
     as_document: bool = False,
+    chat_id: int | None = None,
 ) -> dict[str, Any]:
     n = next(_file_ids)
     file_id = f"photo-{n}"
@@ -49,7 +50,11 @@ def send_photo(
     message: dict[str, Any] = {
         "message_id": 10_000 + n,
         "date": int(time.time()),
-        "chat": {"id": user, "type": "private", "first_name": "U"},
+        "chat": (
+            {"id": chat_id, "type": "supergroup", "title": "G"}
+            if chat_id
+            else {"id": user, "type": "private", "first_name": "U"}
+        ),
         "from": {"id": user, "is_bot": False, "first_name": "U", "language_code": "en"},
     }
     size = file_size if file_size is not None else len(content)
@@ -78,6 +83,9 @@ def send_photo(
             message["caption_entities"] = [
                 {"type": "bot_command", "offset": 0, "length": len(command)}
             ]
+        elif caption.startswith("@"):
+            mention = caption.split()[0]
+            message["caption_entities"] = [{"type": "mention", "offset": 0, "length": len(mention)}]
     if media_group_id:
         message["media_group_id"] = media_group_id
     return bench.telegram.push_update({"message": message})
@@ -141,6 +149,27 @@ async def test_album_becomes_one_request_with_all_images(bench: Bench) -> None:
     assert len(requests) == 1
     parts = image_parts(requests[0].json)
     assert parts[0]["text"] == "Compare these"
+    assert sum(p["type"] == "image_url" for p in parts) == 3
+
+
+async def test_group_album_is_answered_only_when_its_caption_mentions_the_bot(
+    bench: Bench,
+) -> None:
+    group = -100777
+    send_photo(bench, png_bytes("red"), caption="look at these", media_group_id="g1", chat_id=group)
+    send_photo(bench, png_bytes("blue"), media_group_id="g1", chat_id=group)
+    await asyncio.sleep(1.5)
+    assert not bench.upstream.chat_requests()
+
+    mention = f"@{bench.telegram.bot_username} which is warmer?"
+    send_photo(bench, png_bytes("red"), caption=mention, media_group_id="g2", chat_id=group)
+    send_photo(bench, png_bytes("blue"), media_group_id="g2", chat_id=group)
+    send_photo(bench, png_bytes("green"), media_group_id="g2", chat_id=group)
+    await bench.telegram.wait_for("editMessageText", lambda c: "rich_message" in c.params)
+    requests = bench.upstream.chat_requests()
+    assert len(requests) == 1
+    parts = image_parts(requests[0].json)
+    assert parts[0]["text"] == "U: which is warmer?"
     assert sum(p["type"] == "image_url" for p in parts) == 3
 
 
@@ -377,9 +406,7 @@ async def test_balance_for_admins_and_usage_for_everyone(bench: Bench) -> None:
 
 
 @needs_audio_tools
-async def test_too_long_voice_is_refused_before_transcription(
-    bench: Bench, tmp_path: Path
-) -> None:
+async def test_too_long_voice_is_refused_before_transcription(bench: Bench, tmp_path: Path) -> None:
     await bench.restart(max_audio_seconds=1)
     note = make_voice_note(tmp_path, "this recording is certainly longer than one second")
     bench.telegram.send_voice(USER, note, duration=3)
