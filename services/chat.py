@@ -19,6 +19,7 @@ from services.conversation import ConversationService, PreparedRequest
 from services.image_memory import ImageMemory, RememberedImages
 from services.llm import (
     CircuitOpen,
+    ContextTooLong,
     LLMClient,
     ServiceUnavailable,
     StreamInterrupted,
@@ -32,6 +33,9 @@ log = logging.getLogger(__name__)
 
 # Draft ids are sent to Telegram as integers; keep them positive and within int32.
 _MAX_ID = 2**31 - 1
+# When the upstream says the context is too long despite the estimate, the request
+# is sent again with half, then a quarter, of the history it carried the first time.
+HISTORY_SHARES = (1.0, 0.5, 0.25)  # the first entry is the full estimate-based history
 
 
 class ReplyStatus(enum.StrEnum):
@@ -273,35 +277,35 @@ class ChatService:
         prepared: PreparedRequest | None = None
         try:
             async with self._chat_lock(key):
-                prepared = await self._conversations.prepare(
-                    chat_id=request.chat_id,
-                    thread_id=request.thread_id,
-                    user_id=request.user_id,
-                    model=reply.model,
-                    system_prompt=user.system_prompt or self._default_prompt,
-                    user_text=_with_speaker(request),
-                    images=request.images,
-                    stored_text=request.stored_text and _with_speaker(request, request.stored_text),
-                    reattach=reattach,
-                )
-                stream = self._client.stream_chat(
-                    model=reply.model,
-                    messages=prepared.messages,
-                    max_tokens=prepared.max_tokens,
-                    temperature=user.temperature,
-                    user_key=request.user_id,
-                    on_wait=reply._on_wait,
-                )
-                try:
-                    async for chunk in stream:
-                        if chunk.text:
-                            if reply.queue_position is not None:
-                                reply.queue_position = None
-                            reply._append(chunk.text)
-                        if chunk.usage is not None:
-                            usage = chunk.usage
-                finally:
-                    await stream.aclose()
+                first_history: int | None = None
+                for attempt, share in enumerate(HISTORY_SHARES):
+                    limit = None if first_history is None else int(first_history * share)
+                    prepared = await self._conversations.prepare(
+                        chat_id=request.chat_id,
+                        thread_id=request.thread_id,
+                        user_id=request.user_id,
+                        model=reply.model,
+                        system_prompt=user.system_prompt or self._default_prompt,
+                        user_text=_with_speaker(request),
+                        images=request.images,
+                        stored_text=request.stored_text
+                        and _with_speaker(request, request.stored_text),
+                        reattach=reattach,
+                        history_limit=limit,
+                    )
+                    if first_history is None:
+                        first_history = prepared.history_tokens
+                    try:
+                        usage = await self._stream(reply, user, prepared)
+                        break
+                    except ContextTooLong:
+                        # The estimate is tuned to OpenAI's o200k vocabulary; other
+                        # tokenizers count some languages higher. Retry with less history
+                        # before asking the user to start over.
+                        last = attempt == len(HISTORY_SHARES) - 1
+                        if reply.text or prepared.history_tokens == 0 or last:
+                            raise
+                        log.info("context too long for %s; retrying with less history", reply.model)
                 reply._finalizing = True
                 status = ReplyStatus.COMPLETE
                 # Inside the lock, so the next question in this chat sees this answer.
@@ -333,6 +337,30 @@ class ChatService:
             if reply.text:
                 await self._persist_quietly(reply, prepared, status, usage)
         self._finish(reply, status, error)
+
+    async def _stream(
+        self, reply: Reply, user: UserRecord, prepared: PreparedRequest
+    ) -> Usage | None:
+        usage: Usage | None = None
+        stream = self._client.stream_chat(
+            model=reply.model,
+            messages=prepared.messages,
+            max_tokens=prepared.max_tokens,
+            temperature=user.temperature,
+            user_key=reply.request.user_id,
+            on_wait=reply._on_wait,
+        )
+        try:
+            async for chunk in stream:
+                if chunk.text:
+                    if reply.queue_position is not None:
+                        reply.queue_position = None
+                    reply._append(chunk.text)
+                if chunk.usage is not None:
+                    usage = chunk.usage
+        finally:
+            await stream.aclose()
+        return usage
 
     def _finish(self, reply: Reply, status: ReplyStatus, error: UpstreamError | None) -> None:
         self._replies.pop(reply.id, None)

@@ -82,6 +82,7 @@ class PreparedRequest:
     prompt_tokens: int  # estimated
     user_message: StoredMessage
     reattached_images: bool = False
+    history_tokens: int = 0  # estimated tokens of the history turns sent
 
 
 class ConversationService:
@@ -110,6 +111,7 @@ class ConversationService:
         images: Sequence[str] = (),
         stored_text: str | None = None,
         reattach: RememberedImages | None = None,
+        history_limit: int | None = None,
     ) -> PreparedRequest:
         """Build the request. `stored_text` is what history keeps instead of `user_text`
         (a placeholder for an image turn); `reattach` re-sends recent images."""
@@ -125,6 +127,8 @@ class ConversationService:
                 None, f"message needs ~{user_tokens} tokens; the model's window is {context}"
             )
         conversation_id = await self._storage.active_conversation(chat_id, thread_id)
+        if history_limit is not None:
+            remaining = min(remaining, history_limit)
         history = await self._recent_within(conversation_id, remaining)
         messages: list[dict[str, Any]] = [{"role": "system", "content": system_prompt}]
         reattached = False
@@ -138,7 +142,8 @@ class ConversationService:
                     content = m.content + GONE_NOTE
             messages.append({"role": m.role, "content": content})
         messages.append({"role": "user", "content": content_with_images(user_text, images)})
-        used = system_tokens + user_tokens + sum(m.tokens for m in history)
+        history_tokens = sum(m.tokens for m in history)
+        used = system_tokens + user_tokens + history_tokens
         if reattached and reattach is not None:
             used += IMAGE_TOKENS * len(reattach.images)
         stored = stored_text if stored_text is not None else user_text
@@ -149,7 +154,13 @@ class ConversationService:
             user_id=user_id,
         )
         return PreparedRequest(
-            conversation_id, messages, budget.max_tokens, used, user_message, reattached
+            conversation_id,
+            messages,
+            budget.max_tokens,
+            used,
+            user_message,
+            reattached,
+            history_tokens,
         )
 
     async def _recent_within(self, conversation_id: int, budget: int) -> list[StoredMessage]:

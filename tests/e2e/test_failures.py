@@ -101,3 +101,17 @@ async def test_queue_position_is_shown_to_a_waiting_user(bench: Bench) -> None:
     )
     assert "#1" in str(notice[0].params)
     await bench.telegram.wait_for("sendRichMessage", count=2, timeout=10)
+
+
+async def test_context_error_with_history_retries_with_less_history(bench: Bench) -> None:
+    for i in range(4):
+        await bench.ask(USER, f"question {i} " + "words " * 50)
+    bench.upstream.fail_next(
+        400, {"error": {"message": "This model's maximum context length is 8192 tokens."}}
+    )
+    final = await bench.ask(USER, "still there?")
+    assert text_of(final) == "Echo: still there?"
+    failed, retried = bench.upstream.chat_requests()[-2:]
+    assert failed.status == 400 and retried.status == 200
+    assert len(retried.json["messages"]) < len(failed.json["messages"])
+    assert retried.json["messages"][-1]["content"] == "still there?"
