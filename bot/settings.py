@@ -136,5 +136,6 @@ def load_settings(**overrides: object) -> Settings:
                 lines.append(f"{name} is required but not set")
             else:
                 # Never echo the input: it may be a secret.
-                lines.append(f"{name} is invalid: {error['msg']}")
+                reason = str(error["msg"]).removeprefix("Value error, ")
+                lines.append(f"{name} is invalid: {reason}")
         raise SettingsError("; ".join(lines)) from None
