@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import logging
+
+import pytest
 
 from tests.e2e.conftest import ADMIN_ID, Bench, text_of
 
@@ -115,3 +118,19 @@ async def test_context_error_with_history_retries_with_less_history(bench: Bench
     assert failed.status == 400 and retried.status == 200
     assert len(retried.json["messages"]) < len(failed.json["messages"])
     assert retried.json["messages"][-1]["content"] == "still there?"
+
+
+async def test_secrets_never_reach_logs_or_users(
+    bench: Bench, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    bench.upstream.fail_next(401, {"error": {"message": f"bad key {bench.upstream.api_key}"}})
+    admin_view = text_of(await bench.ask(ADMIN_ID, "hi"))
+    bench.telegram.fail_next("sendRichMessage", status=400, description="Bad Request: nope")
+    await bench.ask(USER, "hello")
+    bench.upstream.fail_next(500, headers=FAST_RETRY, times=3)
+    await bench.ask(USER, "again")
+    logged = caplog.text
+    for secret in (bench.telegram.token, bench.upstream.api_key):
+        assert secret not in logged
+        assert secret not in admin_view
