@@ -8,6 +8,7 @@ import sys
 
 from bot.factory import build_app
 from bot.logging_setup import setup_logging
+from bot.runtime import freeze_startup_heap
 from bot.settings import SettingsError, load_settings
 
 
@@ -26,6 +27,7 @@ def main() -> int:
     except ValueError as error:  # e.g. an unsupported DATABASE_URL
         print(f"Configuration error: {error}", file=sys.stderr)
         return 2
+    freeze_startup_heap()
     try:
         asyncio.run(app.run_polling())
     except KeyboardInterrupt:

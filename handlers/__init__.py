@@ -16,6 +16,7 @@ from handlers import (
     start,
     video,
 )
+from handlers.inline_filters import inline_magic_filters
 
 
 def get_routers() -> list[Router]:
@@ -23,7 +24,7 @@ def get_routers() -> list[Router]:
 
     Order matters: commands before the catch-all chat handlers.
     """
-    return [
+    routers = [
         errors.create_router(),
         start.create_router(),
         conversation.create_router(),
@@ -35,3 +36,4 @@ def get_routers() -> list[Router]:
         media.create_router(),
         chat.create_router(),
     ]
+    return [inline_magic_filters(router) for router in routers]

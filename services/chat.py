@@ -117,7 +117,9 @@ class Reply:
         Ends when the reply is finished; the caller then draws the outcome.
         """
         loop = asyncio.get_running_loop()
-        seen = -1
+        # Version 0 is the empty reply: nothing to draw. Yielding for it would spend the
+        # first interval on nothing and hold the first draft back by up to `interval`.
+        seen = 0
         last_emit = float("-inf")
         while not self.done:
             if self._version == seen:

@@ -99,7 +99,8 @@ class LLMClient:
         )
         self._http = http
         self._breaker = breaker
-        self._chat_url = self._t.url("chat/completions")
+        # Parsed once: httpx re-parses (and IP-checks) a str URL on every request.
+        self._chat_url = httpx.URL(self._t.url("chat/completions"))
         self._models_url = self._t.url("models")
 
     def __repr__(self) -> str:

@@ -1,0 +1,241 @@
+"""`python -m benchmarks [--quick] [--scenario N ...] [--runs K] [--profile]`
+
+Runs the scenarios of issue 4 against the real bot (its own process, built by
+`bot.factory.build_app`, SQLite on disk) with the fake Telegram and fake upstream of the
+end-to-end tests on loopback, prints a table and writes benchmarks/results.json and
+benchmarks/latency.png. Every figure is the median of K runs (default 3; --quick: 1 run
+with smaller sizes). --profile adds one extra, separately reported run of scenario 1 with
+py-spy attached to the bot and writes benchmarks/out/profile-s1.{raw,txt}.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import datetime as dt
+import os
+import shutil
+import sys
+import tempfile
+import time
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+from benchmarks import report, scenarios
+from benchmarks.harness import BASE_SETTINGS, FULL, QUICK, Context, Profiler, Sizes
+from benchmarks.procstat import cpu_plan, machine_info, pin
+from benchmarks.profile import format_summary, summarize
+from benchmarks.timed_fakes import TimedTelegram, TimedUpstream
+
+HERE = Path(__file__).resolve().parent
+ALL = (1, 2, 3, 4, 5, 6, 7)
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks", description=__doc__.split("\n")[0]
+    )
+    parser.add_argument("--quick", action="store_true", help="one run, smaller sizes (~2 min)")
+    parser.add_argument(
+        "--scenario",
+        type=int,
+        action="append",
+        choices=ALL,
+        help="run only this scenario (repeatable); default: all",
+    )
+    parser.add_argument(
+        "--runs",
+        type=int,
+        default=None,
+        help="runs per scenario (median); 0 with --profile: only the profiled run",
+    )
+    parser.add_argument(
+        "--profile", action="store_true", help="also profile the bot in scenario 1 (py-spy)"
+    )
+    parser.add_argument(
+        "--output", type=Path, default=HERE, help="where results.json and latency.png go"
+    )
+    parser.add_argument("--keep", action="store_true", help="keep the work directory (logs, DBs)")
+    return parser.parse_args(argv)
+
+
+def _log(message: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+
+
+async def _run_scenario(number: int, ctx: Context, big: scenarios.BigDbCache) -> dict[str, Any]:
+    if number == 1:
+        return await scenarios.throughput(ctx)
+    if number == 2:
+        return await scenarios.added_latency(ctx)
+    if number == 3:
+        return await scenarios.first_draft(ctx)
+    if number == 4:
+        return await scenarios.concurrency(ctx)
+    if number == 5:
+        return await scenarios.memory(ctx, big)
+    if number == 7:
+        return await scenarios.limiter(ctx)
+    raise ValueError(number)
+
+
+async def run(
+    selected: list[int],
+    sizes: Sizes,
+    runs: int,
+    output: Path,
+    *,
+    profile: bool = False,
+    keep: bool = False,
+    mode: str = "custom",
+) -> dict[str, Any]:
+    """Run the scenarios, write results.json and latency.png into `output`, return the
+    payload written."""
+    driver_cpu, bot_cpu = cpu_plan()
+    affinity = os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else None
+    pinned = pin(0, driver_cpu)
+    workdir = Path(tempfile.mkdtemp(prefix="llm-bot-bench-"))
+    output.mkdir(parents=True, exist_ok=True)  # noqa: ASYNC240 - once, at start-up
+    started = time.monotonic()
+    _log(
+        f"work dir {workdir}; driver on CPU {driver_cpu}, bot on CPU {bot_cpu}"
+        f"{'' if pinned else ' (pinning unavailable)'}; {runs} run(s) per scenario"
+    )
+
+    telegram, upstream = TimedTelegram(), TimedUpstream()
+    await telegram.start()
+    await upstream.start()
+    ctx = Context(telegram, upstream, workdir, sizes, driver_cpu, bot_cpu)
+    big = scenarios.BigDbCache()
+    results: dict[str, Any] = {}
+    samples: dict[str, list[float]] = {}
+    profiled: dict[str, Any] | None = None
+    try:
+        for number in selected:
+            if number == 6:
+                results["6"] = {
+                    "status": "not available yet (needs the admin broadcast issue)",
+                }
+                continue
+            run_results = []
+            for k in range(runs):
+                _log(f"scenario {number}, run {k + 1}/{runs}")
+                result = await _run_scenario(number, ctx, big)
+                for name, values in result.pop("_samples", {}).items():
+                    samples.setdefault(name, []).extend(v for v in values if v is not None)
+                run_results.append(result)
+            results[str(number)] = {"runs": run_results, "median": report.combine(run_results)}
+        if profile:
+            profiled = await _profile(ctx, output)
+    finally:
+        await telegram.stop()
+        await upstream.stop()
+        if affinity is not None and pinned:
+            os.sched_setaffinity(0, affinity)  # the caller may be a test process
+        if keep:
+            _log(f"kept {workdir}")
+        else:
+            shutil.rmtree(workdir, ignore_errors=True)
+
+    notes = _notes(results)
+    plot_note = report.plot(
+        output / "latency.png",
+        {
+            "update -> upstream start (2)": samples.get("update_to_upstream_ms", []),
+            "last chunk -> final message (2)": samples.get("last_chunk_to_final_ms", []),
+            "first chunk -> first draft (3)": samples.get("first_chunk_to_draft_ms", []),
+        },
+        "Bot-added latency, loopback fakes, bot pinned to one core",
+    )
+    if plot_note:
+        notes.append(plot_note)
+    payload = {
+        "generated_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "command": "python -m benchmarks " + " ".join(sys.argv[1:]),
+        "mode": mode,
+        "runs_per_scenario": runs,
+        "duration_s": round(time.monotonic() - started, 1),
+        "machine": {**machine_info(), "driver_cpu": driver_cpu, "bot_cpu": bot_cpu},
+        "sizes": asdict(sizes),
+        "base_settings": BASE_SETTINGS,
+        "settings_by_run": ctx.settings_used,
+        "notes": notes,
+        "results": results,
+        "samples_ms": {k: [round(v, 3) for v in vs] for k, vs in samples.items()},
+        "profile": profiled,
+    }
+    report.write_json(output / "results.json", payload)
+    return payload
+
+
+async def main_async(args: argparse.Namespace) -> int:
+    payload = await run(
+        sorted(set(args.scenario or ALL)),
+        QUICK if args.quick else FULL,
+        args.runs if args.runs is not None else (1 if args.quick else 3),
+        args.output,
+        profile=args.profile,
+        keep=args.keep,
+        mode="quick" if args.quick else "full",
+    )
+    print(report.table(payload["results"]))
+    for note in payload["notes"]:
+        print(f"note: {note}")
+    if payload["profile"] is not None:
+        print()
+        print(payload["profile"].get("text") or payload["profile"])
+    _log(f"done in {payload['duration_s']} s; wrote {args.output / 'results.json'}")
+    return 0
+
+
+async def _profile(ctx: Context, output: Path) -> dict[str, Any]:
+    if not Profiler.available():
+        return {"error": "py-spy is not installed (pip install py-spy)"}
+    out_dir = output / "out"
+    out_dir.mkdir(parents=True, exist_ok=True)
+    raw = out_dir / "profile-s1.raw"
+    _log("scenario 1 with py-spy attached (not part of the medians)")
+    figures = await scenarios.throughput(ctx, profile_out=raw)
+    if not raw.exists():
+        return {"error": "py-spy wrote nothing", "log": figures.get("profiler_log")}
+    summary = summarize(raw)
+    text = format_summary(summary)
+    (out_dir / "profile-s1.txt").write_text(text + "\n", encoding="utf-8")
+    return {"figures_while_profiled": figures, "summary": summary, "text": text}
+
+
+def _notes(results: dict[str, Any]) -> list[str]:
+    notes = [
+        "Scenarios 1-4 run with TELEGRAM_GLOBAL_RPS=TELEGRAM_CHAT_RPS=100000: the bot's outbound "
+        "pacing (default 30/s) would otherwise cap throughput at 30 answers/s. The fake "
+        "Telegram server does not enforce limits in any scenario.",
+    ]
+    s1 = results.get("1", {}).get("median")
+    if s1:
+        driver, bot = s1.get("driver_core_utilisation"), s1.get("bot_core_utilisation")
+        if driver is not None and bot is not None:
+            if driver >= 0.85 and bot < 0.85:
+                notes.append(
+                    f"Scenario 1: the fakes were the bottleneck (driver core {driver:.0%} busy, "
+                    f"bot core {bot:.0%}): measured answers/s understates the bot; "
+                    "CPU ms per answer and 1/CPU are the bot's own figures."
+                )
+            elif bot >= 0.85:
+                notes.append(
+                    f"Scenario 1: the bot's core was the bottleneck ({bot:.0%} busy; "
+                    f"driver {driver:.0%})."
+                )
+    return notes
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    try:
+        return asyncio.run(main_async(args))
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,50 @@
+"""`python -m benchmarks.bot_process`: the real bot, alone in its own process.
+
+Settings come from the environment exactly as in production (BOT_TOKEN, TELEGRAM_API_URL,
+LLM_BASE_URL, LLM_API_KEY, DATABASE_URL, LLM_RPS, ...; no .env file is read), the app is
+built by `bot.factory.build_app` and runs long polling until SIGINT/SIGTERM. The only
+addition is BENCH_BOT_CPU: the core to pin this process to, applied before anything is
+imported so every thread the bot starts inherits it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sys
+
+
+def _pin_early() -> None:
+    cpu = os.environ.get("BENCH_BOT_CPU")
+    if cpu and hasattr(os, "sched_setaffinity"):
+        with contextlib.suppress(OSError, ValueError):
+            os.sched_setaffinity(0, {int(cpu)})
+
+
+def main() -> int:
+    _pin_early()
+    import asyncio
+
+    from bot.factory import build_app
+    from bot.logging_setup import setup_logging
+    from bot.runtime import freeze_startup_heap
+    from bot.settings import SettingsError, load_settings
+
+    try:
+        settings = load_settings(_env_file=None)
+    except SettingsError as error:
+        print(f"Configuration error: {error}", file=sys.stderr)
+        return 2
+    setup_logging(
+        settings.log_level,
+        [settings.bot_token.get_secret_value(), settings.llm_api_key.get_secret_value()],
+    )
+    app = build_app(settings)
+    freeze_startup_heap()  # as `python -m bot` does
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(app.run_polling())
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
