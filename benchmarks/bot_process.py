@@ -23,11 +23,10 @@ def _pin_early() -> None:
 
 def main() -> int:
     _pin_early()
-    import asyncio
 
     from bot.factory import build_app
     from bot.logging_setup import setup_logging
-    from bot.runtime import freeze_startup_heap
+    from bot.runtime import freeze_startup_heap, run
     from bot.settings import SettingsError, load_settings
 
     try:
@@ -42,7 +41,7 @@ def main() -> int:
     app = build_app(settings)
     freeze_startup_heap()  # as `python -m bot` does
     with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(app.run_polling())
+        run(app.run_polling())
     return 0
 
 

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import sys
 
 from bot.factory import build_app
 from bot.logging_setup import setup_logging
-from bot.runtime import freeze_startup_heap
+from bot.runtime import freeze_startup_heap, run
 from bot.settings import SettingsError, load_settings
 
 
@@ -29,7 +28,7 @@ def main() -> int:
         return 2
     freeze_startup_heap()
     try:
-        asyncio.run(app.run_polling())
+        run(app.run_polling())
     except KeyboardInterrupt:
         pass
     except Exception as error:

@@ -14,7 +14,6 @@ from typing import Any
 import httpx
 from aiogram import Bot, Dispatcher
 from aiogram.client.default import DefaultBotProperties
-from aiogram.client.session.aiohttp import AiohttpSession
 from aiogram.client.telegram import TelegramAPIServer
 from aiogram.enums import ParseMode
 from aiogram.exceptions import TelegramAPIError
@@ -23,7 +22,7 @@ from aiogram.types import BotCommand
 from bot.fsm_storage import CompactMemoryStorage
 from bot.middlewares import InFlight, ProfileMiddleware
 from bot.settings import Settings
-from bot.telegram_session import FloodControl
+from bot.telegram_session import FloodControl, JsonAiohttpSession, KeepResponseTypes
 from handlers import get_routers
 from handlers.settings import MediaDefaults
 from handlers.ui.answer import RenderConfig
@@ -191,7 +190,10 @@ def build_services(settings: Settings) -> Services:
 
 
 def build_bot(settings: Settings, pacer: KeyedPacer) -> Bot:
-    session = AiohttpSession(api=TelegramAPIServer.from_base(settings.telegram_api_url), limit=1000)
+    session = JsonAiohttpSession(
+        api=TelegramAPIServer.from_base(settings.telegram_api_url), limit=1000
+    )
+    session.middleware(KeepResponseTypes())
     session.middleware(FloodControl(pacer))
     return Bot(
         token=settings.bot_token.get_secret_value(),

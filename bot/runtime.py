@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import gc
+from collections.abc import Coroutine
+from typing import Any, TypeVar
+
+T = TypeVar("T")
 
 
 def freeze_startup_heap() -> None:
@@ -15,3 +20,17 @@ def freeze_startup_heap() -> None:
     """
     gc.collect()  # garbage that exists now would otherwise be frozen too
     gc.freeze()
+
+
+def run(main: Coroutine[Any, Any, T]) -> T:
+    """Run `main` to completion on uvloop where it is installed, else on asyncio's loop.
+
+    uvloop does the loop's own work (ready queue, timers, socket transports) in C: on the
+    benchmarks that was about an eighth of the bot's CPU per answer under asyncio's loop.
+    """
+    try:
+        import uvloop
+    except ImportError:  # e.g. Windows
+        return asyncio.run(main)
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        return runner.run(main)

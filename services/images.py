@@ -18,8 +18,10 @@ import base64
 import contextlib
 import enum
 import io
+from typing import TYPE_CHECKING
 
-from PIL import Image, ImageOps
+if TYPE_CHECKING:
+    from PIL import Image
 
 __all__ = [
     "MAX_DOWNLOAD",
@@ -133,6 +135,8 @@ def prepare_image(
 
     Raises ImageError (and nothing else) for any input bytes.
     """
+    from PIL import Image  # loaded with the first image: Pillow costs ~2 MB of RSS at start-up
+
     if max_side < 1 or max_bytes < 1 or max_pixels < 1:
         raise ValueError("max_side, max_bytes and max_pixels must be positive")
     if not data:
@@ -181,15 +185,21 @@ def to_data_url(jpeg: bytes) -> str:
 def _available_formats() -> list[str]:
     # Only names this Pillow build knows: an unknown name in `formats` is a KeyError, and
     # AVIF support depends on how Pillow was built.
+    from PIL import Image
+
     Image.init()
     return [name for name in _ALLOWED_FORMATS if name in Image.OPEN]
 
 
 def _open(data: bytes) -> Image.Image:
+    from PIL import Image
+
     return Image.open(io.BytesIO(data), formats=_available_formats())
 
 
 def _decode(data: bytes, *, max_side: int, max_pixels: int, kind: str | None) -> Image.Image:
+    from PIL import Image
+
     try:
         probe = _open(data)
     except Image.UnidentifiedImageError as exc:
@@ -226,6 +236,8 @@ def _check_pixels(size: tuple[int, int], max_pixels: int) -> None:
 
 def _normalize_mode(image: Image.Image) -> Image.Image:
     """Bring any Pillow mode to RGB, RGBA, L or LA, the modes resizing handles correctly."""
+    from PIL import ImageOps
+
     # Malformed EXIF should cost the rotation, not the whole image.
     with contextlib.suppress(Exception):
         image = ImageOps.exif_transpose(image)
@@ -267,6 +279,8 @@ def _high_depth_to_l(image: Image.Image) -> Image.Image:
 
 
 def _downscale(image: Image.Image, max_side: int) -> Image.Image:
+    from PIL import Image
+
     if max(image.size) > max_side:
         # Resized before flattening: RGBA/LA are resized with premultiplied alpha by Pillow,
         # and a smaller image is cheaper to flatten.
@@ -275,6 +289,8 @@ def _downscale(image: Image.Image, max_side: int) -> Image.Image:
 
 
 def _to_rgb(image: Image.Image) -> Image.Image:
+    from PIL import Image
+
     if image.mode in ("RGBA", "LA"):
         rgba = image.convert("RGBA")
         background = Image.new("RGB", rgba.size, _WHITE)
@@ -284,6 +300,8 @@ def _to_rgb(image: Image.Image) -> Image.Image:
 
 
 def _encode_within(image: Image.Image, max_bytes: int) -> bytes:
+    from PIL import Image
+
     qualities = _QUALITIES
     while True:
         for quality in qualities:

@@ -58,6 +58,8 @@ _TAG = re.compile(r"<[^>]+>")
 class RenderConfig:
     draft_interval: float = 0.25
     edit_interval: float = 1.0
+    # Short enough to go unnoticed, long enough that a fast upstream needs no chat action.
+    typing_delay: float = 0.3
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,18 +73,27 @@ def _is_not_modified(error: TelegramBadRequest) -> bool:
     return "not modified" in error.message
 
 
-async def _typing_until(bot: Bot, target: Target, reply: Reply) -> None:
-    """Show "typing…" until there is something else to see."""
-    while not reply.done and not reply.text and reply.queue_position is None:
+async def _typing_until(bot: Bot, target: Target, reply: Reply, delay: float) -> None:
+    """Show "typing…" until there is something else to see.
+
+    Nothing is sent during the first `delay` seconds: an answer that starts that quickly
+    puts its draft on screen first, and the chat action would be a wasted call.
+    """
+    wait = delay
+    while True:
+        if wait > 0:
+            try:
+                async with asyncio.timeout(wait):
+                    await reply.wait()
+            except TimeoutError:
+                pass
+        if reply.done or reply.text or reply.queue_position is not None:
+            return
         with contextlib.suppress(TelegramAPIError):
             await bot.send_chat_action(
                 target.chat_id, ChatAction.TYPING, message_thread_id=target.thread_id
             )
-        try:
-            async with asyncio.timeout(ACTION_REPEAT):
-                await reply.wait()
-        except TimeoutError:
-            pass
+        wait = ACTION_REPEAT
 
 
 def _live_text(reply: Reply, lang: str, limit: int) -> str | None:
@@ -97,7 +108,7 @@ async def stream_private(
     bot: Bot, reply: Reply, target: Target, lang: str, config: RenderConfig
 ) -> ReplyOutcome:
     """Animate a draft while the reply grows; Telegram shows its own Stop button."""
-    typing = asyncio.create_task(_typing_until(bot, target, reply))
+    typing = asyncio.create_task(_typing_until(bot, target, reply, config.typing_delay))
     rich = True
     last: str | None = None
     try:

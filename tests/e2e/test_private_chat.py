@@ -12,6 +12,7 @@ USER = 1001
 
 async def test_answer_streams_in_drafts_then_final_rich_message(bench: Bench) -> None:
     bench.upstream.chunks = 6
+    bench.upstream.first_token_delay = 0.6  # slow enough for "typing…"
     bench.upstream.chunk_delay = 0.08
     final = await bench.ask(USER, "hello there")
 
@@ -33,6 +34,15 @@ async def test_answer_streams_in_drafts_then_final_rich_message(bench: Bench) ->
     assert request["stream"] is True
     assert request["stream_options"] == {"include_usage": True}
     assert request["max_tokens"] > 0
+
+
+async def test_a_quick_answer_needs_no_typing_action(bench: Bench) -> None:
+    # The first token comes well within the typing delay: the draft is the first sign.
+    bench.upstream.chunks = 3
+    final = await bench.ask(USER, "quick one")
+    assert text_of(final) == "Echo: quick one"
+    assert bench.telegram.calls_of("sendRichMessageDraft", chat_id=USER)
+    assert not bench.telegram.calls_of("sendChatAction", chat_id=USER)
 
 
 async def test_drafts_are_paced(bench: Bench) -> None:
