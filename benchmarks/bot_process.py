@@ -23,26 +23,9 @@ def _pin_early() -> None:
 
 def main() -> int:
     _pin_early()
+    from bot.__main__ import main as run_bot  # imported after pinning: threads inherit it
 
-    from bot.factory import build_app
-    from bot.logging_setup import setup_logging
-    from bot.runtime import freeze_startup_heap, run
-    from bot.settings import SettingsError, load_settings
-
-    try:
-        settings = load_settings(_env_file=None)
-    except SettingsError as error:
-        print(f"Configuration error: {error}", file=sys.stderr)
-        return 2
-    setup_logging(
-        settings.log_level,
-        [settings.bot_token.get_secret_value(), settings.llm_api_key.get_secret_value()],
-    )
-    app = build_app(settings)
-    freeze_startup_heap()  # as `python -m bot` does
-    with contextlib.suppress(KeyboardInterrupt):
-        run(app.run_polling())
-    return 0
+    return run_bot(read_env_file=False)
 
 
 if __name__ == "__main__":

@@ -11,9 +11,10 @@ from bot.runtime import freeze_startup_heap, run
 from bot.settings import SettingsError, load_settings
 
 
-def main() -> int:
+def main(*, read_env_file: bool = True) -> int:
+    """Start the bot; `read_env_file=False` takes settings from the environment only."""
     try:
-        settings = load_settings()
+        settings = load_settings() if read_env_file else load_settings(_env_file=None)
     except SettingsError as error:
         print(f"Configuration error: {error}", file=sys.stderr)
         return 2
