@@ -141,13 +141,17 @@ async def test_many_concurrent_albums_each_item_delivered_exactly_once() -> None
             offset += rng.uniform(0.001, 0.02)
     rng.shuffle(jobs)
 
-    # Absolute deadlines, all in the future once every task is scheduled: item k of an album
-    # is then added strictly after item k-1, whatever order the tasks started in.
+    # Absolute deadlines on the loop's timer heap: item k of an album is added strictly
+    # after item k-1, whatever order the tasks started in, even when a busy machine makes
+    # the loop late and some deadlines are already past (asyncio.sleep would then yield
+    # in task order instead).
     loop = asyncio.get_running_loop()
     start = loop.time() + 0.1
 
     async def deliver(offset: float, group: str, k: int):
-        await asyncio.sleep(start + offset - loop.time())
+        arrived = loop.create_future()
+        loop.call_at(start + offset, arrived.set_result, None)
+        await arrived
         return group, await collector.add(group, (group, k))
 
     results = await asyncio.gather(*(deliver(*job) for job in jobs))
