@@ -26,6 +26,8 @@ import anyio
 import httpcore
 import httpx
 
+from services.llm.asyncio_backend import AsyncioBackend
+
 __all__ = ["LeanConnectionPool", "lean_transport"]
 
 log = logging.getLogger(__name__)
@@ -222,7 +224,7 @@ class _PooledStream:
 
 def lean_transport(limits: httpx.Limits) -> httpx.AsyncHTTPTransport:
     """An `httpx.AsyncHTTPTransport` (same request mapping, errors and TLS defaults) running
-    on a `LeanConnectionPool` sized by `limits`."""
+    on a `LeanConnectionPool` sized by `limits`, with sockets on asyncio directly."""
     ssl_context = httpx.create_ssl_context()
     transport = httpx.AsyncHTTPTransport(verify=ssl_context, limits=limits)
     if not isinstance(getattr(transport, "_pool", None), httpcore.AsyncConnectionPool):
@@ -234,5 +236,6 @@ def lean_transport(limits: httpx.Limits) -> httpx.AsyncHTTPTransport:
         max_connections=limits.max_connections,
         max_keepalive_connections=limits.max_keepalive_connections,
         keepalive_expiry=limits.keepalive_expiry,
+        network_backend=AsyncioBackend(),
     )
     return transport
