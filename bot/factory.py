@@ -22,7 +22,7 @@ from aiogram.types import BotCommand
 from bot.fsm_storage import CompactMemoryStorage
 from bot.middlewares import InFlight, ProfileMiddleware
 from bot.settings import Settings
-from bot.telegram_session import FloodControl, JsonAiohttpSession, KeepResponseTypes
+from bot.telegram_session import FloodControl, TelegramSession
 from handlers import get_routers
 from handlers.settings import MediaDefaults
 from handlers.ui.answer import RenderConfig
@@ -190,10 +190,9 @@ def build_services(settings: Settings) -> Services:
 
 
 def build_bot(settings: Settings, pacer: KeyedPacer) -> Bot:
-    session = JsonAiohttpSession(
+    session = TelegramSession(
         api=TelegramAPIServer.from_base(settings.telegram_api_url), limit=1000
     )
-    session.middleware(KeepResponseTypes())
     session.middleware(FloodControl(pacer))
     return Bot(
         token=settings.bot_token.get_secret_value(),

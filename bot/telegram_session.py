@@ -1,9 +1,10 @@
-"""One place for Telegram's flood control on every outgoing call.
+"""How every call reaches Telegram: a leaner aiohttp session, and flood control.
 
-Outgoing messages are paced (about 30/s overall, about 1/s per chat with short
-bursts, 20/min in groups) so 429s stay rare, and a 429 that still comes back is
-honoured by waiting `retry_after` and sending again. Drafts are not retried: by
-the time the wait is over a newer draft has replaced them.
+`TelegramSession` sends the calls (see its docstring). `FloodControl` is the one place
+for Telegram's flood control on every outgoing call: messages are paced (about 30/s
+overall, about 1/s per chat with short bursts, 20/min in groups) so 429s stay rare, and
+a 429 that still comes back is honoured by waiting `retry_after` and sending again.
+Drafts are not retried: by the time the wait is over a newer draft has replaced them.
 """
 
 from __future__ import annotations
@@ -48,19 +49,26 @@ PACED_METHODS = frozenset(
 NOT_RETRIED = frozenset({"sendMessageDraft", "sendRichMessageDraft", "sendChatAction"})
 
 
-class JsonAiohttpSession(AiohttpSession):
-    """aiogram's aiohttp session, sending calls without files as one JSON body.
+class TelegramSession(AiohttpSession):
+    """aiogram's aiohttp session, made cheaper per call.
 
-    The stock session builds a form for every call: each field JSON-encoded on its own,
-    then URL-encoded, with a multipart writer (and a random boundary) made on the way. The
-    Bot API takes `application/json` just as well; one `json.dumps` of the whole call is
-    several times cheaper. Calls that upload files still go out as multipart forms.
+    Calls without files go out as one JSON body. The stock session builds a form for every
+    call: each field JSON-encoded on its own, then URL-encoded, with a multipart writer (and
+    a random boundary) made on the way. The Bot API takes `application/json` just as well;
+    one `json.dumps` of the whole call is several times cheaper. Uploads stay multipart.
+
+    The `Response[T]` classes each answer is validated with are kept alive. aiogram writes
+    `Response[method.__returning__]` for every call, and pydantic caches such parametrised
+    models only weakly: after a garbage collection the next call built the class again
+    from its schema (a few per cent of the bot's CPU under load). One reference per result
+    type, a few dozen at most, keeps pydantic's cache warm.
     """
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self._json_headers = {"Content-Type": "application/json"}
         self._timeouts: dict[float, aiohttp.ClientTimeout] = {}
+        self._response_types: dict[Any, type[Response[Any]]] = {}
 
     async def make_request(
         self,
@@ -74,7 +82,7 @@ class JsonAiohttpSession(AiohttpSession):
             prepared = self.prepare_value(value, bot=bot, files=files, _dumps_json=False)
             if prepared:  # what the stock form leaves out (None, False, 0, "") stays out
                 payload[key] = prepared
-        if files:
+        if files:  # rare (uploads): the stock form, which prepares the values again
             return await super().make_request(bot, method, timeout)
         session = await self.create_session()
         url = self.api.api_url(token=bot.token, method=method.__api_method__)
@@ -96,39 +104,28 @@ class JsonAiohttpSession(AiohttpSession):
         )
         return cast(TelegramType, response.result)
 
+    def check_response(
+        self,
+        bot: Bot,
+        method: TelegramMethod[TelegramType],
+        status_code: int,
+        content: str,
+    ) -> Response[TelegramType]:
+        returning = method.__returning__
+        if returning not in self._response_types:
+            self._response_types[returning] = Response[returning]  # type: ignore[valid-type]
+        return super().check_response(bot, method, status_code, content)
+
+    @property
+    def kept_response_types(self) -> int:
+        return len(self._response_types)
+
     def _timeout(self, seconds: float) -> aiohttp.ClientTimeout:
         # aiohttp turns a bare number into a new ClientTimeout on every request.
         timeout = self._timeouts.get(seconds)
         if timeout is None:
             timeout = self._timeouts[seconds] = aiohttp.ClientTimeout(total=seconds)
         return timeout
-
-
-class KeepResponseTypes(BaseRequestMiddleware):
-    """Keeps the `Response[T]` classes aiogram validates every answer with alive.
-
-    aiogram writes `Response[method.__returning__]` for each call; pydantic caches such
-    parametrised models only weakly, so after a garbage collection the next call built the
-    class again from its schema (a few per cent of the bot's CPU under load). Holding one
-    reference per result type (a few dozen at most) keeps pydantic's cache warm.
-    """
-
-    def __init__(self) -> None:
-        self._alive: dict[Any, type[Response[Any]]] = {}
-
-    async def __call__(
-        self,
-        make_request: NextRequestMiddlewareType[TelegramType],
-        bot: Bot,
-        method: TelegramMethod[TelegramType],
-    ) -> Response[TelegramType]:
-        returning = method.__returning__
-        if returning not in self._alive:
-            self._alive[returning] = Response[returning]  # type: ignore[valid-type]
-        return await make_request(bot, method)
-
-    def __len__(self) -> int:
-        return len(self._alive)
 
 
 class FloodControl(BaseRequestMiddleware):

@@ -48,6 +48,9 @@ class _Stream(httpcore.AsyncNetworkStream):
         self._reader = reader
         self._writer = writer
 
+    # read() and write() are the hot path (every chunk of every answer): their error
+    # mapping is written out rather than going through `_deadline`, an async context
+    # manager per call costing about what this backend saves.
     async def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
         try:
             if timeout is None:

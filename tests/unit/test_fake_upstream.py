@@ -27,22 +27,9 @@ from services.llm import (
     VideoState,
 )
 from tests.fakes.upstream_server import FakeUpstream, default_balance, default_models, tiny_png
+from tests.unit.conftest import UPSTREAM_KEY
 
-KEY = "test-key"
-
-
-@pytest.fixture(scope="session")
-async def _server() -> AsyncIterator[FakeUpstream]:
-    server = FakeUpstream(api_key=KEY)
-    await server.start()
-    yield server
-    await server.stop()
-
-
-@pytest.fixture
-async def upstream(_server: FakeUpstream) -> FakeUpstream:
-    _server.reset()
-    return _server
+KEY = UPSTREAM_KEY
 
 
 @pytest.fixture

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
@@ -12,23 +11,10 @@ import pytest
 
 from services.llm.pool import LeanConnectionPool, lean_transport
 from tests.fakes.upstream_server import FakeUpstream
+from tests.unit.conftest import UPSTREAM_KEY
 
-KEY = "test-key"
+KEY = UPSTREAM_KEY
 HEADERS = {"Authorization": f"Bearer {KEY}"}
-
-
-@pytest.fixture(scope="module")
-async def _server() -> AsyncIterator[FakeUpstream]:
-    server = FakeUpstream(api_key=KEY)
-    await server.start()
-    yield server
-    await server.stop()
-
-
-@pytest.fixture
-async def upstream(_server: FakeUpstream) -> FakeUpstream:
-    _server.reset()
-    return _server
 
 
 def make_client(

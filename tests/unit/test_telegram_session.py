@@ -15,7 +15,7 @@ from aiogram.methods import Response, SendMessage
 from aiogram.types import BufferedInputFile, InlineKeyboardButton, InlineKeyboardMarkup, Message
 from aiohttp import web
 
-from bot.telegram_session import JsonAiohttpSession, KeepResponseTypes
+from bot.telegram_session import TelegramSession
 
 TOKEN = "42:TEST"
 MESSAGE = {"message_id": 7, "date": 0, "chat": {"id": 5, "type": "private"}, "text": "hi"}
@@ -50,7 +50,7 @@ async def served() -> AsyncIterator[tuple[Recorder, Bot]]:
     site = web.TCPSite(runner, "127.0.0.1", 0)
     await site.start()
     port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    session = JsonAiohttpSession(api=TelegramAPIServer.from_base(f"http://127.0.0.1:{port}"))
+    session = TelegramSession(api=TelegramAPIServer.from_base(f"http://127.0.0.1:{port}"))
     bot = Bot(TOKEN, session=session)
     try:
         yield recorder, bot
@@ -93,12 +93,12 @@ async def test_uploads_still_go_out_as_multipart(served: tuple[Recorder, Bot]) -
 
 async def test_response_types_survive_garbage_collection(served: tuple[Recorder, Bot]) -> None:
     recorder, bot = served
-    keep = KeepResponseTypes()
-    bot.session.middleware(keep)
+    session = bot.session
+    assert isinstance(session, TelegramSession)
     await bot.send_message(5, "hi")
     await bot.send_chat_action(5, "typing")
-    assert len(keep) == 2
-    # pydantic's cache of parametrised models is weak: without the middleware's reference
+    assert session.kept_response_types == 2
+    # pydantic's cache of parametrised models is weak: without the session's reference
     # the class would be collected and rebuilt from its schema on the next call.
     alive = weakref.ref(Response[SendMessage.__returning__])  # type: ignore[name-defined]
     gc.collect()
