@@ -5,6 +5,8 @@ from __future__ import annotations
 import logging
 import sys
 
+from aiogram.exceptions import TelegramNetworkError, TelegramUnauthorizedError
+
 from bot.factory import build_app
 from bot.logging_setup import setup_logging
 from bot.runtime import freeze_startup_heap, run
@@ -32,6 +34,13 @@ def main(*, read_env_file: bool = True) -> int:
         run(app.run_polling())
     except KeyboardInterrupt:
         pass
+    except TelegramUnauthorizedError:
+        print("Configuration error: Telegram rejected BOT_TOKEN", file=sys.stderr)
+        return 2
+    except TelegramNetworkError as error:
+        # At start-up only: once polling runs, network errors are retried with backoff.
+        logging.getLogger("bot").critical("cannot reach Telegram: %s", error)
+        return 1
     except Exception as error:
         logging.getLogger("bot").critical("the bot stopped: %s", error, exc_info=True)
         return 1

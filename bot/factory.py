@@ -230,15 +230,29 @@ def build_app(settings: Settings) -> App:
     dispatcher.update.outer_middleware(ProfileMiddleware(services.users))
     dispatcher.include_routers(*get_routers())
 
+    async def release() -> None:
+        await services.chat.close()
+        await in_flight.drain(5.0)
+        await services.videos.close()
+        await services.audio.close()
+        await services.storage.close()
+        await services.http.aclose()
+
     async def on_startup(bot: Bot, **_: Any) -> None:
-        await services.storage.connect()
-        # Long polling and a webhook exclude each other; a leftover webhook would
-        # make getUpdates fail. Pending updates are kept.
-        await bot.delete_webhook(drop_pending_updates=False)
-        await register_commands(bot)
-        # Videos that were being generated when the bot stopped are picked up again.
-        await services.videos.start()
-        me = await bot.me()
+        try:
+            await services.storage.connect()
+            # Long polling and a webhook exclude each other; a leftover webhook would
+            # make getUpdates fail. Pending updates are kept.
+            await bot.delete_webhook(drop_pending_updates=False)
+            await register_commands(bot)
+            # Videos that were being generated when the bot stopped are picked up again.
+            await services.videos.start()
+            me = await bot.me()
+        except BaseException:
+            # aiogram runs the shutdown hook only after a successful start-up: without
+            # this, the database's worker thread would keep the failed process alive.
+            await release()
+            raise
         log.info("bot @%s started (upstream %s)", me.username, settings.llm_base_url)
 
     async def on_shutdown(**_: Any) -> None:
@@ -246,12 +260,7 @@ def build_app(settings: Settings) -> App:
         # partial text is delivered and stored), then close what they use.
         if not await in_flight.drain(settings.shutdown_grace_seconds):
             log.info("stopping %d unfinished updates", in_flight.active)
-        await services.chat.close()
-        await in_flight.drain(5.0)
-        await services.videos.close()
-        await services.audio.close()
-        await services.storage.close()
-        await services.http.aclose()
+        await release()
         log.info("bot stopped")
 
     dispatcher.startup.register(on_startup)
