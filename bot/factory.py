@@ -33,10 +33,10 @@ from services.albums import AlbumCollector
 from services.audio import AudioService
 from services.chat import ChatService
 from services.conversation import ConversationService
+from services.http1 import ConnectionPool, Http1Transport
 from services.image_generation import ImageGenerator
 from services.image_memory import ImageMemory
 from services.llm import CircuitBreaker, FairRateLimiter, LLMClient, MediaClient, ModelCatalog
-from services.llm.pool import lean_transport
 from services.model_choice import ModelChooser
 from services.pacing import KeyedPacer
 from services.storage import Storage, open_storage
@@ -103,15 +103,20 @@ class App:
 
 
 def build_services(settings: Settings) -> Services:
-    # Queueing happens in our own fair limiter, not inside httpx's pool: its
-    # bookkeeping grows badly with thousands of waiters.
-    limits = httpx.Limits(max_connections=2000, max_keepalive_connections=200)
+    # Queueing happens in our own fair limiter, not in the connection pool; the pool is
+    # sized for every answer being written at once.
     http = httpx.AsyncClient(
         timeout=httpx.Timeout(settings.llm_timeout_seconds, connect=10.0, pool=None),
-        limits=limits,
-        # httpcore's own pool re-examines every connection on each request (O(n²) with
-        # hundreds of concurrent streams); this one does O(1) work per request.
-        transport=lean_transport(limits),
+        # httpx's API on a lean HTTP/1.1 wire (services/http1): httpcore and h11 cost more
+        # per streamed chunk than the bot's own work with it.
+        transport=Http1Transport(
+            ConnectionPool(
+                ssl_context=httpx.create_ssl_context(),
+                max_connections=2000,
+                max_idle=200,
+                idle_expiry=5.0,
+            )
+        ),
     )
     storage = open_storage(settings.database_url)
     # Starts are spaced 3% wider than the configured rate: arrival jitter on the

@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import ssl
 from typing import Any, cast
 
-import aiohttp
 from aiogram import Bot
 from aiogram.client.session.aiohttp import AiohttpSession
 from aiogram.client.session.middlewares.base import (
@@ -24,6 +24,17 @@ from aiogram.exceptions import TelegramNetworkError, TelegramRetryAfter
 from aiogram.methods import Response, TelegramMethod
 from aiogram.methods.base import TelegramType
 
+from services.http1 import (
+    ConnectionPool,
+    ConnectTimeout,
+    HTTPClientError,
+    Origin,
+    PoolTimeout,
+    ReadTimeout,
+    WriteTimeout,
+    encode_request_head,
+)
+from services.http1.pool import DEFAULT_PORTS
 from services.pacing import KeyedPacer
 
 log = logging.getLogger(__name__)
@@ -50,12 +61,15 @@ NOT_RETRIED = frozenset({"sendMessageDraft", "sendRichMessageDraft", "sendChatAc
 
 
 class TelegramSession(AiohttpSession):
-    """aiogram's aiohttp session, made cheaper per call.
+    """aiogram's session, with the calls that carry no file sent over a lean HTTP/1.1 pool.
 
-    Calls without files go out as one JSON body. The stock session builds a form for every
-    call: each field JSON-encoded on its own, then URL-encoded, with a multipart writer (and
-    a random boundary) made on the way. The Bot API takes `application/json` just as well;
-    one `json.dumps` of the whole call is several times cheaper. Uploads stay multipart.
+    Those calls (nearly all of them: drafts, messages, edits, chat actions, getUpdates) go
+    out as one JSON body on `services.http1`'s keep-alive connections. aiohttp's request
+    machinery (a request object, timers, tracing and cookie hooks, header multidicts) cost
+    more per call than the rest of a call together; the stock session also built a form for
+    every call, each field JSON-encoded on its own, then URL-encoded. The Bot API takes
+    `application/json` just as well. Uploads and file downloads stay on aiohttp: they are
+    rare and multipart.
 
     The `Response[T]` classes each answer is validated with are kept alive. aiogram writes
     `Response[method.__returning__]` for every call, and pydantic caches such parametrised
@@ -64,11 +78,24 @@ class TelegramSession(AiohttpSession):
     type, a few dozen at most, keeps pydantic's cache warm.
     """
 
-    def __init__(self, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self._json_headers = {"Content-Type": "application/json"}
-        self._timeouts: dict[float, aiohttp.ClientTimeout] = {}
+    def __init__(self, *, limit: int = 1000, **kwargs: Any) -> None:
+        if kwargs.get("proxy") is not None:
+            # The pool connects directly; a proxy would be silently bypassed.
+            raise ValueError("TelegramSession does not support proxies")
+        super().__init__(limit=limit, **kwargs)
+        self._max_connections = limit
+        self._pool = self._new_pool()
+        # Per (token, method): where the call goes and its request head up to the length.
+        self._targets: dict[tuple[str, str], tuple[Origin, bytes]] = {}
         self._response_types: dict[Any, type[Response[Any]]] = {}
+
+    def _new_pool(self) -> ConnectionPool:
+        # The same certificate roots as aiogram's aiohttp connector.
+        context = self._connector_init.get("ssl")
+        return ConnectionPool(
+            ssl_context=context if isinstance(context, ssl.SSLContext) else None,
+            max_connections=self._max_connections,
+        )
 
     async def make_request(
         self,
@@ -84,25 +111,48 @@ class TelegramSession(AiohttpSession):
                 payload[key] = prepared
         if files:  # rare (uploads): the stock form, which prepares the values again
             return await super().make_request(bot, method, timeout)
-        session = await self.create_session()
-        url = self.api.api_url(token=bot.token, method=method.__api_method__)
+        origin, head = self._target(bot.token, method.__api_method__)
+        body = self.json_dumps(payload).encode()
+        seconds = self.timeout if timeout is None else timeout
         try:
-            async with session.post(
-                url,
-                data=self.json_dumps(payload),
-                headers=self._json_headers,
-                timeout=self._timeout(self.timeout if timeout is None else timeout),
-            ) as resp:
-                raw_result = await resp.text()
-        except TimeoutError as error:
+            response = await self._pool.request(
+                origin,
+                b"%b%d\r\n\r\n" % (head, len(body)),
+                body,
+                read_timeout=seconds,
+                write_timeout=seconds,
+                pool_timeout=seconds,
+            )
+            content = await response.read()
+        except (ConnectTimeout, PoolTimeout, ReadTimeout, WriteTimeout) as error:
             raise TelegramNetworkError(method=method, message="Request timeout error") from error
-        except aiohttp.ClientError as error:
+        except HTTPClientError as error:
             message = f"{type(error).__name__}: {error}"
             raise TelegramNetworkError(method=method, message=message) from error
-        response = self.check_response(
-            bot=bot, method=method, status_code=resp.status, content=raw_result
+        result = self.check_response(
+            bot=bot,
+            method=method,
+            status_code=response.status,
+            content=content.decode("utf-8", "replace"),
         )
-        return cast(TelegramType, response.result)
+        return cast(TelegramType, result.result)
+
+    def _target(self, token: str, name: str) -> tuple[Origin, bytes]:
+        target = self._targets.get((token, name))
+        if target is None:
+            origin, path = Origin.of(self.api.api_url(token=token, method=name))
+            host = f"[{origin.host}]" if ":" in origin.host else origin.host  # IPv6
+            if origin.port != DEFAULT_PORTS[origin.scheme]:
+                host = f"{host}:{origin.port}"
+            headers = [
+                (b"Host", host.encode("idna")),
+                (b"Content-Type", b"application/json"),
+                (b"Content-Length", b""),
+            ]
+            # The head ends "Content-Length: "; each call appends its length and the blank line.
+            head = encode_request_head(b"POST", path, headers)[: -len(b"\r\n\r\n")]
+            target = self._targets[(token, name)] = (origin, head)
+        return target
 
     def check_response(
         self,
@@ -120,12 +170,16 @@ class TelegramSession(AiohttpSession):
     def kept_response_types(self) -> int:
         return len(self._response_types)
 
-    def _timeout(self, seconds: float) -> aiohttp.ClientTimeout:
-        # aiohttp turns a bare number into a new ClientTimeout on every request.
-        timeout = self._timeouts.get(seconds)
-        if timeout is None:
-            timeout = self._timeouts[seconds] = aiohttp.ClientTimeout(total=seconds)
-        return timeout
+    @property
+    def pool(self) -> ConnectionPool:
+        return self._pool
+
+    async def close(self) -> None:
+        # Like aiogram's own session, a closed one may be used again (a bot restarted in the
+        # same process): the next call opens new connections.
+        await super().close()
+        pool, self._pool = self._pool, self._new_pool()
+        await pool.aclose()
 
 
 class FloodControl(BaseRequestMiddleware):
