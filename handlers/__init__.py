@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 from aiogram import Router
+from aiogram.filters import Filter
+from aiogram.types import Message
 
 from handlers import (
     account,
@@ -19,13 +21,25 @@ from handlers import (
 from handlers.inline_filters import inline_magic_filters
 
 
+class LooksLikeCommand(Filter):
+    """Text or caption starting with "/": the only messages the command routers can take."""
+
+    async def __call__(self, message: Message) -> bool:
+        text = message.text or message.caption
+        return text is not None and text.startswith("/")
+
+
 def get_routers() -> list[Router]:
     """Fresh routers for one Dispatcher (a router can have only one parent).
 
-    Order matters: commands before the catch-all chat handlers.
+    Order matters, and it follows how often each kind of update comes: questions first
+    (they are nearly all the traffic, and they skip everything else), then the commands
+    behind one parent whose message filter lets a question skip all of them at once, the
+    persona form, media, the catch-alls, and the error handler.
     """
-    routers = [
-        errors.create_router(),
+    commands = Router(name="commands")
+    commands.message.filter(LooksLikeCommand())
+    commands.include_routers(
         start.create_router(),
         conversation.create_router(),
         model.create_router(),
@@ -33,7 +47,13 @@ def get_routers() -> list[Router]:
         account.create_router(),
         image.create_router(),
         video.create_router(),
-        media.create_router(),
+    )
+    routers = [
         chat.create_router(),
+        commands,
+        settings.create_form_router(),
+        media.create_router(),
+        chat.create_fallback_router(),
+        errors.create_router(),
     ]
     return [inline_magic_filters(router) for router in routers]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from aiogram import Bot, F, Router
 from aiogram.enums import ChatType, MessageEntityType
-from aiogram.filters import Filter
+from aiogram.filters import Filter, StateFilter
 from aiogram.types import CallbackQuery, Message, MessageGenerationStopped, User
 
 from handlers.ui.answer import (
@@ -178,19 +178,33 @@ async def private_unsupported(message: Message, profile: Profile) -> None:
 
 
 def create_router() -> Router:
+    """Questions and Stop. First in line: nearly every update is one of these, and each
+    router an update passes costs it middleware wrapping and filter checks. A chat in the
+    middle of a form (no default state) is left to the routers behind."""
     router = Router(name=__name__)
     router.message.register(
-        private_question, F.chat.type == ChatType.PRIVATE, F.text, ~F.text.startswith("/")
+        private_question,
+        F.chat.type == ChatType.PRIVATE,
+        F.text,
+        ~F.text.startswith("/"),
+        StateFilter(None),
     )
     router.message.register(
         group_question,
         F.chat.type.in_(GROUP_TYPES),
         F.text,
         ~F.text.startswith("/"),
+        StateFilter(None),
         AddressedToBot(),
     )
     router.stopped_message_generation.register(draft_stopped)
     router.callback_query.register(stop_pressed, StopReply.filter())
+    return router
+
+
+def create_fallback_router() -> Router:
+    """Private messages nothing else took: unknown commands and unsupported content."""
+    router = Router(name=f"{__name__}.fallback")
     router.message.register(
         private_unknown_command, F.chat.type == ChatType.PRIVATE, F.text.startswith("/")
     )

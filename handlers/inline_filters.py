@@ -8,7 +8,8 @@ of the bot's CPU. Once the routers are built, their magic filters are turned int
 that call the same `resolve(event)` inline, so what passes and what a filter returns (including
 `.as_(...)` values) is exactly as before.
 
-Only handler filters are converted; the routers here register no observer-level root filters.
+Only handler filters are converted; the routers' own (observer-level) filters here are
+Filter classes, already coroutines.
 """
 
 from __future__ import annotations

@@ -258,8 +258,14 @@ def create_router() -> Router:
     router.callback_query.register(voice_chosen, PickVoice.filter())
     router.callback_query.register(reply_mode_chosen, PickReplyMode.filter())
     router.message.register(cancel, Command("cancel"))
-    router.message.register(
-        persona_received, StateFilter(SettingsForm.persona), F.text, ~F.text.startswith("/")
-    )
-    router.message.register(persona_not_text, StateFilter(SettingsForm.persona))
+    return router
+
+
+def create_form_router() -> Router:
+    """What is sent while the persona form waits: after the commands (so /cancel and the
+    others still work), before media and the catch-alls (so a photo gets "send text")."""
+    router = Router(name=f"{__name__}.form")
+    router.message.filter(StateFilter(SettingsForm.persona))
+    router.message.register(persona_received, F.text, ~F.text.startswith("/"))
+    router.message.register(persona_not_text)
     return router

@@ -80,6 +80,8 @@ class Reply:
         self.model = model
         self.queue_position: int | None = None
         self.started_at = time.monotonic()
+        # When this chat's earlier answers were done and this one began (monotonic clock).
+        self.working_since: float | None = None
         self.first_token_at: float | None = None
         self._parts: list[str] = []
         self._joined = ""
@@ -170,6 +172,8 @@ class Reply:
             self._task.cancel()
 
     def _finish(self, outcome: ReplyOutcome) -> None:
+        if self._outcome is not None:
+            return  # published already (a complete answer is, before it is stored)
         self._outcome = outcome
         self._finished.set()
         self._changed.set()
@@ -279,6 +283,7 @@ class ChatService:
         prepared: PreparedRequest | None = None
         try:
             async with self._chat_lock(key):
+                reply.working_since = time.monotonic()
                 first_history: int | None = None
                 for attempt, share in enumerate(HISTORY_SHARES):
                     limit = None if first_history is None else int(first_history * share)
@@ -310,6 +315,9 @@ class ChatService:
                         log.info("context too long for %s; retrying with less history", reply.model)
                 reply._finalizing = True
                 status = ReplyStatus.COMPLETE
+                # Complete: it can be drawn now, while it is stored; no draft of a finished
+                # answer is sent, and the final message does not wait for the database.
+                self._finish(reply, status, None)
                 # Inside the lock, so the next question in this chat sees this answer.
                 await self._persist_quietly(reply, prepared, status, usage)
         except asyncio.CancelledError:
@@ -377,6 +385,12 @@ class ChatService:
     ) -> None:
         if prepared is None:
             return
+        # Usage first: it is queued before the answer reaches the user, so a /usage sent
+        # right after the answer counts it. History needs no such care: the next question
+        # in this chat waits for the chat lock, held until the exchange is stored.
+        await self._record_usage(
+            reply, prepared, "ok" if status is ReplyStatus.COMPLETE else status.value, usage
+        )
         text = reply.text
         if text.strip():
             await self._conversations.save_exchange(prepared, text, status=status.value)
@@ -385,9 +399,6 @@ class ChatService:
             if reply.request.images:
                 self._images.remember(key, placeholder, reply.request.images)
             self._images.exchange_done(key, placeholder)
-        await self._record_usage(
-            reply, prepared, "ok" if status is ReplyStatus.COMPLETE else status.value, usage
-        )
 
     async def _persist_quietly(
         self,

@@ -15,6 +15,7 @@ import contextlib
 import html
 import logging
 import re
+import time
 from dataclasses import dataclass
 
 from aiogram import Bot
@@ -76,7 +77,9 @@ def _is_not_modified(error: TelegramBadRequest) -> bool:
 async def _typing_until(bot: Bot, target: Target, reply: Reply, delay: float) -> None:
     """Show "typing…" until there is something else to see.
 
-    Nothing is sent during the first `delay` seconds: an answer that starts that quickly
+    The clock starts when the reply starts work: a question queued behind an earlier answer
+    in the same chat has that answer's draft (or its "typing…") on screen already. Nothing
+    is sent during the first `delay` seconds of work: an answer that starts that quickly
     puts its draft on screen first, and the chat action would be a wasted call.
     """
     wait = delay
@@ -89,6 +92,13 @@ async def _typing_until(bot: Bot, target: Target, reply: Reply, delay: float) ->
                 pass
         if reply.done or reply.text or reply.queue_position is not None:
             return
+        if reply.working_since is None:
+            wait = delay  # still queued behind this chat's earlier answer
+            continue
+        worked = time.monotonic() - reply.working_since
+        if worked < delay:
+            wait = delay - worked
+            continue
         with contextlib.suppress(TelegramAPIError):
             await bot.send_chat_action(
                 target.chat_id, ChatAction.TYPING, message_thread_id=target.thread_id

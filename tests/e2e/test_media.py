@@ -180,6 +180,28 @@ async def test_photo_without_caption_is_described_and_image_documents_work(bench
     assert parts[0]["text"] == "Describe this image."
 
 
+async def test_persona_form_takes_precedence_over_photos_and_cancel_ends_it(
+    bench: Bench,
+) -> None:
+    # The form's router sits behind the questions and commands but before media: while the
+    # bot waits for a persona, a photo is not a vision question, and /cancel still works.
+    bench.telegram.send_message(USER, "/settings")
+    menu = (await bench.telegram.wait_for("sendMessage", lambda c: "reply_markup" in c.params))[0]
+    persona_button = menu.params["reply_markup"]["inline_keyboard"][0][0]
+    bench.telegram.press_button(
+        USER, bench.telegram.sent_messages(USER)[-1], persona_button["callback_data"]
+    )
+    await bench.telegram.wait_for("editMessageText")
+    send_photo(bench, png_bytes(), caption="this is not a persona")
+    await bench.telegram.wait_for("sendMessage", lambda c: "persona as text" in c.params["text"])
+    bench.telegram.send_message(USER, "/cancel")
+    await bench.telegram.wait_for("sendMessage", lambda c: c.params["text"] == "Cancelled.")
+    assert bench.upstream.chat_requests() == []
+
+    final = await bench.ask(USER, "a question again")
+    assert text_of(final) == "Echo: a question again"
+
+
 async def test_corrupt_and_oversized_images_get_clear_messages(bench: Bench) -> None:
     send_photo(bench, b"\x89PNG\r\n\x1a\nbroken", as_document=True)
     corrupt = (await bench.telegram.wait_for("sendMessage"))[0]

@@ -39,10 +39,38 @@ async def test_answer_streams_in_drafts_then_final_rich_message(bench: Bench) ->
 async def test_a_quick_answer_needs_no_typing_action(bench: Bench) -> None:
     # The first token comes well within the typing delay: the draft is the first sign.
     bench.upstream.chunks = 3
+    bench.upstream.chunk_delay = 0.05
     final = await bench.ask(USER, "quick one")
     assert text_of(final) == "Echo: quick one"
     assert bench.telegram.calls_of("sendRichMessageDraft", chat_id=USER)
     assert not bench.telegram.calls_of("sendChatAction", chat_id=USER)
+
+
+async def test_an_answer_that_arrives_whole_goes_straight_to_the_final_message(
+    bench: Bench,
+) -> None:
+    # Nothing is gained by showing a draft of a finished answer: the final message is the
+    # one call, sent without waiting for the answer to be stored.
+    bench.upstream.chunks = 8
+    bench.upstream.single_write = True
+    final = await bench.ask(USER, "all at once")
+    assert text_of(final) == "Echo: all at once"
+    calls = [c.method for c in bench.telegram.calls if c.params.get("chat_id") == USER]
+    assert calls == ["sendRichMessage"], calls
+
+
+async def test_a_question_queued_behind_an_answer_gets_no_typing_of_its_own(
+    bench: Bench,
+) -> None:
+    # Two questions at once: the second waits for the first answer (one answer at a time
+    # per chat). Its "typing…" clock starts when it starts work, not while it waits.
+    bench.upstream.first_token_delay = 0.5
+    bench.telegram.send_message(USER, "first")
+    bench.telegram.send_message(USER, "second")
+    finals = await bench.telegram.wait_for("sendRichMessage", count=2, timeout=10)
+    actions = bench.telegram.calls_of("sendChatAction", chat_id=USER)
+    assert len(actions) == 2, [a.at for a in actions]
+    assert actions[0].at < finals[0].at < actions[1].at
 
 
 async def test_drafts_are_paced(bench: Bench) -> None:

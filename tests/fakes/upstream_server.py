@@ -334,7 +334,8 @@ class FakeUpstream:
     """VseGPT-like OpenAI-compatible server on 127.0.0.1 under ``/v1``.
 
     Public, freely adjustable attributes (``reset()`` restores them): ``models``, ``reply``,
-    ``chunks``, ``first_token_delay``, ``chunk_delay``, ``credits``; media: ``transcript``,
+    ``chunks``, ``first_token_delay``, ``chunk_delay``, ``single_write`` (the whole stream in
+    one write, as a fast upstream's answer lands), ``credits``; media: ``transcript``,
     ``speech_format``, ``speech_mode``, ``image_mode``, ``video_steps``, ``video_fail_reason``,
     ``balance_payload``, ``balance_disabled``, ``files_require_auth``. Records: ``requests``,
     ``rejected_429``, ``speech_inputs``, ``video_jobs``, ``video_polls``.
@@ -414,6 +415,7 @@ class FakeUpstream:
         self.chunks: int = 5
         self.first_token_delay: float = 0.0
         self.chunk_delay: float = 0.0
+        self.single_write: bool = False
         self.credits: str | None = "0.0123"
         self.rejected_429: int = 0
         self._faults: dict[str, deque[_Fault]] = {}
@@ -819,6 +821,8 @@ class FakeUpstream:
                 return self._break(request, resp)
             if self.first_token_delay > 0:
                 await asyncio.sleep(self.first_token_delay)
+            if self.single_write and break_after is None:
+                return await self._stream_at_once(resp, rec, chunk_base, pieces, usage)
             for index, piece in enumerate(pieces):
                 if index and self.chunk_delay > 0:
                     await asyncio.sleep(self.chunk_delay)
@@ -845,6 +849,28 @@ class FakeUpstream:
             rec.completed = True
         except ConnectionResetError:  # includes aiohttp's ClientConnectionResetError
             self._mark_disconnected(rec)
+        return resp
+
+    async def _stream_at_once(
+        self,
+        resp: web.StreamResponse,
+        rec: UpstreamRequest,
+        chunk_base: dict[str, Any],
+        pieces: list[str],
+        usage: dict[str, int] | None,
+    ) -> web.StreamResponse:
+        body = b""
+        for index, piece in enumerate(pieces):
+            delta = {"role": "assistant", "content": piece} if index == 0 else {"content": piece}
+            body += _sse({**chunk_base, "choices": [{"index": 0, "delta": delta}]})
+        finish = {"index": 0, "delta": {}, "finish_reason": "stop"}
+        body += _sse({**chunk_base, "choices": [finish]})
+        if usage is not None:
+            body += _sse({**chunk_base, "choices": [], "usage": usage})
+        await resp.write(body + _DONE)
+        await resp.write_eof()
+        rec.chunks_sent = len(pieces)
+        rec.completed = True
         return resp
 
     # --- media -----------------------------------------------------------------------------

@@ -1,0 +1,822 @@
+"""The lean HTTP/1.1 client on the wire: framing, keep-alive pooling, timeouts and failures.
+
+Every test runs a raw `asyncio.start_server` on 127.0.0.1 that answers with hand-written
+bytes, so each edge of the protocol (split reads, 1xx, close-delimited bodies, a server that
+stalls or hangs up) is exercised exactly. `RawServer`, `read_request`, `closed_port` and
+`eventually` are also used by the TLS and httpx adapter tests.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import socket
+import ssl
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+
+from services.http1 import (
+    ConnectError,
+    ConnectionPool,
+    ConnectTimeout,
+    Origin,
+    PoolTimeout,
+    ReadError,
+    ReadTimeout,
+    RemoteProtocolError,
+    Response,
+    WriteTimeout,
+    encode_request_head,
+)
+from services.http1.connection import HIGH_WATER, Connection
+
+LOCALHOST = "127.0.0.1"
+# The limit on waits that must not happen: a broken client fails fast instead of hanging.
+SAFE = 2.0
+# Between two writes that must reach the client as two separate reads.
+SPLIT_PAUSE = 0.01
+
+
+# --- the raw server ------------------------------------------------------------------------
+
+
+@dataclass
+class Request:
+    """One request as the raw server read it."""
+
+    method: bytes
+    target: bytes
+    head: bytes  # request line and headers, up to and including the blank line
+    body: bytes  # as it came over the wire (chunked framing included)
+
+
+async def read_request(reader: asyncio.StreamReader) -> Request | None:
+    """One request off `reader`; None when the client closed the connection instead."""
+    try:
+        head = await reader.readuntil(b"\r\n\r\n")
+    except asyncio.IncompleteReadError as exc:
+        if exc.partial:
+            raise
+        return None
+    lines = head.split(b"\r\n")
+    method, target, _ = lines[0].split(b" ", 2)
+    headers = {}
+    for line in lines[1:]:
+        name, _, value = line.partition(b":")
+        headers[name.strip().lower()] = value.strip()
+    body = b""
+    if b"chunked" in headers.get(b"transfer-encoding", b"").lower():
+        while True:
+            size_line = await reader.readuntil(b"\r\n")
+            size = int(size_line.split(b";")[0], 16)
+            body += size_line + await reader.readexactly(size + 2)
+            if size == 0:  # the last chunk (no trailers): "0\r\n" and the closing "\r\n"
+                break
+    elif length := int(headers.get(b"content-length", b"0")):
+        body = await reader.readexactly(length)
+    return Request(method, target, head, body)
+
+
+@dataclass
+class Peer:
+    """One accepted connection, as a handler sees it."""
+
+    server: RawServer
+    reader: asyncio.StreamReader
+    writer: asyncio.StreamWriter
+    index: int  # 1 for the server's first connection
+
+    async def request(self) -> Request | None:
+        """The next request on this connection (recorded); None at the client's EOF."""
+        request = await read_request(self.reader)
+        if request is None:
+            self.server.eofs += 1
+        else:
+            self.server.requests.append(request)
+        return request
+
+    async def send(self, *pieces: bytes) -> None:
+        """Write `pieces`, pausing between them so the client reads each one separately."""
+        for number, piece in enumerate(pieces):
+            if number:
+                await asyncio.sleep(SPLIT_PAUSE)
+            self.writer.write(piece)
+            await self.writer.drain()
+
+    async def wait_for_eof(self) -> None:
+        """Until the client closes the connection (whatever it sends meanwhile is dropped)."""
+        with contextlib.suppress(ConnectionError):
+            while await self.reader.read(65536):
+                pass
+        self.server.eofs += 1
+
+
+Handler = Callable[[Peer], Awaitable[None]]
+
+
+class RawServer:
+    """A TCP (or TLS) server on 127.0.0.1, a free port, running `handler` per connection.
+
+    It counts the connections it accepted and the client EOFs its handlers saw, and keeps
+    every request read through `Peer.request`. The server side closes a connection when its
+    handler returns.
+    """
+
+    def __init__(self, handler: Handler, *, ssl_context: ssl.SSLContext | None = None) -> None:
+        self._handler = handler
+        self._ssl = ssl_context
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._server: asyncio.Server | None = None
+        self.port = 0
+        self.connections = 0
+        self.eofs = 0
+        self.requests: list[Request] = []
+
+    async def __aenter__(self) -> RawServer:
+        self._server = await asyncio.start_server(self._accept, LOCALHOST, 0, ssl=self._ssl)
+        self.port = self._server.sockets[0].getsockname()[1]
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        assert self._server is not None
+        self._server.close()
+        tasks = list(self._tasks)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        await self._server.wait_closed()
+
+    async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        self._tasks.add(task)
+        self.connections += 1
+        try:
+            await self._handler(Peer(self, reader, writer, self.connections))
+        except (ConnectionError, asyncio.IncompleteReadError, ssl.SSLError):
+            pass
+        finally:
+            self._tasks.discard(task)
+            writer.close()
+
+    @property
+    def origin(self) -> Origin:
+        return Origin("https" if self._ssl else "http", LOCALHOST, self.port)
+
+    @property
+    def label(self) -> str:
+        return f"{LOCALHOST}:{self.port}"
+
+    def head(
+        self,
+        target: bytes = b"/",
+        *,
+        method: bytes = b"GET",
+        headers: tuple[tuple[bytes, bytes], ...] = (),
+    ) -> bytes:
+        """A request head for this server: `Host` first, then `headers`."""
+        return encode_request_head(method, target, [(b"Host", self.label.encode()), *headers])
+
+
+def answering(*pieces: bytes) -> Handler:
+    """Answer every request on a connection with `pieces` (separate reads), keeping it open."""
+
+    async def handler(peer: Peer) -> None:
+        while await peer.request() is not None:
+            await peer.send(*pieces)
+
+    return handler
+
+
+def answering_once(*pieces: bytes, then_close: bool) -> Handler:
+    """Answer one request; then close the connection, or wait for the client to close it."""
+
+    async def handler(peer: Peer) -> None:
+        if await peer.request() is not None:
+            await peer.send(*pieces)
+            if not then_close:
+                await peer.wait_for_eof()
+
+    return handler
+
+
+def ok(body: bytes = b"ok", *headers: bytes) -> bytes:
+    """A complete `200 OK` response with a Content-Length body."""
+    lines = [b"HTTP/1.1 200 OK", b"Content-Length: %d" % len(body), *headers]
+    return b"\r\n".join(lines) + b"\r\n\r\n" + body
+
+
+def closed_port() -> int:
+    """A port on 127.0.0.1 that nothing listens on (it was free a moment ago)."""
+    with socket.socket() as sock:
+        sock.bind((LOCALHOST, 0))
+        return int(sock.getsockname()[1])
+
+
+async def eventually(condition: Callable[[], bool], timeout: float = SAFE) -> None:  # noqa: ASYNC109
+    """Wait until `condition()` holds; fail the test when it does not within `timeout`."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            pytest.fail("the condition did not come true in time")
+        await asyncio.sleep(0.005)
+
+
+def idle_connections(pool: ConnectionPool, origin: Origin) -> list[Connection]:
+    """The pool's idle connections for `origin`, oldest first (an internal, for inspection)."""
+    return list(pool._idle.get(origin, ()))
+
+
+@asynccontextmanager
+async def open_pool(**options: Any) -> AsyncIterator[ConnectionPool]:
+    pool = ConnectionPool(**options)
+    try:
+        yield pool
+    finally:
+        await pool.aclose()
+
+
+@pytest.fixture
+async def pool() -> AsyncIterator[ConnectionPool]:
+    async with open_pool() as pool:
+        yield pool
+
+
+async def fetch(
+    pool: ConnectionPool, server: RawServer, target: bytes = b"/", **options: Any
+) -> tuple[Response, bytes]:
+    """GET `target` from `server` and read the whole body."""
+    options.setdefault("read_timeout", SAFE)
+    response = await pool.request(server.origin, server.head(target), **options)
+    return response, await response.read()
+
+
+# --- Origin and the request head -----------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("url", "origin", "target"),
+    [
+        ("http://example.com", Origin("http", "example.com", 80), b"/"),
+        ("https://api.telegram.org/bot1:x/getMe", Origin("https", "api.telegram.org", 443), b"/bot1:x/getMe"),  # noqa: E501
+        ("http://127.0.0.1:8080/v1/chat?stream=1&q=a%20b", Origin("http", "127.0.0.1", 8080), b"/v1/chat?stream=1&q=a%20b"),  # noqa: E501
+        ("HTTPS://Example.COM:8443/a#fragment", Origin("https", "example.com", 8443), b"/a"),
+        ("http://[::1]:9000/", Origin("http", "::1", 9000), b"/"),
+    ],
+)  # fmt: skip
+def test_origin_of_parses_scheme_host_port_and_target(
+    url: str, origin: Origin, target: bytes
+) -> None:
+    assert Origin.of(url) == (origin, target)
+
+
+def test_origin_label_is_host_and_port() -> None:
+    assert Origin("https", "api.telegram.org", 443).label == "api.telegram.org:443"
+
+
+@pytest.mark.parametrize(
+    "url", ["ftp://example.com/file", "ws://example.com/", "example.com/path", "/relative", "http://"]
+)
+def test_origin_of_refuses_what_is_not_an_absolute_http_url(url: str) -> None:
+    with pytest.raises(ValueError):
+        Origin.of(url)
+
+
+def test_encode_request_head_produces_the_exact_bytes() -> None:
+    head = encode_request_head(
+        b"POST", b"/v1/x?y=1", [(b"Host", b"h:81"), (b"Content-Length", b"2")]
+    )
+    assert head == b"POST /v1/x?y=1 HTTP/1.1\r\nHost: h:81\r\nContent-Length: 2\r\n\r\n"
+    assert encode_request_head(b"GET", b"/") == b"GET / HTTP/1.1\r\n\r\n"
+
+
+@pytest.mark.parametrize(
+    ("method", "target", "headers"),
+    [
+        (b"GET", b"/a\r\nX-Injected: 1", []),
+        (b"GET", b"/a\nb", []),
+        (b"GET\r\n", b"/", []),
+        (b"GET", b"/", [(b"X-A\r\nX-Injected", b"1")]),
+        (b"GET", b"/", [(b"X-A", b"1\r\nX-Injected: 1")]),
+        (b"GET", b"/", [(b"X-A", b"1\r")]),
+        (b"GET", b"/", [(b"X-A", b"1\n")]),
+        (b"GET", b"/", [(b"Host", b"h"), (b"X-A", b"\r\n\r\nGET /smuggled HTTP/1.1")]),
+    ],
+)
+def test_encode_request_head_refuses_cr_or_lf(
+    method: bytes, target: bytes, headers: list[tuple[bytes, bytes]]
+) -> None:
+    with pytest.raises(ValueError):
+        encode_request_head(method, target, headers)
+
+
+# --- what the server receives --------------------------------------------------------------
+
+
+@pytest.mark.parametrize("size", [0, 9, 100 * 1024], ids=["no-body", "small", "large"])
+async def test_request_head_and_body_reach_the_server_exactly(
+    pool: ConnectionPool, size: int
+) -> None:
+    body = bytes(range(256)) * (size // 256) + b"x" * (size % 256)
+    async with RawServer(answering(ok())) as server:
+        head = server.head(
+            b"/v1/upload?x=1",
+            method=b"POST",
+            headers=((b"Content-Length", b"%d" % size), (b"X-Custom", b"a b")),
+        )
+        response = await pool.request(server.origin, head, body or None, read_timeout=SAFE)
+        assert await response.read() == b"ok"
+    [received] = server.requests
+    assert (received.method, received.target) == (b"POST", b"/v1/upload?x=1")
+    assert received.head == head
+    assert received.body == body
+
+
+async def test_chunked_request_body_from_an_async_iterator(pool: ConnectionPool) -> None:
+    big = b"0123456789" * 7000  # 70000 bytes: a five-digit hex size
+
+    async def pieces() -> AsyncIterator[bytes]:
+        yield b"hello"
+        yield b""  # an empty piece must not end the body early
+        yield big
+        yield b"!"
+
+    async with RawServer(answering(ok())) as server:
+        head = server.head(method=b"POST", headers=((b"Transfer-Encoding", b"chunked"),))
+        response = await pool.request(
+            server.origin, head, pieces(), chunked=True, read_timeout=SAFE
+        )
+        assert await response.read() == b"ok"
+    [received] = server.requests
+    assert received.head == head
+    assert received.body == (
+        b"5\r\nhello\r\n" + b"11170\r\n" + big + b"\r\n" + b"1\r\n!\r\n" + b"0\r\n\r\n"
+    )
+
+
+async def test_unchunked_request_body_from_an_async_iterator_is_sent_as_is(
+    pool: ConnectionPool,
+) -> None:
+    async def pieces() -> AsyncIterator[bytes]:
+        yield b'{"a": '
+        yield b"1}"
+
+    async with RawServer(answering(ok())) as server:
+        head = server.head(method=b"POST", headers=((b"Content-Length", b"8"),))
+        response = await pool.request(server.origin, head, pieces(), read_timeout=SAFE)
+        assert await response.read() == b"ok"
+    assert server.requests[0].body == b'{"a": 1}'
+
+
+# --- response framing ----------------------------------------------------------------------
+
+
+async def test_content_length_body_with_status_reason_and_repeated_headers(
+    pool: ConnectionPool,
+) -> None:
+    answer = b"HTTP/1.1 201 Created\r\nContent-Length: 5\r\nX-A: 1\r\nX-A: 2\r\n\r\nhello"
+    async with RawServer(answering(answer)) as server:
+        response, body = await fetch(pool, server)
+    assert (response.status, response.reason, body) == (201, b"Created", b"hello")
+    assert response.headers == [(b"Content-Length", b"5"), (b"X-A", b"1"), (b"X-A", b"2")]
+
+
+async def test_chunked_body_split_across_writes_and_mid_chunk_header(
+    pool: ConnectionPool,
+) -> None:
+    answer = (
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n",
+        b"5\r\nhello\r\n1",  # the next chunk's size line is cut: "1" + "0" is 0x10
+        b"0\r\n0123456789abcdef\r\n",
+        b"3\r\nxyz\r\n0\r\n",
+        b"\r\n",
+    )
+    async with RawServer(answering(*answer)) as server:
+        _, first = await fetch(pool, server)
+        _, second = await fetch(pool, server)
+    assert first == second == b"hello0123456789abcdefxyz"
+    assert server.connections == 1  # the chunked body was read to its end: reused
+
+
+async def test_response_iterates_over_body_chunks_as_they_arrive(pool: ConnectionPool) -> None:
+    answer = (
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n",
+        b"6\r\ndata: \r\n",
+        b"3\r\none\r\n",
+        b"3\r\ntwo\r\n0\r\n\r\n",
+    )
+    async with RawServer(answering(*answer)) as server:
+        response = await pool.request(server.origin, server.head(), read_timeout=SAFE)
+        chunks = [chunk async for chunk in response]
+        response.close()
+        assert pool.idle(server.origin) == 1
+    assert chunks == [b"data: ", b"one", b"two"]
+
+
+async def test_close_delimited_body_is_read_to_the_end_and_not_reused(
+    pool: ConnectionPool,
+) -> None:
+    answer = (
+        b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nConnection: keep-alive\r\n\r\n",
+        b"part one, ",
+        b"part two",
+    )
+    async with RawServer(answering_once(*answer, then_close=True)) as server:
+        _, body = await fetch(pool, server)
+        assert body == b"part one, part two"
+        assert pool.connections == 0
+        _, again = await fetch(pool, server)
+    assert again == body
+    assert server.connections == 2
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        b"HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 2\r\n\r\nok",
+        b"HTTP/1.0 200 OK\r\nContent-Length: 2\r\n\r\nok",
+    ],
+    ids=["connection-close", "http-1.0"],
+)
+async def test_connection_the_server_will_not_keep_is_closed_not_reused(
+    pool: ConnectionPool, answer: bytes
+) -> None:
+    async with RawServer(answering_once(answer, then_close=False)) as server:
+        _, body = await fetch(pool, server)
+        assert body == b"ok"
+        assert pool.connections == 0
+        await eventually(lambda: server.eofs == 1)  # the client closed it
+        _, again = await fetch(pool, server)
+    assert again == b"ok"
+    assert server.connections == 2
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        b"HTTP/1.1 204 No Content\r\n\r\n",
+        b'HTTP/1.1 304 Not Modified\r\nETag: "x"\r\nContent-Length: 10\r\n\r\n',
+    ],
+    ids=["204", "304"],
+)
+async def test_statuses_without_a_body_complete_at_once_and_are_reused(
+    pool: ConnectionPool, answer: bytes
+) -> None:
+    async with RawServer(answering(answer)) as server:
+        first, body = await fetch(pool, server)
+        _, again = await fetch(pool, server)
+    assert first.status in (204, 304)
+    assert body == again == b""
+    assert server.connections == 1
+
+
+@pytest.mark.parametrize("split", [True, False], ids=["separate-reads", "one-read"])
+async def test_100_continue_is_skipped_for_the_real_response(
+    pool: ConnectionPool, split: bool
+) -> None:
+    interim = b"HTTP/1.1 100 Continue\r\nX-Interim: yes\r\n\r\n"
+    final = b"HTTP/1.1 201 Created\r\nContent-Length: 4\r\n\r\ndone"
+    answer = (interim, final) if split else (interim + final,)
+    async with RawServer(answering(*answer)) as server:
+        response, body = await fetch(pool, server)
+        _, again = await fetch(pool, server)
+    assert (response.status, response.reason, body) == (201, b"Created", b"done")
+    assert response.headers == [(b"Content-Length", b"4")]
+    assert again == b"done"
+    assert server.connections == 1
+
+
+async def test_status_line_and_header_split_across_reads_are_assembled(
+    pool: ConnectionPool,
+) -> None:
+    answer = (
+        b"HTTP/1.1 200 Very",
+        b" Good Indeed\r\nX-Lo",
+        b"ng-Name: a va",
+        b"lue\r\nContent-Length: 2\r\n\r\nok",
+    )
+    async with RawServer(answering(*answer)) as server:
+        response, body = await fetch(pool, server)
+    assert response.reason == b"Very Good Indeed"
+    assert (b"X-Long-Name", b"a value") in response.headers
+    assert body == b"ok"
+
+
+async def test_body_above_high_water_pauses_reading_and_arrives_intact(
+    pool: ConnectionPool,
+) -> None:
+    body = bytes(range(256)) * (8 * 1024)  # 2 MiB
+    async with RawServer(answering(ok(body))) as server:
+        response = await pool.request(server.origin, server.head(), read_timeout=SAFE)
+        await asyncio.sleep(0.1)  # loopback could deliver all of it meanwhile
+        first = await response.read_chunk()
+        # Reading stopped once HIGH_WATER was buffered (plus what the last read brought).
+        assert len(first) <= 2 * HIGH_WATER
+        rest = await response.read()  # and resumed as the body was drained
+        assert first + rest == body
+        _, again = await fetch(pool, server)
+    assert again == body
+    assert server.connections == 1
+
+
+async def test_head_response_does_not_wait_for_the_announced_body(pool: ConnectionPool) -> None:
+    answer = b"HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\n"
+    async with RawServer(answering(answer)) as server:
+        response = await pool.request(
+            server.origin, server.head(method=b"HEAD"), head_only=True, read_timeout=SAFE
+        )
+        assert response.status == 200
+        assert await response.read() == b""
+        assert pool.connections == 0  # httptools would expect the body: not reused
+
+
+# --- broken responses ----------------------------------------------------------------------
+
+
+async def test_malformed_response_raises_remote_protocol_error(pool: ConnectionPool) -> None:
+    async with RawServer(answering(b"HELLO THERE\r\n\r\n")) as server:
+        with pytest.raises(RemoteProtocolError, match=server.label):
+            await pool.request(server.origin, server.head(), read_timeout=SAFE)
+        assert pool.connections == 0
+
+
+async def test_malformed_chunk_raises_remote_protocol_error_while_reading(
+    pool: ConnectionPool,
+) -> None:
+    answer = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nwhat\r\n"
+    async with RawServer(answering(answer)) as server:
+        response = await pool.request(server.origin, server.head(), read_timeout=SAFE)
+        with pytest.raises(RemoteProtocolError):
+            await response.read()
+        assert pool.connections == 0
+
+
+async def test_server_closing_before_responding_raises_remote_protocol_error(
+    pool: ConnectionPool,
+) -> None:
+    async def read_and_hang_up(peer: Peer) -> None:
+        await peer.request()
+
+    async with RawServer(read_and_hang_up) as server:
+        with pytest.raises(RemoteProtocolError, match=server.label):
+            await pool.request(server.origin, server.head(), read_timeout=SAFE)
+        assert pool.connections == 0
+
+
+@pytest.mark.parametrize(
+    "partial",
+    [
+        b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n" + b"x" * 10,
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n",
+    ],
+    ids=["content-length", "chunked"],
+)
+async def test_server_closing_mid_body_raises_read_error(
+    pool: ConnectionPool, partial: bytes
+) -> None:
+    async with RawServer(answering_once(partial, then_close=True)) as server:
+        response = await pool.request(server.origin, server.head(), read_timeout=SAFE)
+        with pytest.raises(ReadError, match=server.label):
+            await response.read()
+        assert pool.connections == 0
+
+
+# --- timeouts and connection failures ------------------------------------------------------
+
+
+async def test_read_timeout_when_the_server_never_answers_names_host_and_port(
+    pool: ConnectionPool,
+) -> None:
+    async def never_answer(peer: Peer) -> None:
+        await peer.request()
+        await peer.wait_for_eof()
+
+    async with RawServer(never_answer) as server:
+        started = time.monotonic()
+        with pytest.raises(ReadTimeout) as caught:
+            await pool.request(server.origin, server.head(b"/bot42:SECRET/getMe"), read_timeout=0.1)
+        assert time.monotonic() - started < 1.0
+        message = str(caught.value)
+        assert server.label in message and "0.1 s" in message
+        assert "SECRET" not in message  # the target (a Bot API token) is never in a message
+        await eventually(lambda: server.eofs == 1)  # the timed-out connection was closed
+        assert pool.connections == 0
+
+
+async def test_read_timeout_when_the_body_stalls(pool: ConnectionPool) -> None:
+    partial = b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nabc"
+    async with RawServer(answering_once(partial, then_close=False)) as server:
+        response = await pool.request(server.origin, server.head(), read_timeout=0.1)
+        assert await response.read_chunk() == b"abc"
+        with pytest.raises(ReadTimeout, match=server.label):
+            await response.read()
+        await eventually(lambda: server.eofs == 1)
+        assert pool.connections == 0
+
+
+async def test_write_timeout_when_the_server_takes_nothing(pool: ConnectionPool) -> None:
+    async def read_head_only(peer: Peer) -> None:
+        await peer.reader.readuntil(b"\r\n\r\n")
+        await asyncio.Event().wait()  # never reads the body; cancelled at the end
+
+    body = bytes(32 * 1024 * 1024)  # far more than the socket buffers hold
+    async with RawServer(read_head_only) as server:
+        head = server.head(method=b"POST", headers=((b"Content-Length", b"%d" % len(body)),))
+        with pytest.raises(WriteTimeout, match=server.label):
+            await pool.request(server.origin, head, body, write_timeout=0.1, read_timeout=SAFE)
+        assert pool.connections == 0
+
+
+async def test_connect_to_a_closed_port_raises_connect_error(pool: ConnectionPool) -> None:
+    origin = Origin("http", LOCALHOST, closed_port())
+    with pytest.raises(ConnectError, match=origin.label):
+        await pool.request(origin, b"GET / HTTP/1.1\r\n\r\n")
+    assert pool.connections == 0
+
+
+async def test_connect_timeout_is_a_connect_error_naming_host_and_port(
+    pool: ConnectionPool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async def hang(*args: Any, **kwargs: Any) -> Any:
+        await asyncio.Event().wait()
+
+    monkeypatch.setattr(asyncio.get_running_loop(), "create_connection", hang)
+    origin = Origin("http", LOCALHOST, 9)
+    with pytest.raises(ConnectTimeout, match=rf"{origin.label} in 0.05 s"):
+        await pool.request(origin, b"GET / HTTP/1.1\r\n\r\n", connect_timeout=0.05)
+    assert pool.connections == 0
+
+
+async def test_failed_connects_give_their_slot_back() -> None:
+    origin = Origin("http", LOCALHOST, closed_port())
+    async with open_pool(max_connections=1) as pool:
+        for _ in range(3):  # a leaked slot would make the second one a PoolTimeout
+            with pytest.raises(ConnectError):
+                await pool.request(origin, b"GET / HTTP/1.1\r\n\r\n", pool_timeout=0.1)
+
+
+# --- the pool ------------------------------------------------------------------------------
+
+
+def routed(hold: Handler) -> Handler:
+    """`/hold` runs `hold` (after the request was read); anything else is answered `ok()`."""
+
+    async def handler(peer: Peer) -> None:
+        while (request := await peer.request()) is not None:
+            if request.target == b"/hold":
+                await hold(peer)
+                return
+            await peer.send(ok())
+
+    return handler
+
+
+async def start_body_then_wait(peer: Peer) -> None:
+    await peer.send(b"HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\n" + b"x" * 10)
+    await peer.wait_for_eof()
+
+
+async def test_sequential_requests_reuse_one_keep_alive_connection(
+    pool: ConnectionPool,
+) -> None:
+    async with RawServer(answering(ok(b"one"))) as server:
+        for _ in range(3):
+            _, body = await fetch(pool, server)
+            assert body == b"one"
+        assert pool.connections == 1
+        assert pool.idle(server.origin) == 1
+    assert (server.connections, len(server.requests)) == (1, 3)
+
+
+async def test_most_recently_released_connection_is_reused_first(pool: ConnectionPool) -> None:
+    async def name_the_connection(peer: Peer) -> None:
+        while await peer.request() is not None:
+            await peer.send(ok(b"%d" % peer.index))
+
+    async with RawServer(name_the_connection) as server:
+        first, second = await asyncio.gather(
+            *(pool.request(server.origin, server.head(), read_timeout=SAFE) for _ in range(2))
+        )
+        await first.read()
+        last_released = await second.read()
+        _, body = await fetch(pool, server)
+    assert body == last_released
+    assert server.connections == 2
+
+
+async def test_pool_timeout_while_the_only_connection_is_busy() -> None:
+    async with RawServer(routed(start_body_then_wait)) as server, open_pool(max_connections=1) as pool:  # noqa: E501
+        held = await pool.request(server.origin, server.head(b"/hold"), read_timeout=SAFE)
+        with pytest.raises(PoolTimeout, match="0.1 s"):
+            await pool.request(server.origin, server.head(), pool_timeout=0.1)
+        held.close()
+        _, body = await fetch(pool, server, pool_timeout=0.1)  # the slot is free again
+    assert body == b"ok"
+
+
+async def test_closing_a_response_early_closes_its_connection_and_frees_the_slot() -> None:
+    async with RawServer(routed(start_body_then_wait)) as server, open_pool(max_connections=1) as pool:  # noqa: E501
+        response = await pool.request(server.origin, server.head(b"/hold"), read_timeout=SAFE)
+        assert await response.read_chunk() == b"x" * 10
+        response.close()
+        assert await response.read_chunk() == b""
+        await eventually(lambda: server.eofs == 1)  # how Stop reaches the upstream
+        assert pool.connections == 0
+        _, body = await fetch(pool, server, pool_timeout=0.1)
+    assert body == b"ok"
+
+
+async def test_cancelled_request_closes_its_connection_and_frees_the_slot() -> None:
+    async with RawServer(routed(Peer.wait_for_eof)) as server, open_pool(max_connections=1) as pool:  # noqa: E501
+        waiting = asyncio.create_task(pool.request(server.origin, server.head(b"/hold")))
+        await eventually(lambda: len(server.requests) == 1)
+        waiting.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await waiting
+        await eventually(lambda: server.eofs == 1)
+        assert pool.connections == 0
+        _, body = await fetch(pool, server, pool_timeout=0.1)
+    assert body == b"ok"
+
+
+async def test_idle_connection_closed_by_the_server_is_not_reused(pool: ConnectionPool) -> None:
+    async with RawServer(answering_once(ok(b"first"), then_close=True)) as server:
+        await fetch(pool, server)
+        [idle] = idle_connections(pool, server.origin)
+        await eventually(lambda: idle.closed)
+        _, body = await fetch(pool, server)
+        assert body == b"first"
+        assert pool.connections == 1
+    assert server.connections == 2
+
+
+async def test_idle_connection_receiving_bytes_is_retired(pool: ConnectionPool) -> None:
+    goodbye = b"HTTP/1.1 408 Request Timeout\r\nConnection: close\r\nContent-Length: 0\r\n\r\n"
+
+    async def answer_then_say_goodbye(peer: Peer) -> None:
+        await peer.request()
+        await peer.send(ok(), goodbye)  # the second write reaches an idle connection
+        await peer.wait_for_eof()
+
+    async with RawServer(answer_then_say_goodbye) as server:
+        await fetch(pool, server)
+        await eventually(lambda: server.eofs == 1)  # the client closed it on the goodbye
+        _, body = await fetch(pool, server)
+    assert body == b"ok"
+    assert server.connections == 2
+
+
+async def test_connection_idle_longer_than_the_expiry_is_not_reused() -> None:
+    async with RawServer(answering(ok())) as server, open_pool(idle_expiry=0.05) as pool:
+        await fetch(pool, server)
+        await asyncio.sleep(0.1)
+        await fetch(pool, server)
+        assert pool.connections == 1
+        await eventually(lambda: server.eofs == 1)  # the expired one was closed
+    assert server.connections == 2
+
+
+async def test_expired_connection_at_the_bottom_is_reaped_on_release() -> None:
+    async with RawServer(answering(ok())) as server, open_pool(idle_expiry=0.05) as pool:
+        first, second = await asyncio.gather(
+            *(pool.request(server.origin, server.head(), read_timeout=SAFE) for _ in range(2))
+        )
+        await first.read()
+        await asyncio.sleep(0.1)
+        await second.read()  # released on top of the expired first one, which goes
+        assert pool.idle(server.origin) == 1
+        assert pool.connections == 1
+        await eventually(lambda: server.eofs == 1)
+
+
+async def test_max_idle_bounds_the_connections_kept() -> None:
+    async with RawServer(answering(ok())) as server, open_pool(max_idle=2) as pool:
+        responses = await asyncio.gather(
+            *(pool.request(server.origin, server.head(), read_timeout=SAFE) for _ in range(5))
+        )
+        for response in responses:
+            assert await response.read() == b"ok"
+        assert pool.idle(server.origin) == 2
+        assert pool.connections == 2
+        await eventually(lambda: server.eofs == 3)
+    assert server.connections == 5
+
+
+async def test_aclose_closes_every_connection_and_refuses_further_requests() -> None:
+    async with RawServer(routed(start_body_then_wait)) as server:
+        pool = ConnectionPool()
+        await fetch(pool, server)  # one idle connection
+        held = await pool.request(server.origin, server.head(b"/hold"), read_timeout=SAFE)
+        assert pool.connections == 2
+        await pool.aclose()
+        assert pool.connections == 0
+        await eventually(lambda: server.eofs == 2)
+        with pytest.raises(ReadError):
+            await held.read()
+        with pytest.raises(RuntimeError):
+            await pool.request(server.origin, server.head())
