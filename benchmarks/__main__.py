@@ -4,8 +4,9 @@ Runs the scenarios of issue 4 against the real bot (its own process, built by
 `bot.factory.build_app`, SQLite on disk) with the fake Telegram and fake upstream of the
 end-to-end tests on loopback, prints a table and writes benchmarks/results.json and
 benchmarks/latency.png. Every figure is the median of K runs (default 3; --quick: 1 run
-with smaller sizes). --profile adds one extra, separately reported run of scenario 1 with
-py-spy attached to the bot and writes benchmarks/out/profile-s1.{raw,txt}.
+with smaller sizes). --profile adds one extra, separately reported run of scenarios 1 and 4
+(those selected) with py-spy attached to the bot and writes
+benchmarks/out/profile-s{1,4}.{raw,txt}.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from benchmarks.timed_fakes import TimedTelegram, TimedUpstream
 
 HERE = Path(__file__).resolve().parent
 ALL = (1, 2, 3, 4, 5, 6, 7)
+PROFILED = (1, 4)  # the scenarios --profile runs once more with py-spy attached
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -51,7 +53,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="runs per scenario (median); 0 with --profile: only the profiled run",
     )
     parser.add_argument(
-        "--profile", action="store_true", help="also profile the bot in scenario 1 (py-spy)"
+        "--profile",
+        action="store_true",
+        help="also profile the bot in scenarios 1 and 4 (py-spy)",
     )
     parser.add_argument(
         "--output", type=Path, default=HERE, help="where results.json and latency.png go"
@@ -127,7 +131,7 @@ async def run(
                 run_results.append(result)
             results[str(number)] = {"runs": run_results, "median": report.combine(run_results)}
         if profile:
-            profiled = await _profile(ctx, output)
+            profiled = {str(n): await _profile(ctx, output, n) for n in selected if n in PROFILED}
     finally:
         await telegram.stop()
         await upstream.stop()
@@ -182,26 +186,27 @@ async def main_async(args: argparse.Namespace) -> int:
     print(report.table(payload["results"]))
     for note in payload["notes"]:
         print(f"note: {note}")
-    if payload["profile"] is not None:
-        print()
-        print(payload["profile"].get("text") or payload["profile"])
+    for number, profiled in (payload["profile"] or {}).items():
+        print(f"\nscenario {number}, profiled:")
+        print(profiled.get("text") or profiled)
     _log(f"done in {payload['duration_s']} s; wrote {args.output / 'results.json'}")
     return 0
 
 
-async def _profile(ctx: Context, output: Path) -> dict[str, Any]:
+async def _profile(ctx: Context, output: Path, number: int) -> dict[str, Any]:
     if not Profiler.available():
         return {"error": "py-spy is not installed (pip install py-spy)"}
     out_dir = output / "out"
     out_dir.mkdir(parents=True, exist_ok=True)
-    raw = out_dir / "profile-s1.raw"
-    _log("scenario 1 with py-spy attached (not part of the medians)")
-    figures = await scenarios.throughput(ctx, profile_out=raw)
+    raw = out_dir / f"profile-s{number}.raw"
+    _log(f"scenario {number} with py-spy attached (not part of the medians)")
+    run = scenarios.throughput if number == 1 else scenarios.concurrency
+    figures = await run(ctx, profile_out=raw)
     if not raw.exists():
         return {"error": "py-spy wrote nothing", "log": figures.get("profiler_log")}
     summary = summarize(raw)
     text = format_summary(summary)
-    (out_dir / "profile-s1.txt").write_text(text + "\n", encoding="utf-8")
+    (out_dir / f"profile-s{number}.txt").write_text(text + "\n", encoding="utf-8")
     return {"figures_while_profiled": figures, "summary": summary, "text": text}
 
 

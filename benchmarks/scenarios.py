@@ -235,7 +235,7 @@ async def first_draft(ctx: Context) -> dict[str, Any]:
 # ------------------------------------------------------------------------------ 4 concurrency
 
 
-async def concurrency(ctx: Context) -> dict[str, Any]:
+async def concurrency(ctx: Context, *, profile_out: Path | None = None) -> dict[str, Any]:
     s = ctx.sizes
     tg, up = ctx.telegram, ctx.upstream
     users = range(300_000, 300_000 + s.s4_users)
@@ -243,6 +243,10 @@ async def concurrency(ctx: Context) -> dict[str, Any]:
         await ctx.warm_up(range(900_000, 900_005))
         await asyncio.sleep(1.0)
         idle = bot.memory().get("rss")
+        profiler = None
+        if profile_out is not None:
+            profiler = Profiler(bot.pid, profile_out)
+            await profiler.start()
         up.first_token_delay = s.s4_latency
         base = len(tg.finals)
         keys = []
@@ -265,6 +269,8 @@ async def concurrency(ctx: Context) -> dict[str, Any]:
         complete = waiter.result()
         cpu = bot.cpu_time() - cpu0
         memory = bot.memory()
+        if profiler is not None:
+            await profiler.stop()
     answered = [k for k in keys if k in tg.finals]
     finals = sorted(tg.finals[k] - t0 for k in answered)
     starts = sorted(recs[0].started_at - t0 for k in keys if (recs := up.by_key.get(k)))

@@ -33,7 +33,7 @@ from services.albums import AlbumCollector
 from services.audio import AudioService
 from services.chat import ChatService
 from services.conversation import ConversationService
-from services.http1 import ConnectionPool, Http1Transport
+from services.http1 import ConnectionPool, CookielessAsyncClient, Http1Transport
 from services.image_generation import ImageGenerator
 from services.image_memory import ImageMemory
 from services.llm import CircuitBreaker, FairRateLimiter, LLMClient, MediaClient, ModelCatalog
@@ -105,7 +105,7 @@ class App:
 def build_services(settings: Settings) -> Services:
     # Queueing happens in our own fair limiter, not in the connection pool; the pool is
     # sized for every answer being written at once.
-    http = httpx.AsyncClient(
+    http = CookielessAsyncClient(
         timeout=httpx.Timeout(settings.llm_timeout_seconds, connect=10.0, pool=None),
         # httpx's API on a lean HTTP/1.1 wire (services/http1): httpcore and h11 cost more
         # per streamed chunk than the bot's own work with it.

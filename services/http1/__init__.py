@@ -18,13 +18,14 @@ from services.http1.errors import (
     WriteError,
     WriteTimeout,
 )
-from services.http1.httpx_transport import Http1Transport
+from services.http1.httpx_transport import CookielessAsyncClient, Http1Transport
 from services.http1.pool import ConnectionPool, Origin, Response, default_ssl_context
 
 __all__ = [
     "ConnectError",
     "ConnectTimeout",
     "ConnectionPool",
+    "CookielessAsyncClient",
     "HTTPClientError",
     "Http1Transport",
     "Origin",

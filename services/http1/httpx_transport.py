@@ -10,6 +10,7 @@ framing) and hands back the response body as the connection receives it.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from typing import Any
 
 import httpx
 
@@ -27,7 +28,7 @@ from services.http1.errors import (
 )
 from services.http1.pool import DEFAULT_PORTS, ConnectionPool, Origin, Response
 
-__all__ = ["Http1Transport"]
+__all__ = ["CookielessAsyncClient", "Http1Transport"]
 
 _HTTPX_ERRORS: dict[type[HTTPClientError], type[httpx.TransportError]] = {
     ConnectTimeout: httpx.ConnectTimeout,
@@ -116,3 +117,31 @@ class Http1Transport(httpx.AsyncBaseTransport):
 
     async def aclose(self) -> None:
         await self.pool.aclose()
+
+
+class _KeepNoCookies(httpx.Cookies):
+    def extract_cookies(self, response: httpx.Response) -> None:
+        return None
+
+
+class CookielessAsyncClient(httpx.AsyncClient):
+    """An `httpx.AsyncClient` that keeps no cookies.
+
+    An API authenticated by key has no use for them, and httpx otherwise wraps every
+    response and its request in urllib objects (parsing the URL again) just to look for
+    Set-Cookie: a few per cent of the bot's CPU per streamed answer.
+    """
+
+    def __init__(self, **kwargs: Any) -> None:
+        if kwargs.get("cookies"):
+            raise TypeError("CookielessAsyncClient keeps no cookies")
+        super().__init__(**kwargs)
+        self._no_cookies = _KeepNoCookies()
+
+    @property  # type: ignore[override]
+    def cookies(self) -> httpx.Cookies:
+        return self._no_cookies
+
+    @cookies.setter
+    def cookies(self, cookies: Any) -> None:
+        raise TypeError("CookielessAsyncClient keeps no cookies")

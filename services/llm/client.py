@@ -6,8 +6,8 @@ class only builds requests on it. Retries, pacing, the breaker and key redaction
 token, so one attempt is "send and read up to the first text delta"; the rest of the stream is
 read outside the retry loop, where any break is a StreamInterrupted.
 
-The hot path (one SSE chunk) is: one line from httpx, one `json.loads`, a few dict lookups, one
-small frozen dataclass — no logging, no copies.
+The hot path (one SSE chunk) is: a line split from the raw bytes, one `json.loads`, a few dict
+lookups, one small frozen dataclass — no logging, no copies.
 """
 
 from __future__ import annotations
@@ -101,6 +101,17 @@ class LLMClient:
         self._breaker = breaker
         # Parsed once: httpx re-parses (and IP-checks) a str URL on every request.
         self._chat_url = httpx.URL(self._t.url("chat/completions"))
+        # The streamed request is built once per attempt from these, not through the
+        # client's merge of defaults. Identity encoding: the body is parsed as it is read.
+        self._stream_headers = httpx.Headers(
+            {
+                **http.headers,
+                **self._t.json_headers,
+                "Accept": "text/event-stream",
+                "Accept-Encoding": "identity",
+            }
+        )
+        self._stream_extensions = {"timeout": http.timeout.as_dict()}
         self._models_url = self._t.url("models")
 
     def __repr__(self) -> str:
@@ -189,8 +200,12 @@ class LLMClient:
 
     async def _open_stream(self, body: bytes) -> _Opened | Failure:
         """One attempt: send, then read up to the first text delta (or the end)."""
-        request = self._http.build_request(
-            "POST", self._chat_url, content=body, headers=self._t.json_headers
+        request = httpx.Request(
+            "POST",
+            self._chat_url,
+            headers=self._stream_headers,
+            content=body,
+            extensions=self._stream_extensions,
         )
         try:
             response = await self._http.send(request, stream=True)
@@ -204,7 +219,10 @@ class LLMClient:
             if "json" in response.headers.get("content-type", ""):
                 return await self._json_reply(response)
             state = _StreamState()
-            events = iter_sse_data(response.aiter_lines(), stop_at_done=False)
+            # A server that compresses anyway is decoded by httpx; otherwise bytes go as read.
+            encoded = "content-encoding" in response.headers
+            chunks = response.aiter_bytes() if encoded else response.aiter_raw()
+            events = iter_sse_data(chunks, stop_at_done=False)
             try:
                 async for data in events:
                     if state.done:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import re
 import socket
 import ssl
 import time
@@ -259,16 +260,24 @@ async def fetch(
 # --- Origin and the request head -----------------------------------------------------------
 
 
-@pytest.mark.parametrize(
-    ("url", "origin", "target"),
-    [
-        ("http://example.com", Origin("http", "example.com", 80), b"/"),
-        ("https://api.telegram.org/bot1:x/getMe", Origin("https", "api.telegram.org", 443), b"/bot1:x/getMe"),  # noqa: E501
-        ("http://127.0.0.1:8080/v1/chat?stream=1&q=a%20b", Origin("http", "127.0.0.1", 8080), b"/v1/chat?stream=1&q=a%20b"),  # noqa: E501
-        ("HTTPS://Example.COM:8443/a#fragment", Origin("https", "example.com", 8443), b"/a"),
-        ("http://[::1]:9000/", Origin("http", "::1", 9000), b"/"),
-    ],
-)  # fmt: skip
+ORIGINS = [
+    ("http://example.com", Origin("http", "example.com", 80), b"/"),
+    (
+        "https://api.telegram.org/bot1:x/getMe",
+        Origin("https", "api.telegram.org", 443),
+        b"/bot1:x/getMe",
+    ),
+    (
+        "http://127.0.0.1:8080/v1/c?stream=1&q=a%20b",
+        Origin("http", LOCALHOST, 8080),
+        b"/v1/c?stream=1&q=a%20b",
+    ),
+    ("HTTPS://Example.COM:8443/a#fragment", Origin("https", "example.com", 8443), b"/a"),
+    ("http://[::1]:9000/", Origin("http", "::1", 9000), b"/"),
+]
+
+
+@pytest.mark.parametrize(("url", "origin", "target"), ORIGINS)
 def test_origin_of_parses_scheme_host_port_and_target(
     url: str, origin: Origin, target: bytes
 ) -> None:
@@ -280,7 +289,8 @@ def test_origin_label_is_host_and_port() -> None:
 
 
 @pytest.mark.parametrize(
-    "url", ["ftp://example.com/file", "ws://example.com/", "example.com/path", "/relative", "http://"]
+    "url",
+    ["ftp://example.com/file", "ws://example.com/", "example.com/path", "/relative", "http://"],
 )
 def test_origin_of_refuses_what_is_not_an_absolute_http_url(url: str) -> None:
     with pytest.raises(ValueError):
@@ -540,7 +550,7 @@ async def test_head_response_does_not_wait_for_the_announced_body(pool: Connecti
 
 async def test_malformed_response_raises_remote_protocol_error(pool: ConnectionPool) -> None:
     async with RawServer(answering(b"HELLO THERE\r\n\r\n")) as server:
-        with pytest.raises(RemoteProtocolError, match=server.label):
+        with pytest.raises(RemoteProtocolError, match=re.escape(server.label)):
             await pool.request(server.origin, server.head(), read_timeout=SAFE)
         assert pool.connections == 0
 
@@ -563,7 +573,7 @@ async def test_server_closing_before_responding_raises_remote_protocol_error(
         await peer.request()
 
     async with RawServer(read_and_hang_up) as server:
-        with pytest.raises(RemoteProtocolError, match=server.label):
+        with pytest.raises(RemoteProtocolError, match=re.escape(server.label)):
             await pool.request(server.origin, server.head(), read_timeout=SAFE)
         assert pool.connections == 0
 
@@ -581,7 +591,7 @@ async def test_server_closing_mid_body_raises_read_error(
 ) -> None:
     async with RawServer(answering_once(partial, then_close=True)) as server:
         response = await pool.request(server.origin, server.head(), read_timeout=SAFE)
-        with pytest.raises(ReadError, match=server.label):
+        with pytest.raises(ReadError, match=re.escape(server.label)):
             await response.read()
         assert pool.connections == 0
 
@@ -613,7 +623,7 @@ async def test_read_timeout_when_the_body_stalls(pool: ConnectionPool) -> None:
     async with RawServer(answering_once(partial, then_close=False)) as server:
         response = await pool.request(server.origin, server.head(), read_timeout=0.1)
         assert await response.read_chunk() == b"abc"
-        with pytest.raises(ReadTimeout, match=server.label):
+        with pytest.raises(ReadTimeout, match=re.escape(server.label)):
             await response.read()
         await eventually(lambda: server.eofs == 1)
         assert pool.connections == 0
@@ -627,14 +637,14 @@ async def test_write_timeout_when_the_server_takes_nothing(pool: ConnectionPool)
     body = bytes(32 * 1024 * 1024)  # far more than the socket buffers hold
     async with RawServer(read_head_only) as server:
         head = server.head(method=b"POST", headers=((b"Content-Length", b"%d" % len(body)),))
-        with pytest.raises(WriteTimeout, match=server.label):
+        with pytest.raises(WriteTimeout, match=re.escape(server.label)):
             await pool.request(server.origin, head, body, write_timeout=0.1, read_timeout=SAFE)
         assert pool.connections == 0
 
 
 async def test_connect_to_a_closed_port_raises_connect_error(pool: ConnectionPool) -> None:
     origin = Origin("http", LOCALHOST, closed_port())
-    with pytest.raises(ConnectError, match=origin.label):
+    with pytest.raises(ConnectError, match=re.escape(origin.label)):
         await pool.request(origin, b"GET / HTTP/1.1\r\n\r\n")
     assert pool.connections == 0
 
@@ -647,7 +657,7 @@ async def test_connect_timeout_is_a_connect_error_naming_host_and_port(
 
     monkeypatch.setattr(asyncio.get_running_loop(), "create_connection", hang)
     origin = Origin("http", LOCALHOST, 9)
-    with pytest.raises(ConnectTimeout, match=rf"{origin.label} in 0.05 s"):
+    with pytest.raises(ConnectTimeout, match=re.escape(f"{origin.label} in 0.05 s")):
         await pool.request(origin, b"GET / HTTP/1.1\r\n\r\n", connect_timeout=0.05)
     assert pool.connections == 0
 
@@ -710,9 +720,12 @@ async def test_most_recently_released_connection_is_reused_first(pool: Connectio
 
 
 async def test_pool_timeout_while_the_only_connection_is_busy() -> None:
-    async with RawServer(routed(start_body_then_wait)) as server, open_pool(max_connections=1) as pool:  # noqa: E501
+    async with (
+        RawServer(routed(start_body_then_wait)) as server,
+        open_pool(max_connections=1) as pool,
+    ):
         held = await pool.request(server.origin, server.head(b"/hold"), read_timeout=SAFE)
-        with pytest.raises(PoolTimeout, match="0.1 s"):
+        with pytest.raises(PoolTimeout, match=re.escape("0.1 s")):
             await pool.request(server.origin, server.head(), pool_timeout=0.1)
         held.close()
         _, body = await fetch(pool, server, pool_timeout=0.1)  # the slot is free again
@@ -720,7 +733,10 @@ async def test_pool_timeout_while_the_only_connection_is_busy() -> None:
 
 
 async def test_closing_a_response_early_closes_its_connection_and_frees_the_slot() -> None:
-    async with RawServer(routed(start_body_then_wait)) as server, open_pool(max_connections=1) as pool:  # noqa: E501
+    async with (
+        RawServer(routed(start_body_then_wait)) as server,
+        open_pool(max_connections=1) as pool,
+    ):
         response = await pool.request(server.origin, server.head(b"/hold"), read_timeout=SAFE)
         assert await response.read_chunk() == b"x" * 10
         response.close()
@@ -732,7 +748,7 @@ async def test_closing_a_response_early_closes_its_connection_and_frees_the_slot
 
 
 async def test_cancelled_request_closes_its_connection_and_frees_the_slot() -> None:
-    async with RawServer(routed(Peer.wait_for_eof)) as server, open_pool(max_connections=1) as pool:  # noqa: E501
+    async with RawServer(routed(Peer.wait_for_eof)) as server, open_pool(max_connections=1) as pool:
         waiting = asyncio.create_task(pool.request(server.origin, server.head(b"/hold")))
         await eventually(lambda: len(server.requests) == 1)
         waiting.cancel()
@@ -760,7 +776,9 @@ async def test_idle_connection_receiving_bytes_is_retired(pool: ConnectionPool) 
 
     async def answer_then_say_goodbye(peer: Peer) -> None:
         await peer.request()
-        await peer.send(ok(), goodbye)  # the second write reaches an idle connection
+        await peer.send(ok())
+        await asyncio.sleep(0.05)  # the client has put the connection back by now
+        await peer.send(goodbye)
         await peer.wait_for_eof()
 
     async with RawServer(answer_then_say_goodbye) as server:
@@ -810,8 +828,8 @@ async def test_max_idle_bounds_the_connections_kept() -> None:
 async def test_aclose_closes_every_connection_and_refuses_further_requests() -> None:
     async with RawServer(routed(start_body_then_wait)) as server:
         pool = ConnectionPool()
-        await fetch(pool, server)  # one idle connection
         held = await pool.request(server.origin, server.head(b"/hold"), read_timeout=SAFE)
+        await fetch(pool, server)  # on a second connection, now idle
         assert pool.connections == 2
         await pool.aclose()
         assert pool.connections == 0

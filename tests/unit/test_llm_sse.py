@@ -1,3 +1,5 @@
+"""The SSE parser on raw bytes: every case is fed whole, byte by byte and in odd pieces."""
+
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
@@ -5,13 +7,26 @@ from collections.abc import AsyncIterator
 from services.llm.sse import iter_sse_data
 
 
-async def lines_of(*lines: str) -> AsyncIterator[str]:
-    for line in lines:
-        yield line
+async def pieces_of(body: bytes, size: int) -> AsyncIterator[bytes]:
+    for start in range(0, len(body), size):
+        yield body[start : start + size]
+
+
+async def parse(body: bytes, size: int, *, stop_at_done: bool = True) -> list[str]:
+    chunks = pieces_of(body, size)
+    return [data async for data in iter_sse_data(chunks, stop_at_done=stop_at_done)]
+
+
+async def collect_body(body: bytes, *, stop_at_done: bool = True) -> list[str]:
+    """What the parser yields for `body`; the same however the body is split into reads."""
+    whole = await parse(body, max(1, len(body)), stop_at_done=stop_at_done)
+    for size in (1, 3):
+        assert await parse(body, size, stop_at_done=stop_at_done) == whole, size
+    return whole
 
 
 async def collect(*lines: str, stop_at_done: bool = True) -> list[str]:
-    return [data async for data in iter_sse_data(lines_of(*lines), stop_at_done=stop_at_done)]
+    return await collect_body("\n".join(lines).encode(), stop_at_done=stop_at_done)
 
 
 async def test_single_line_events() -> None:
@@ -48,3 +63,17 @@ async def test_trailing_event_without_blank_line() -> None:
 
 async def test_blank_lines_without_data_yield_nothing() -> None:
     assert await collect("", "", ": ping", "") == []
+
+
+async def test_crlf_and_lone_cr_end_lines_too() -> None:
+    body = b'data: {"a":1}\r\n\r\ndata: {"b":2}\r\rdata: c\n\n'
+    assert await collect_body(body) == ['{"a":1}', '{"b":2}', "c"]
+
+
+async def test_utf8_split_between_reads_is_decoded_whole() -> None:
+    body = 'data: {"content": "Привет, мир 🌍"}\n\n'.encode()
+    assert await collect_body(body) == ['{"content": "Привет, мир 🌍"}']
+
+
+async def test_an_empty_body_yields_nothing() -> None:
+    assert await collect_body(b"") == []
