@@ -36,7 +36,6 @@ _AREAS = (
     ("httpx/", "httpx (upstream client)"),
     ("httpcore/", "httpx (upstream client)"),
     ("h11/", "httpx (upstream client)"),
-    ("anyio/", "httpx (upstream client)"),
     ("aiosqlite/", "aiosqlite / sqlite3"),
     ("sqlite3/", "aiosqlite / sqlite3"),
     ("asyncio/", "asyncio event loop"),

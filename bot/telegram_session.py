@@ -78,7 +78,7 @@ class TelegramSession(AiohttpSession):
     type, a few dozen at most, keeps pydantic's cache warm.
     """
 
-    def __init__(self, *, limit: int = 1000, **kwargs: Any) -> None:
+    def __init__(self, *, limit: int = 100, **kwargs: Any) -> None:
         if kwargs.get("proxy") is not None:
             # The pool connects directly; a proxy would be silently bypassed.
             raise ValueError("TelegramSession does not support proxies")

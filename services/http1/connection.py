@@ -218,8 +218,9 @@ class Connection(asyncio.Protocol):
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
     def data_received(self, data: bytes) -> None:
-        if not self._active:
-            # An idle connection has nothing to receive (a server's goodbye, say): retire it.
+        if not self._active or self._complete:
+            # Nothing may follow a response until the next request (a server's goodbye, or
+            # garbage): the connection is retired rather than trusted with another request.
             self.close()
             return
         try:
@@ -253,6 +254,10 @@ class Connection(asyncio.Protocol):
     # --- httptools callbacks -----------------------------------------------------------------
 
     def on_message_begin(self) -> None:
+        if self._head_done:
+            # A second response to one request, in the same read: stop the parser here (the
+            # error surfaces as HttpParserError) so nothing of it is taken for this body.
+            raise RemoteProtocolError(f"{self.label} sent more than one response")
         self.headers = []
         self.reason = b""
 

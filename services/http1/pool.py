@@ -253,6 +253,7 @@ class ConnectionPool:
             self._slots.release()
         connection.done()
         if not connection.reusable or self._closed:
+            connection.close()
             self._all.discard(connection)
             return
         stack = self._idle.get(origin)

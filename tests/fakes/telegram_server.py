@@ -713,7 +713,9 @@ class FakeTelegram:
         self._closing = False
         self._runner = web.AppRunner(app, access_log=None, handle_signals=False)
         await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        # A deep accept queue, like the real API's: a burst of new connections from the bot
+        # must not overflow the default 128 and stall on SYN retransmits (a 1 s pause).
+        site = web.TCPSite(self._runner, "127.0.0.1", 0, backlog=2048)
         await site.start()
         self._port = self._runner.addresses[0][1]
 
