@@ -107,7 +107,9 @@ class TelegramSession(AiohttpSession):
         payload: dict[str, Any] = {}
         for key, value in method.model_dump(warnings=False).items():
             prepared = self.prepare_value(value, bot=bot, files=files, _dumps_json=False)
-            if prepared:  # what the stock form leaves out (None, False, 0, "") stays out
+            # What the stock form leaves out stays out: None and "". It JSON-encodes first,
+            # so False, 0 and [] go out ("false", "0", "[]") and must here too.
+            if prepared is not None and prepared != "":
                 payload[key] = prepared
         if files:  # rare (uploads): the stock form, which prepares the values again
             return await super().make_request(bot, method, timeout)

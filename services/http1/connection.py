@@ -265,7 +265,8 @@ class Connection(asyncio.Protocol):
         self.reason += reason  # may come in pieces when a read splits the status line
 
     def on_header(self, name: bytes, value: bytes) -> None:
-        self.headers.append((name, value))
+        if not self._head_done:  # a chunked body's trailers are not headers
+            self.headers.append((name, value))
 
     def on_headers_complete(self) -> None:
         status = self._parser.get_status_code()

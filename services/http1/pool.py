@@ -14,7 +14,7 @@ import asyncio
 import ssl
 from collections import deque
 from collections.abc import AsyncIterable, AsyncIterator
-from typing import NamedTuple
+from typing import Literal, NamedTuple
 from urllib.parse import urlsplit
 
 from services.http1.connection import Connection
@@ -156,13 +156,16 @@ class ConnectionPool:
         *,
         chunked: bool = False,
         head_only: bool = False,
-        connect_timeout: float | None = None,
+        connect_timeout: float | Literal["default"] | None = "default",
         read_timeout: float | None = None,
         write_timeout: float | None = None,
         pool_timeout: float | None = None,
     ) -> Response:
         """Send `head` (from `encode_request_head`) and `body`; return once the response's
-        status and headers are in. Raises an `HTTPClientError` subclass."""
+        status and headers are in. Raises an `HTTPClientError` subclass.
+
+        A timeout of None means no limit; `connect_timeout` left at "default" is the pool's.
+        """
         if self._closed:
             raise RuntimeError("the connection pool is closed")
         slots = self._slots
@@ -175,6 +178,9 @@ class ConnectionPool:
                     raise PoolTimeout(f"no free connection within {pool_timeout:g} s") from None
             else:
                 await slots.acquire()  # returns at once: a free slot
+            if self._closed:  # closed while this request waited for a slot
+                slots.release()
+                raise RuntimeError("the connection pool is closed")
         connection: Connection | None = None
         try:
             connection = self._checkout(origin)
@@ -221,7 +227,9 @@ class ConnectionPool:
             self._all.discard(connection)
         return None
 
-    async def _connect(self, origin: Origin, limit: float | None) -> Connection:
+    async def _connect(
+        self, origin: Origin, limit: float | Literal["default"] | None
+    ) -> Connection:
         loop = asyncio.get_running_loop()
         connection = Connection(loop, origin.label)
         secure = origin.scheme == "https"
@@ -230,7 +238,7 @@ class ConnectionPool:
             if self._ssl_context is None:
                 self._ssl_context = default_ssl_context()
             context = self._ssl_context
-        if limit is None:
+        if limit == "default":
             limit = self._connect_timeout
         try:
             async with asyncio.timeout(limit):
@@ -242,7 +250,7 @@ class ConnectionPool:
                     server_hostname=origin.host if secure else None,
                 )
         except TimeoutError:
-            raise ConnectTimeout(f"could not connect to {origin.label} in {limit:g} s") from None
+            raise ConnectTimeout(f"could not connect to {origin.label} in {limit} s") from None
         except OSError as exc:  # refused, unreachable, DNS, TLS (ssl.SSLError is an OSError)
             raise ConnectError(f"could not connect to {origin.label}: {exc}") from exc
         self._all.add(connection)

@@ -1,22 +1,16 @@
 """The lean HTTP/1.1 client on the wire: framing, keep-alive pooling, timeouts and failures.
 
-Every test runs a raw `asyncio.start_server` on 127.0.0.1 that answers with hand-written
-bytes, so each edge of the protocol (split reads, 1xx, close-delimited bodies, a server that
-stalls or hangs up) is exercised exactly. `RawServer`, `read_request`, `closed_port` and
-`eventually` are also used by the TLS and httpx adapter tests.
+The wire tests run a raw server (`tests.fakes.raw_http`) on 127.0.0.1 that answers with
+hand-written bytes, so each edge of the protocol (split reads, 1xx, close-delimited bodies, a
+server that stalls or hangs up) is exercised exactly.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import re
-import socket
-import ssl
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -30,202 +24,24 @@ from services.http1 import (
     ReadError,
     ReadTimeout,
     RemoteProtocolError,
-    Response,
     WriteTimeout,
     encode_request_head,
 )
 from services.http1.connection import HIGH_WATER, Connection
-
-LOCALHOST = "127.0.0.1"
-# The limit on waits that must not happen: a broken client fails fast instead of hanging.
-SAFE = 2.0
-# Between two writes that must reach the client as two separate reads.
-SPLIT_PAUSE = 0.01
-
-
-# --- the raw server ------------------------------------------------------------------------
-
-
-@dataclass
-class Request:
-    """One request as the raw server read it."""
-
-    method: bytes
-    target: bytes
-    head: bytes  # request line and headers, up to and including the blank line
-    body: bytes  # as it came over the wire (chunked framing included)
-
-
-async def read_request(reader: asyncio.StreamReader) -> Request | None:
-    """One request off `reader`; None when the client closed the connection instead."""
-    try:
-        head = await reader.readuntil(b"\r\n\r\n")
-    except asyncio.IncompleteReadError as exc:
-        if exc.partial:
-            raise
-        return None
-    lines = head.split(b"\r\n")
-    method, target, _ = lines[0].split(b" ", 2)
-    headers = {}
-    for line in lines[1:]:
-        name, _, value = line.partition(b":")
-        headers[name.strip().lower()] = value.strip()
-    body = b""
-    if b"chunked" in headers.get(b"transfer-encoding", b"").lower():
-        while True:
-            size_line = await reader.readuntil(b"\r\n")
-            size = int(size_line.split(b";")[0], 16)
-            body += size_line + await reader.readexactly(size + 2)
-            if size == 0:  # the last chunk (no trailers): "0\r\n" and the closing "\r\n"
-                break
-    elif length := int(headers.get(b"content-length", b"0")):
-        body = await reader.readexactly(length)
-    return Request(method, target, head, body)
-
-
-@dataclass
-class Peer:
-    """One accepted connection, as a handler sees it."""
-
-    server: RawServer
-    reader: asyncio.StreamReader
-    writer: asyncio.StreamWriter
-    index: int  # 1 for the server's first connection
-
-    async def request(self) -> Request | None:
-        """The next request on this connection (recorded); None at the client's EOF."""
-        request = await read_request(self.reader)
-        if request is None:
-            self.server.eofs += 1
-        else:
-            self.server.requests.append(request)
-        return request
-
-    async def send(self, *pieces: bytes) -> None:
-        """Write `pieces`, pausing between them so the client reads each one separately."""
-        for number, piece in enumerate(pieces):
-            if number:
-                await asyncio.sleep(SPLIT_PAUSE)
-            self.writer.write(piece)
-            await self.writer.drain()
-
-    async def wait_for_eof(self) -> None:
-        """Until the client closes the connection (whatever it sends meanwhile is dropped)."""
-        with contextlib.suppress(ConnectionError):
-            while await self.reader.read(65536):
-                pass
-        self.server.eofs += 1
-
-
-Handler = Callable[[Peer], Awaitable[None]]
-
-
-class RawServer:
-    """A TCP (or TLS) server on 127.0.0.1, a free port, running `handler` per connection.
-
-    It counts the connections it accepted and the client EOFs its handlers saw, and keeps
-    every request read through `Peer.request`. The server side closes a connection when its
-    handler returns.
-    """
-
-    def __init__(self, handler: Handler, *, ssl_context: ssl.SSLContext | None = None) -> None:
-        self._handler = handler
-        self._ssl = ssl_context
-        self._tasks: set[asyncio.Task[Any]] = set()
-        self._server: asyncio.Server | None = None
-        self.port = 0
-        self.connections = 0
-        self.eofs = 0
-        self.requests: list[Request] = []
-
-    async def __aenter__(self) -> RawServer:
-        self._server = await asyncio.start_server(self._accept, LOCALHOST, 0, ssl=self._ssl)
-        self.port = self._server.sockets[0].getsockname()[1]
-        return self
-
-    async def __aexit__(self, *exc_info: object) -> None:
-        assert self._server is not None
-        self._server.close()
-        tasks = list(self._tasks)
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
-        await self._server.wait_closed()
-
-    async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        task = asyncio.current_task()
-        assert task is not None
-        self._tasks.add(task)
-        self.connections += 1
-        try:
-            await self._handler(Peer(self, reader, writer, self.connections))
-        except (ConnectionError, asyncio.IncompleteReadError, ssl.SSLError):
-            pass
-        finally:
-            self._tasks.discard(task)
-            writer.close()
-
-    @property
-    def origin(self) -> Origin:
-        return Origin("https" if self._ssl else "http", LOCALHOST, self.port)
-
-    @property
-    def label(self) -> str:
-        return f"{LOCALHOST}:{self.port}"
-
-    def head(
-        self,
-        target: bytes = b"/",
-        *,
-        method: bytes = b"GET",
-        headers: tuple[tuple[bytes, bytes], ...] = (),
-    ) -> bytes:
-        """A request head for this server: `Host` first, then `headers`."""
-        return encode_request_head(method, target, [(b"Host", self.label.encode()), *headers])
-
-
-def answering(*pieces: bytes) -> Handler:
-    """Answer every request on a connection with `pieces` (separate reads), keeping it open."""
-
-    async def handler(peer: Peer) -> None:
-        while await peer.request() is not None:
-            await peer.send(*pieces)
-
-    return handler
-
-
-def answering_once(*pieces: bytes, then_close: bool) -> Handler:
-    """Answer one request; then close the connection, or wait for the client to close it."""
-
-    async def handler(peer: Peer) -> None:
-        if await peer.request() is not None:
-            await peer.send(*pieces)
-            if not then_close:
-                await peer.wait_for_eof()
-
-    return handler
-
-
-def ok(body: bytes = b"ok", *headers: bytes) -> bytes:
-    """A complete `200 OK` response with a Content-Length body."""
-    lines = [b"HTTP/1.1 200 OK", b"Content-Length: %d" % len(body), *headers]
-    return b"\r\n".join(lines) + b"\r\n\r\n" + body
-
-
-def closed_port() -> int:
-    """A port on 127.0.0.1 that nothing listens on (it was free a moment ago)."""
-    with socket.socket() as sock:
-        sock.bind((LOCALHOST, 0))
-        return int(sock.getsockname()[1])
-
-
-async def eventually(condition: Callable[[], bool], timeout: float = SAFE) -> None:  # noqa: ASYNC109
-    """Wait until `condition()` holds; fail the test when it does not within `timeout`."""
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            pytest.fail("the condition did not come true in time")
-        await asyncio.sleep(0.005)
+from tests.fakes.raw_http import (
+    LOCALHOST,
+    SAFE,
+    Handler,
+    Peer,
+    RawServer,
+    answering,
+    answering_once,
+    closed_port,
+    eventually,
+    fetch,
+    ok,
+    open_pool,
+)
 
 
 def idle_connections(pool: ConnectionPool, origin: Origin) -> list[Connection]:
@@ -233,28 +49,10 @@ def idle_connections(pool: ConnectionPool, origin: Origin) -> list[Connection]:
     return list(pool._idle.get(origin, ()))
 
 
-@asynccontextmanager
-async def open_pool(**options: Any) -> AsyncIterator[ConnectionPool]:
-    pool = ConnectionPool(**options)
-    try:
-        yield pool
-    finally:
-        await pool.aclose()
-
-
 @pytest.fixture
 async def pool() -> AsyncIterator[ConnectionPool]:
     async with open_pool() as pool:
         yield pool
-
-
-async def fetch(
-    pool: ConnectionPool, server: RawServer, target: bytes = b"/", **options: Any
-) -> tuple[Response, bytes]:
-    """GET `target` from `server` and read the whole body."""
-    options.setdefault("read_timeout", SAFE)
-    response = await pool.request(server.origin, server.head(target), **options)
-    return response, await response.read()
 
 
 # --- Origin and the request head -----------------------------------------------------------
@@ -413,6 +211,19 @@ async def test_chunked_body_split_across_writes_and_mid_chunk_header(
     assert server.connections == 1  # the chunked body was read to its end: reused
 
 
+async def test_trailers_of_a_chunked_body_are_not_taken_for_headers(pool: ConnectionPool) -> None:
+    answer = (
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nTrailer: X-Checksum\r\n\r\n"
+        b"2\r\nok\r\n0\r\nX-Checksum: 1234\r\n\r\n",
+    )
+    async with RawServer(answering(*answer)) as server:
+        response, body = await fetch(pool, server)
+        _, again = await fetch(pool, server)
+    assert body == again == b"ok"
+    assert [name for name, _ in response.headers] == [b"Transfer-Encoding", b"Trailer"]
+    assert server.connections == 1
+
+
 async def test_response_iterates_over_body_chunks_as_they_arrive(pool: ConnectionPool) -> None:
     answer = (
         b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n",
@@ -545,6 +356,35 @@ async def test_head_response_does_not_wait_for_the_announced_body(pool: Connecti
         assert pool.connections == 0  # httptools would expect the body: not reused
 
 
+async def test_a_second_response_in_the_same_read_is_not_taken_for_the_body(
+    pool: ConnectionPool,
+) -> None:
+    async with RawServer(answering(ok(b"first") + ok(b"second"))) as server:
+        _, body = await fetch(pool, server)
+        assert body == b"first"
+        assert pool.connections == 0  # a server answering twice is not trusted again
+        _, again = await fetch(pool, server)
+    assert again == b"first"
+    assert server.connections == 2
+
+
+async def test_bytes_after_a_complete_response_retire_the_connection(
+    pool: ConnectionPool,
+) -> None:
+    unsolicited = b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nextra"
+
+    async def answer_twice(peer: Peer) -> None:
+        await peer.request()
+        await peer.send(ok(b"first"), unsolicited)  # the second while the first is held
+        await peer.wait_for_eof()
+
+    async with RawServer(answer_twice) as server:
+        response = await pool.request(server.origin, server.head(), read_timeout=SAFE)
+        await eventually(lambda: server.eofs == 1)  # closed while the response was held
+        assert await response.read() == b"first"
+        assert pool.connections == 0
+
+
 # --- broken responses ----------------------------------------------------------------------
 
 
@@ -608,8 +448,11 @@ async def test_read_timeout_when_the_server_never_answers_names_host_and_port(
 
     async with RawServer(never_answer) as server:
         started = time.monotonic()
-        with pytest.raises(ReadTimeout) as caught:
-            await pool.request(server.origin, server.head(b"/bot42:SECRET/getMe"), read_timeout=0.1)
+        async with asyncio.timeout(SAFE):
+            with pytest.raises(ReadTimeout) as caught:
+                await pool.request(
+                    server.origin, server.head(b"/bot42:SECRET/getMe"), read_timeout=0.1
+                )
         assert time.monotonic() - started < 1.0
         message = str(caught.value)
         assert server.label in message and "0.1 s" in message
@@ -623,8 +466,9 @@ async def test_read_timeout_when_the_body_stalls(pool: ConnectionPool) -> None:
     async with RawServer(answering_once(partial, then_close=False)) as server:
         response = await pool.request(server.origin, server.head(), read_timeout=0.1)
         assert await response.read_chunk() == b"abc"
-        with pytest.raises(ReadTimeout, match=re.escape(server.label)):
-            await response.read()
+        async with asyncio.timeout(SAFE):
+            with pytest.raises(ReadTimeout, match=re.escape(server.label)):
+                await response.read()
         await eventually(lambda: server.eofs == 1)
         assert pool.connections == 0
 
@@ -637,8 +481,9 @@ async def test_write_timeout_when_the_server_takes_nothing(pool: ConnectionPool)
     body = bytes(32 * 1024 * 1024)  # far more than the socket buffers hold
     async with RawServer(read_head_only) as server:
         head = server.head(method=b"POST", headers=((b"Content-Length", b"%d" % len(body)),))
-        with pytest.raises(WriteTimeout, match=re.escape(server.label)):
-            await pool.request(server.origin, head, body, write_timeout=0.1, read_timeout=SAFE)
+        async with asyncio.timeout(SAFE):
+            with pytest.raises(WriteTimeout, match=re.escape(server.label)):
+                await pool.request(server.origin, head, body, write_timeout=0.1, read_timeout=SAFE)
         assert pool.connections == 0
 
 
@@ -657,8 +502,9 @@ async def test_connect_timeout_is_a_connect_error_naming_host_and_port(
 
     monkeypatch.setattr(asyncio.get_running_loop(), "create_connection", hang)
     origin = Origin("http", LOCALHOST, 9)
-    with pytest.raises(ConnectTimeout, match=re.escape(f"{origin.label} in 0.05 s")):
-        await pool.request(origin, b"GET / HTTP/1.1\r\n\r\n", connect_timeout=0.05)
+    async with asyncio.timeout(SAFE):
+        with pytest.raises(ConnectTimeout, match=re.escape(f"{origin.label} in 0.05 s")):
+            await pool.request(origin, b"GET / HTTP/1.1\r\n\r\n", connect_timeout=0.05)
     assert pool.connections == 0
 
 
@@ -725,8 +571,9 @@ async def test_pool_timeout_while_the_only_connection_is_busy() -> None:
         open_pool(max_connections=1) as pool,
     ):
         held = await pool.request(server.origin, server.head(b"/hold"), read_timeout=SAFE)
-        with pytest.raises(PoolTimeout, match=re.escape("0.1 s")):
-            await pool.request(server.origin, server.head(), pool_timeout=0.1)
+        async with asyncio.timeout(SAFE):
+            with pytest.raises(PoolTimeout, match=re.escape("0.1 s")):
+                await pool.request(server.origin, server.head(), pool_timeout=0.1)
         held.close()
         _, body = await fetch(pool, server, pool_timeout=0.1)  # the slot is free again
     assert body == b"ok"
@@ -838,3 +685,21 @@ async def test_aclose_closes_every_connection_and_refuses_further_requests() -> 
             await held.read()
         with pytest.raises(RuntimeError):
             await pool.request(server.origin, server.head())
+
+
+async def test_request_waiting_for_a_slot_is_refused_once_the_pool_is_closed() -> None:
+    async with RawServer(routed(start_body_then_wait)) as server:
+        pool = ConnectionPool(max_connections=1)
+        held = await pool.request(server.origin, server.head(b"/hold"), read_timeout=SAFE)
+        queued = asyncio.create_task(pool.request(server.origin, server.head(), read_timeout=SAFE))
+        await asyncio.sleep(0.01)  # waiting for the slot
+        await pool.aclose()
+        with pytest.raises(ReadError):
+            await held.read()  # gives the slot back
+        try:
+            with pytest.raises(RuntimeError):
+                await queued
+        finally:
+            if not queued.cancelled() and queued.exception() is None:
+                queued.result().close()
+        assert server.connections == 1

@@ -22,9 +22,7 @@ import pytest
 from aiohttp import BodyPartReader, web
 
 from services.http1 import ConnectionPool, Http1Transport, Origin
-from tests.fakes.upstream_server import FakeUpstream
-from tests.unit.conftest import UPSTREAM_KEY
-from tests.unit.test_http1_connection import (
+from tests.fakes.raw_http import (
     LOCALHOST,
     SAFE,
     Peer,
@@ -34,6 +32,8 @@ from tests.unit.test_http1_connection import (
     closed_port,
     eventually,
 )
+from tests.fakes.upstream_server import FakeUpstream
+from tests.unit.conftest import UPSTREAM_KEY
 
 GZIPPED_TEXT = "Привет, gzip! " * 500
 
@@ -325,8 +325,9 @@ async def test_read_timeout_from_httpx_timeout_reaches_the_pool(
     async with RawServer(never_answer) as server:
         url = f"http://{server.label}/slow"
         started = time.monotonic()
-        with pytest.raises(httpx.ReadTimeout) as caught:
-            await client.get(url, timeout=httpx.Timeout(SAFE, read=0.1))
+        async with asyncio.timeout(SAFE):
+            with pytest.raises(httpx.ReadTimeout) as caught:
+                await client.get(url, timeout=httpx.Timeout(SAFE, read=0.1))
         assert time.monotonic() - started < 1.0
     assert "0.1 s" in str(caught.value)
     assert caught.value.request.url == url
@@ -337,8 +338,9 @@ async def test_read_timeout_while_streaming_the_body(client: httpx.AsyncClient) 
     async with RawServer(answering_once(partial, then_close=False)) as server:
         url = f"http://{server.label}/"
         async with client.stream("GET", url, timeout=httpx.Timeout(SAFE, read=0.1)) as response:
-            with pytest.raises(httpx.ReadTimeout) as caught:
-                await response.aread()
+            async with asyncio.timeout(SAFE):
+                with pytest.raises(httpx.ReadTimeout) as caught:
+                    await response.aread()
     assert caught.value.request.url == url
 
 
@@ -350,12 +352,13 @@ async def test_write_timeout_from_httpx_timeout_reaches_the_pool(
         await asyncio.Event().wait()
 
     async with RawServer(read_head_only) as server:
-        with pytest.raises(httpx.WriteTimeout) as caught:
-            await client.post(
-                f"http://{server.label}/",
-                content=bytes(32 * 1024 * 1024),
-                timeout=httpx.Timeout(SAFE, write=0.1),
-            )
+        async with asyncio.timeout(SAFE):
+            with pytest.raises(httpx.WriteTimeout) as caught:
+                await client.post(
+                    f"http://{server.label}/",
+                    content=bytes(32 * 1024 * 1024),
+                    timeout=httpx.Timeout(SAFE, write=0.1),
+                )
     assert "0.1 s" in str(caught.value)
     assert caught.value.request.method == "POST"
 
@@ -368,8 +371,9 @@ async def test_pool_timeout_from_httpx_timeout_reaches_the_pool() -> None:
     ):
         url = f"http://{server.label}/"
         async with client.stream("GET", url):
-            with pytest.raises(httpx.PoolTimeout) as caught:
-                await client.get(url, timeout=httpx.Timeout(SAFE, pool=0.1))
+            async with asyncio.timeout(SAFE):
+                with pytest.raises(httpx.PoolTimeout) as caught:
+                    await client.get(url, timeout=httpx.Timeout(SAFE, pool=0.1))
     assert caught.value.request.url == url
 
 
@@ -381,8 +385,9 @@ async def test_connect_timeout_from_httpx_timeout_reaches_the_pool(
 
     monkeypatch.setattr(asyncio.get_running_loop(), "create_connection", hang)
     url = f"http://{LOCALHOST}:9/"
-    with pytest.raises(httpx.ConnectTimeout) as caught:
-        await client.get(url, timeout=httpx.Timeout(SAFE, connect=0.05))
+    async with asyncio.timeout(SAFE):
+        with pytest.raises(httpx.ConnectTimeout) as caught:
+            await client.get(url, timeout=httpx.Timeout(SAFE, connect=0.05))
     assert "0.05 s" in str(caught.value)
     assert caught.value.request.url == url
 

@@ -15,7 +15,7 @@ import pytest
 import trustme
 
 from services.http1 import ConnectError, ConnectionPool, ConnectTimeout
-from tests.unit.test_http1_connection import (
+from tests.fakes.raw_http import (
     LOCALHOST,
     SAFE,
     Peer,

@@ -19,7 +19,7 @@ from aiogram.types import BufferedInputFile, InlineKeyboardButton, InlineKeyboar
 from aiohttp import web
 
 from bot.telegram_session import TelegramSession
-from tests.unit.test_http1_connection import closed_port
+from tests.fakes.raw_http import SAFE, closed_port
 
 TOKEN = "42:TEST"
 MESSAGE = {"message_id": 7, "date": 0, "chat": {"id": 5, "type": "private"}, "text": "hi"}
@@ -83,10 +83,11 @@ async def test_calls_without_files_go_out_as_one_json_body(
     method, content_type, body = recorder.calls[-1]
     assert (method, content_type) == ("sendMessage", "application/json")
     # Nested objects are JSON, not JSON strings inside a form; what the stock form drops
-    # (None and False values) is not sent either.
+    # (None values) is not sent either, while False is sent as the stock form sends it.
     assert body == {
         "chat_id": 5,
         "text": "hi",
+        "disable_notification": False,
         "reply_markup": {
             "inline_keyboard": [[{"text": "Stop", "callback_data": "stop:1"}]],
         },
@@ -139,8 +140,9 @@ async def test_timeout_maps_to_request_timeout_error(served: tuple[Recorder, Bot
     recorder.hold = asyncio.Event()
     bot.session.timeout = 0.1
     try:
-        with pytest.raises(TelegramNetworkError, match="Request timeout error"):
-            await bot.send_message(5, "hi")
+        async with asyncio.timeout(SAFE):
+            with pytest.raises(TelegramNetworkError, match="Request timeout error"):
+                await bot.send_message(5, "hi")
     finally:
         recorder.hold.set()
 
@@ -189,12 +191,6 @@ async def test_request_has_json_content_type_and_host_with_port(
     assert headers["Host"] == f"127.0.0.1:{port}"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="TelegramSession.make_request drops every falsy value (False, 0, [], {}), but the "
-    "stock form only drops None and empty strings: is_anonymous=False, correct_option_id=0, "
-    "cache_time=0, allowed_updates=[] never reach Telegram, whose defaults differ",
-)
 async def test_false_and_zero_values_are_sent_like_the_stock_form(
     served: tuple[Recorder, Bot],
 ) -> None:
