@@ -17,7 +17,8 @@ from services.llm import ContextTooLong, ModelCatalog
 from services.storage import Storage, StoredMessage
 from services.tokens import estimate_message_tokens
 
-# Messages fetched per storage round trip while filling the context budget.
+# Messages in the first storage round trip while filling the context budget; each further
+# page is four times larger.
 HISTORY_PAGE = 64
 # Never fetch more than this many messages for one request, whatever the budget.
 HISTORY_MAX_MESSAGES = 1024
@@ -167,18 +168,21 @@ class ConversationService:
         newest_first: list[StoredMessage] = []
         before_id: int | None = None
         used = 0
+        size = HISTORY_PAGE
         while len(newest_first) < HISTORY_MAX_MESSAGES:
-            page = await self._storage.recent_messages(
-                conversation_id, HISTORY_PAGE, before_id=before_id
-            )
+            size = min(size, HISTORY_MAX_MESSAGES - len(newest_first))
+            page = await self._storage.recent_messages(conversation_id, size, before_id=before_id)
             if not page:
                 break
             for message in reversed(page):
                 newest_first.append(message)
                 used += message.tokens
-            if used > budget or len(page) < HISTORY_PAGE:
+            if used > budget or len(page) < size:
                 break
             before_id = page[0].id
+            # A history longer than one page is likely much longer: each page fetches four
+            # times more, so 1,000 messages take 3 round trips, not 16.
+            size *= 4
         return select_recent(newest_first, budget)
 
     async def save_exchange(

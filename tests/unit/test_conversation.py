@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from services.conversation import plan_budget, select_recent
+from services.conversation import ConversationService, plan_budget, select_recent
 from services.storage import StoredMessage
 
 
@@ -28,3 +28,53 @@ def test_select_recent_keeps_newest_whole_messages_in_order() -> None:
     assert [m.id for m in kept] == [8, 9]
     assert select_recent(newest_first, 5) == []
     assert [m.id for m in select_recent(newest_first, 10_000)] == list(range(10))
+
+
+class PagedStorage:
+    """A conversation of `count` 10-token messages; records the size of each page asked."""
+
+    def __init__(self, count: int) -> None:
+        self.messages = [  # oldest first, starting with a question
+            msg("user" if i % 2 else "assistant", 10, i) for i in range(1, count + 1)
+        ]
+        self.pages: list[int] = []
+
+    async def active_conversation(self, chat_id: int, thread_id: int | None) -> int:
+        return 1
+
+    async def recent_messages(
+        self, conversation_id: int, limit: int, before_id: int | None = None
+    ) -> list[StoredMessage]:
+        self.pages.append(limit)
+        older = [m for m in self.messages if before_id is None or (m.id or 0) < before_id]
+        return older[-limit:]
+
+
+class Catalog:
+    async def context_length(self, model: str, default: int) -> int:
+        return 200_000
+
+
+async def prepare_with(storage: PagedStorage) -> int:
+    service = ConversationService(
+        storage,  # type: ignore[arg-type]
+        Catalog(),  # type: ignore[arg-type]
+        max_tokens=1000,
+        default_context_tokens=8192,
+    )
+    prepared = await service.prepare(
+        chat_id=1, thread_id=None, user_id=1, model="m", system_prompt="s", user_text="q"
+    )
+    return len(prepared.messages) - 2  # without the system prompt and the question
+
+
+async def test_a_long_history_is_read_in_growing_pages() -> None:
+    storage = PagedStorage(1010)
+    assert await prepare_with(storage) == 1010
+    assert storage.pages == [64, 256, 704]  # 3 round trips, capped at HISTORY_MAX_MESSAGES
+
+
+async def test_a_short_history_is_one_round_trip() -> None:
+    storage = PagedStorage(10)
+    assert await prepare_with(storage) == 10
+    assert storage.pages == [64]
