@@ -136,3 +136,15 @@ async def bench(
         yield b
     finally:
         await b.stop()
+
+
+async def open_persona_form(bench: Bench, user: int) -> Call:
+    """/settings, then its persona button: the bot now waits for a persona. Returns the menu."""
+    bench.telegram.send_message(user, "/settings")
+    menu = (await bench.telegram.wait_for("sendMessage", lambda c: "reply_markup" in c.params))[0]
+    persona_button = menu.params["reply_markup"]["inline_keyboard"][0][0]
+    bench.telegram.press_button(
+        user, bench.telegram.sent_messages(user)[-1], persona_button["callback_data"]
+    )
+    await bench.telegram.wait_for("editMessageText")
+    return menu

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from tests.e2e.conftest import Bench, text_of
+from tests.e2e.conftest import Bench, open_persona_form, text_of
 
 USER = 2001
 
@@ -98,13 +98,7 @@ async def test_history_and_settings_survive_a_restart(bench: Bench) -> None:
 
 
 async def test_persona_and_temperature_from_settings(bench: Bench) -> None:
-    bench.telegram.send_message(USER, "/settings")
-    menu = (await bench.telegram.wait_for("sendMessage", lambda c: "reply_markup" in c.params))[0]
-    persona_button = menu.params["reply_markup"]["inline_keyboard"][0][0]
-    bench.telegram.press_button(
-        USER, bench.telegram.sent_messages(USER)[-1], persona_button["callback_data"]
-    )
-    await bench.telegram.wait_for("editMessageText")
+    menu = await open_persona_form(bench, USER)
     bench.telegram.send_message(USER, "You are a pirate.")
     await bench.telegram.wait_for("sendMessage", lambda c: "Persona saved" in c.params["text"])
 

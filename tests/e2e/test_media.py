@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 from PIL import Image
 
-from tests.e2e.conftest import ADMIN_ID, Bench, text_of
+from tests.e2e.conftest import ADMIN_ID, Bench, open_persona_form, text_of
 
 USER = 8001
 _file_ids = itertools.count(1)
@@ -185,13 +185,7 @@ async def test_persona_form_takes_precedence_over_photos_and_cancel_ends_it(
 ) -> None:
     # The form's router sits behind the questions and commands but before media: while the
     # bot waits for a persona, a photo is not a vision question, and /cancel still works.
-    bench.telegram.send_message(USER, "/settings")
-    menu = (await bench.telegram.wait_for("sendMessage", lambda c: "reply_markup" in c.params))[0]
-    persona_button = menu.params["reply_markup"]["inline_keyboard"][0][0]
-    bench.telegram.press_button(
-        USER, bench.telegram.sent_messages(USER)[-1], persona_button["callback_data"]
-    )
-    await bench.telegram.wait_for("editMessageText")
+    await open_persona_form(bench, USER)
     send_photo(bench, png_bytes(), caption="this is not a persona")
     await bench.telegram.wait_for("sendMessage", lambda c: "persona as text" in c.params["text"])
     bench.telegram.send_message(USER, "/cancel")

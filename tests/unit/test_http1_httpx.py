@@ -192,18 +192,23 @@ async def test_status_reason_and_repeated_headers_come_through(
     assert response.content == b"ok"
 
 
+def chat_request(question: str) -> tuple[dict[str, Any], dict[str, str]]:
+    """A streamed chat request for the fake upstream: (JSON body, headers)."""
+    payload = {
+        "model": "openai/gpt-4o-mini",
+        "messages": [{"role": "user", "content": question}],
+        "max_tokens": 50,
+        "stream": True,
+    }
+    return payload, {"Authorization": f"Bearer {UPSTREAM_KEY}"}
+
+
 async def test_sse_lines_stream_as_the_upstream_sends_them(
     client: httpx.AsyncClient, pool: ConnectionPool, upstream: FakeUpstream
 ) -> None:
     upstream.reply = lambda payload: "one two three four five"
     upstream.chunk_delay = 0.03
-    payload = {
-        "model": "openai/gpt-4o-mini",
-        "messages": [{"role": "user", "content": "hi"}],
-        "max_tokens": 50,
-        "stream": True,
-    }
-    headers = {"Authorization": f"Bearer {UPSTREAM_KEY}"}
+    payload, headers = chat_request("hi")
     events: list[str] = []
     completed_at_first_event: bool | None = None
     url = f"{upstream.url}/chat/completions"
@@ -230,13 +235,7 @@ async def test_leaving_a_stream_early_disconnects_from_the_upstream(
     client: httpx.AsyncClient, pool: ConnectionPool, upstream: FakeUpstream
 ) -> None:
     upstream.chunk_delay = 0.05
-    payload = {
-        "model": "openai/gpt-4o-mini",
-        "messages": [{"role": "user", "content": "a long answer, please"}],
-        "max_tokens": 50,
-        "stream": True,
-    }
-    headers = {"Authorization": f"Bearer {UPSTREAM_KEY}"}
+    payload, headers = chat_request("a long answer, please")
     url = f"{upstream.url}/chat/completions"
     async with client.stream("POST", url, json=payload, headers=headers) as response:
         async for line in response.aiter_lines():
