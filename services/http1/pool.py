@@ -11,11 +11,15 @@ whatever the number of open streams.
 from __future__ import annotations
 
 import asyncio
+import ipaddress
+import socket
 import ssl
 from collections import deque
 from collections.abc import AsyncIterable, AsyncIterator
-from typing import Literal, NamedTuple
+from typing import Any, Literal, NamedTuple
 from urllib.parse import urlsplit
+
+import aiohappyeyeballs
 
 from services.http1.connection import Connection
 from services.http1.errors import ConnectError, ConnectTimeout, PoolTimeout
@@ -23,6 +27,8 @@ from services.http1.errors import ConnectError, ConnectTimeout, PoolTimeout
 __all__ = ["ConnectionPool", "Origin", "Response", "default_ssl_context"]
 
 DEFAULT_PORTS = {"http": 80, "https": 443}
+# How long one address may try to connect before the next one starts too (RFC 8305).
+HAPPY_EYEBALLS_DELAY = 0.25
 
 
 class Origin(NamedTuple):
@@ -55,6 +61,17 @@ def default_ssl_context() -> ssl.SSLContext:
     except ImportError:  # pragma: no cover - certifi comes with httpx and aiogram
         return ssl.create_default_context()
     return ssl.create_default_context(cafile=certifi.where())
+
+
+def _numeric_address(origin: Origin) -> list[Any] | None:
+    """The address of an IP literal, without the resolver's thread round trip."""
+    try:
+        ip = ipaddress.ip_address(origin.host)
+    except ValueError:
+        return None
+    if ip.version == 6:
+        return [(socket.AF_INET6, socket.SOCK_STREAM, 0, "", (origin.host, origin.port, 0, 0))]
+    return [(socket.AF_INET, socket.SOCK_STREAM, 0, "", (origin.host, origin.port))]
 
 
 class Response:
@@ -242,13 +259,30 @@ class ConnectionPool:
             limit = self._connect_timeout
         try:
             async with asyncio.timeout(limit):
-                await loop.create_connection(
-                    lambda: connection,
-                    origin.host,
-                    origin.port,
-                    ssl=context,
-                    server_hostname=origin.host if secure else None,
+                # Every address the name resolves to, raced 250 ms apart (RFC 8305): on a
+                # host whose IPv6 route is broken, IPv4 is tried without waiting out the
+                # timeout. uvloop's create_connection cannot do this itself, and the race
+                # costs more than the loop's own connect, so one address goes direct.
+                addresses = _numeric_address(origin) or await loop.getaddrinfo(
+                    origin.host, origin.port, type=socket.SOCK_STREAM
                 )
+                hostname = origin.host if secure else None
+                if len(addresses) == 1:
+                    ip, port = addresses[0][4][:2]
+                    await loop.create_connection(
+                        lambda: connection, ip, port, ssl=context, server_hostname=hostname
+                    )
+                else:
+                    sock = await aiohappyeyeballs.start_connection(
+                        addresses, happy_eyeballs_delay=HAPPY_EYEBALLS_DELAY, interleave=1
+                    )
+                    try:
+                        await loop.create_connection(
+                            lambda: connection, sock=sock, ssl=context, server_hostname=hostname
+                        )
+                    except BaseException:
+                        sock.close()
+                        raise
         except TimeoutError:
             raise ConnectTimeout(f"could not connect to {origin.label} in {limit} s") from None
         except OSError as exc:  # refused, unreachable, DNS, TLS (ssl.SSLError is an OSError)

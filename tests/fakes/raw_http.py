@@ -12,7 +12,7 @@ import contextlib
 import socket
 import ssl
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -197,6 +197,29 @@ def ok(body: bytes = b"ok", *headers: bytes) -> bytes:
     """A complete `200 OK` response with a Content-Length body."""
     lines = [b"HTTP/1.1 200 OK", b"Content-Length: %d" % len(body), *headers]
     return b"\r\n".join(lines) + b"\r\n\r\n" + body
+
+
+@contextlib.contextmanager
+def blackhole() -> Iterator[int]:
+    """A port on 127.0.0.1 whose connects hang: its accept queue is full and nobody accepts,
+    so the kernel drops every further SYN (the client would retransmit for seconds)."""
+    listener = socket.socket()
+    listener.bind((LOCALHOST, 0))
+    listener.listen(0)
+    port = int(listener.getsockname()[1])
+    fillers = []
+    try:
+        for _ in range(4):
+            filler = socket.socket()
+            filler.setblocking(False)
+            with contextlib.suppress(BlockingIOError):
+                filler.connect((LOCALHOST, port))
+            fillers.append(filler)
+        yield port
+    finally:
+        for filler in fillers:
+            filler.close()
+        listener.close()
 
 
 def closed_port() -> int:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+import socket
 import time
 from collections.abc import AsyncIterator
 from typing import Any
@@ -36,6 +37,7 @@ from tests.fakes.raw_http import (
     RawServer,
     answering,
     answering_once,
+    blackhole,
     closed_port,
     eventually,
     fetch,
@@ -495,17 +497,42 @@ async def test_connect_to_a_closed_port_raises_connect_error(pool: ConnectionPoo
 
 
 async def test_connect_timeout_is_a_connect_error_naming_host_and_port(
+    pool: ConnectionPool,
+) -> None:
+    with blackhole() as port:
+        origin = Origin("http", LOCALHOST, port)
+        async with asyncio.timeout(SAFE):
+            with pytest.raises(ConnectTimeout, match=re.escape(f"{origin.label} in 0.05 s")):
+                await pool.request(origin, b"GET / HTTP/1.1\r\n\r\n", connect_timeout=0.05)
+    assert pool.connections == 0
+
+
+async def test_an_address_that_hangs_does_not_hold_up_the_next_one(
     pool: ConnectionPool, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    async def hang(*args: Any, **kwargs: Any) -> Any:
-        await asyncio.Event().wait()
+    # A name with two addresses, the first unreachable (say, a broken IPv6 route): the
+    # second is tried after HAPPY_EYEBALLS_DELAY, well within the connect timeout.
+    loop = asyncio.get_running_loop()
+    with blackhole() as dead:
+        async with RawServer(answering(ok())) as server:
 
-    monkeypatch.setattr(asyncio.get_running_loop(), "create_connection", hang)
-    origin = Origin("http", LOCALHOST, 9)
-    async with asyncio.timeout(SAFE):
-        with pytest.raises(ConnectTimeout, match=re.escape(f"{origin.label} in 0.05 s")):
-            await pool.request(origin, b"GET / HTTP/1.1\r\n\r\n", connect_timeout=0.05)
-    assert pool.connections == 0
+            async def two_addresses(host: str, port: int, **kwargs: Any) -> list[Any]:
+                stream = socket.SOCK_STREAM
+                return [
+                    (socket.AF_INET, stream, 6, "", (LOCALHOST, dead)),
+                    (socket.AF_INET, stream, 6, "", (LOCALHOST, server.port)),
+                ]
+
+            monkeypatch.setattr(loop, "getaddrinfo", two_addresses)
+            started = time.monotonic()
+            response = await pool.request(
+                Origin("http", "dual-stack.test", server.port),
+                server.head(),
+                connect_timeout=SAFE,
+                read_timeout=SAFE,
+            )
+            assert await response.read() == b"ok"
+    assert time.monotonic() - started < SAFE / 2
 
 
 async def test_failed_connects_give_their_slot_back() -> None:

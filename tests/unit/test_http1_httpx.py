@@ -29,6 +29,7 @@ from tests.fakes.raw_http import (
     RawServer,
     answering,
     answering_once,
+    blackhole,
     closed_port,
     eventually,
 )
@@ -377,16 +378,13 @@ async def test_pool_timeout_from_httpx_timeout_reaches_the_pool() -> None:
 
 
 async def test_connect_timeout_from_httpx_timeout_reaches_the_pool(
-    client: httpx.AsyncClient, monkeypatch: pytest.MonkeyPatch
+    client: httpx.AsyncClient,
 ) -> None:
-    async def hang(*args: Any, **kwargs: Any) -> Any:
-        await asyncio.Event().wait()
-
-    monkeypatch.setattr(asyncio.get_running_loop(), "create_connection", hang)
-    url = f"http://{LOCALHOST}:9/"
-    async with asyncio.timeout(SAFE):
-        with pytest.raises(httpx.ConnectTimeout) as caught:
-            await client.get(url, timeout=httpx.Timeout(SAFE, connect=0.05))
+    with blackhole() as port:
+        url = f"http://{LOCALHOST}:{port}/"
+        async with asyncio.timeout(SAFE):
+            with pytest.raises(httpx.ConnectTimeout) as caught:
+                await client.get(url, timeout=httpx.Timeout(SAFE, connect=0.05))
     assert "0.05 s" in str(caught.value)
     assert caught.value.request.url == url
 
