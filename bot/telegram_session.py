@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import ssl
 from typing import Any, cast
 
 from aiogram import Bot
@@ -34,7 +33,6 @@ from services.http1 import (
     WriteTimeout,
     encode_request_head,
 )
-from services.http1.pool import DEFAULT_PORTS
 from services.pacing import KeyedPacer
 
 log = logging.getLogger(__name__)
@@ -90,12 +88,8 @@ class TelegramSession(AiohttpSession):
         self._response_types: dict[Any, type[Response[Any]]] = {}
 
     def _new_pool(self) -> ConnectionPool:
-        # The same certificate roots as aiogram's aiohttp connector.
-        context = self._connector_init.get("ssl")
-        return ConnectionPool(
-            ssl_context=context if isinstance(context, ssl.SSLContext) else None,
-            max_connections=self._max_connections,
-        )
+        # TLS against certifi's roots, as aiogram's own aiohttp connector does.
+        return ConnectionPool(max_connections=self._max_connections)
 
     async def make_request(
         self,
@@ -143,11 +137,8 @@ class TelegramSession(AiohttpSession):
         target = self._targets.get((token, name))
         if target is None:
             origin, path = Origin.of(self.api.api_url(token=token, method=name))
-            host = f"[{origin.host}]" if ":" in origin.host else origin.host  # IPv6
-            if origin.port != DEFAULT_PORTS[origin.scheme]:
-                host = f"{host}:{origin.port}"
             headers = [
-                (b"Host", host.encode("idna")),
+                (b"Host", origin.host_header),
                 (b"Content-Type", b"application/json"),
                 (b"Content-Length", b""),
             ]

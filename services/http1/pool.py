@@ -52,6 +52,14 @@ class Origin(NamedTuple):
     def label(self) -> str:
         return f"{self.host}:{self.port}"
 
+    @property
+    def host_header(self) -> bytes:
+        """The `Host` value: the port only when it is not the scheme's, IPv6 in brackets."""
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        if self.port != DEFAULT_PORTS[self.scheme]:
+            host = f"{host}:{self.port}"
+        return host.encode("idna")
+
 
 def default_ssl_context() -> ssl.SSLContext:
     """Certificate checks against certifi's roots (what httpx and aiogram use), else the

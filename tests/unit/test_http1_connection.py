@@ -88,6 +88,13 @@ def test_origin_label_is_host_and_port() -> None:
     assert Origin("https", "api.telegram.org", 443).label == "api.telegram.org:443"
 
 
+def test_origin_host_header_names_the_port_only_when_it_is_not_the_default() -> None:
+    assert Origin("https", "api.telegram.org", 443).host_header == b"api.telegram.org"
+    assert Origin("http", "127.0.0.1", 8081).host_header == b"127.0.0.1:8081"
+    assert Origin("http", "::1", 80).host_header == b"[::1]"
+    assert Origin("https", "::1", 8443).host_header == b"[::1]:8443"
+
+
 @pytest.mark.parametrize(
     "url",
     ["ftp://example.com/file", "ws://example.com/", "example.com/path", "/relative", "http://"],
