@@ -1,14 +1,20 @@
-"""Persistence behind one interface: users, conversations, messages, usage, video jobs."""
+"""Persistence behind one interface: users, conversations, messages, usage, video jobs,
+broadcasts and the admins' statistics."""
 
 from __future__ import annotations
 
 from .base import (
     ACTIVE_VIDEO_JOB_STATES,
+    BROADCAST_STATES,
+    BROADCAST_UPDATE_FIELDS,
     REPLY_MODES,
     RESETTABLE_USER_SETTINGS,
     USER_SETTING_FIELDS,
     VIDEO_JOB_STATES,
     VIDEO_JOB_UPDATE_FIELDS,
+    BotStatistics,
+    Broadcast,
+    ModelUse,
     Storage,
     StoredMessage,
     UsageRecord,
@@ -22,6 +28,8 @@ from .sqlite import SQLiteStorage
 
 __all__ = [
     "ACTIVE_VIDEO_JOB_STATES",
+    "BROADCAST_STATES",
+    "BROADCAST_UPDATE_FIELDS",
     "MIGRATIONS",
     "REPLY_MODES",
     "RESETTABLE_USER_SETTINGS",
@@ -29,7 +37,10 @@ __all__ = [
     "USER_SETTING_FIELDS",
     "VIDEO_JOB_STATES",
     "VIDEO_JOB_UPDATE_FIELDS",
+    "BotStatistics",
+    "Broadcast",
     "Migration",
+    "ModelUse",
     "SQLiteStorage",
     "SchemaTooNew",
     "Storage",

@@ -6,6 +6,7 @@ same semantics (thread ``None`` ≡ 0, newest-first paging returned oldest-first
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
@@ -50,6 +51,13 @@ ACTIVE_VIDEO_JOB_STATES: frozenset[str] = frozenset(
 # Fields update_video_job accepts; identity, owner and prompt never change after creation.
 VIDEO_JOB_UPDATE_FIELDS: frozenset[str] = frozenset(
     {"request_id", "state", "url", "reason", "progress_message_id"}
+)
+
+# Broadcast lifecycle. "running" broadcasts are resumed after a restart from their cursor.
+BROADCAST_STATES: frozenset[str] = frozenset({"running", "done", "stopped", "failed"})
+# Fields update_broadcast accepts; who started it and what it copies never change.
+BROADCAST_UPDATE_FIELDS: frozenset[str] = frozenset(
+    {"state", "cursor", "delivered", "blocked", "failed", "progress_message_id", "finished_at"}
 )
 
 
@@ -117,6 +125,52 @@ class VideoJob:
     reason: str | None  # why it FAILED / ERRORed (upstream or our text; for admins and logs)
     created_at: float
     updated_at: float
+
+
+@dataclass(frozen=True, slots=True)
+class Broadcast:
+    """One admin message copied to every user who has not blocked the bot."""
+
+    id: int
+    admin_id: int  # who started it
+    from_chat_id: int  # the message that is copied: chat and id
+    message_id: int
+    lang: str  # the admin's language, for progress messages sent after a restart
+    state: str  # one of BROADCAST_STATES
+    total: int  # recipients counted when it started
+    cursor: int  # a user id: every recipient with user_id <= cursor has been handled
+    delivered: int
+    blocked: int  # recipients who blocked the bot or no longer exist (marked is_blocked)
+    failed: int  # other errors
+    progress_message_id: int | None  # the admin's message showing progress
+    created_at: float
+    updated_at: float
+    finished_at: float | None
+
+
+@dataclass(frozen=True, slots=True)
+class ModelUse:
+    model: str
+    requests: int
+
+
+@dataclass(frozen=True, slots=True)
+class BotStatistics:
+    """Figures for the admins' /stats; "active" means the user made a request (usage record)."""
+
+    users: int
+    blocked_users: int
+    new_users_day: int  # created in the last 24 h
+    new_users_week: int  # created in the last 7 days
+    active_day: int  # distinct users with a usage record in the last 24 h
+    active_week: int
+    active_month: int  # last 30 days
+    requests_day: int
+    requests_week: int
+    requests_month: int
+    tokens_month: int  # prompt + completion, last 30 days
+    credits_month: float
+    top_models: tuple[ModelUse, ...]  # last 30 days, most requests first, at most 5
 
 
 @runtime_checkable
@@ -211,4 +265,54 @@ class Storage(Protocol):
 
     async def count_active_video_jobs(self, user_id: int) -> int:
         """How many of the user's jobs are in ACTIVE_VIDEO_JOB_STATES."""
+        ...
+
+    # ----------------------------------------------------------------- admins: blocked users
+
+    async def set_users_blocked(self, user_ids: Sequence[int], blocked: bool) -> None:
+        """Set is_blocked on the given existing users (unknown ids are ignored), in one write."""
+        ...
+
+    async def count_broadcast_recipients(self) -> int:
+        """Users who have not blocked the bot."""
+        ...
+
+    async def broadcast_recipients(self, after_user_id: int, limit: int) -> list[int]:
+        """Ids of users who have not blocked the bot with user_id > after_user_id, ascending."""
+        ...
+
+    # ---------------------------------------------------------------------- admins: broadcasts
+
+    async def create_broadcast(
+        self,
+        *,
+        admin_id: int,
+        from_chat_id: int,
+        message_id: int,
+        lang: str,
+        total: int,
+        progress_message_id: int | None,
+    ) -> Broadcast:
+        """Store a new broadcast in state "running" with cursor 0 and zero counters."""
+        ...
+
+    async def update_broadcast(self, broadcast_id: int, **fields: Any) -> Broadcast:
+        """Set any of BROADCAST_UPDATE_FIELDS and refresh updated_at; return the new row.
+
+        Unknown field or a state outside BROADCAST_STATES → ValueError; wrong type → TypeError;
+        no such broadcast → LookupError.
+        """
+        ...
+
+    async def get_broadcast(self, broadcast_id: int) -> Broadcast | None: ...
+
+    async def running_broadcasts(self) -> list[Broadcast]:
+        """Every broadcast in state "running", oldest first (resumed after a restart)."""
+        ...
+
+    # ---------------------------------------------------------------------- admins: statistics
+
+    async def bot_statistics(self, now: float) -> BotStatistics:
+        """Figures relative to ``now`` (unix time). May take a while on a big database; a
+        backend should run it without holding up the chat's own queries."""
         ...
