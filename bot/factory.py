@@ -17,7 +17,7 @@ from aiogram.client.default import DefaultBotProperties
 from aiogram.client.telegram import TelegramAPIServer
 from aiogram.enums import ParseMode
 from aiogram.exceptions import TelegramAPIError
-from aiogram.types import BotCommand
+from aiogram.types import BotCommand, BotCommandScopeChat
 
 from bot.fsm_storage import CompactMemoryStorage
 from bot.middlewares import InFlight, ProfileMiddleware
@@ -26,11 +26,13 @@ from bot.telegram_session import FloodControl, TelegramSession
 from handlers import get_routers
 from handlers.settings import MediaDefaults
 from handlers.ui.answer import RenderConfig
+from handlers.ui.broadcast import TelegramBroadcaster
 from handlers.ui.texts import t
 from handlers.ui.video_notifier import TelegramVideoNotifier
 from services.account import AccountService
 from services.albums import AlbumCollector
 from services.audio import AudioService
+from services.broadcast import BroadcastService
 from services.chat import ChatService
 from services.conversation import ConversationService
 from services.http1 import ConnectionPool, CookielessAsyncClient, Http1Transport
@@ -39,6 +41,7 @@ from services.image_memory import ImageMemory
 from services.llm import CircuitBreaker, FairRateLimiter, LLMClient, MediaClient, ModelCatalog
 from services.model_choice import ModelChooser
 from services.pacing import KeyedPacer
+from services.statistics import StatisticsService
 from services.storage import Storage, open_storage
 from services.users import UserService
 from services.video import VideoService
@@ -59,6 +62,8 @@ COMMANDS = (
     "balance",
     "lang",
 )
+# Shown in the menu of the admins' own chats only.
+ADMIN_COMMANDS = ("stats", "broadcast")
 
 
 @dataclass(slots=True)
@@ -80,6 +85,8 @@ class Services:
     image_gen: ImageGenerator
     videos: VideoService
     account: AccountService
+    broadcasts: BroadcastService
+    statistics: StatisticsService
 
 
 @dataclass(slots=True)
@@ -160,6 +167,11 @@ def build_services(settings: Settings) -> Services:
         images=ImageMemory(),
     )
     pacer = KeyedPacer(settings.telegram_global_rps, settings.telegram_chat_rps)
+    broadcasts = BroadcastService(
+        storage,
+        rate=settings.broadcast_rps,
+        progress_interval=settings.broadcast_progress_seconds,
+    )
     return Services(
         http=http,
         storage=storage,
@@ -191,6 +203,8 @@ def build_services(settings: Settings) -> Services:
             max_jobs_per_user=settings.video_max_jobs_per_user,
         ),
         account=AccountService(media, storage),
+        broadcasts=broadcasts,
+        statistics=StatisticsService(storage, broadcasts),
     )
 
 
@@ -210,6 +224,8 @@ def build_app(settings: Settings) -> App:
     services = build_services(settings)
     bot = build_bot(settings, services.pacer)
     services.videos.set_notifier(TelegramVideoNotifier(bot))
+    broadcaster = TelegramBroadcaster(bot, settings.broadcast_rps)
+    services.broadcasts.attach(broadcaster, broadcaster)
     dispatcher = Dispatcher(
         # No FSM record is kept for chats that are not in the middle of a form.
         storage=CompactMemoryStorage(),
@@ -226,6 +242,8 @@ def build_app(settings: Settings) -> App:
         image_gen=services.image_gen,
         videos=services.videos,
         account=services.account,
+        broadcasts=services.broadcasts,
+        statistics=services.statistics,
         balance_for_everyone=settings.balance_for_everyone,
         max_audio_seconds=settings.max_audio_seconds,
         media_defaults=MediaDefaults(image_model=settings.image_model, voice=settings.tts_voice),
@@ -239,6 +257,8 @@ def build_app(settings: Settings) -> App:
         await services.chat.close()
         await in_flight.drain(5.0)
         await services.videos.close()
+        # A broadcast keeps its place in storage and resumes on the next start.
+        await services.broadcasts.close()
         await services.audio.close()
         await services.storage.close()
         await services.http.aclose()
@@ -249,9 +269,10 @@ def build_app(settings: Settings) -> App:
             # Long polling and a webhook exclude each other; a leftover webhook would
             # make getUpdates fail. Pending updates are kept.
             await bot.delete_webhook(drop_pending_updates=False)
-            await register_commands(bot)
-            # Videos that were being generated when the bot stopped are picked up again.
+            await register_commands(bot, settings.admin_ids)
+            # Videos being generated and broadcasts being sent when the bot stopped go on.
             await services.videos.start()
+            await services.broadcasts.resume()
             me = await bot.me()
         except BaseException:
             # aiogram runs the shutdown hook only after a successful start-up: without
@@ -273,11 +294,23 @@ def build_app(settings: Settings) -> App:
     return App(settings=settings, bot=bot, dispatcher=dispatcher, services=services)
 
 
-async def register_commands(bot: Bot) -> None:
-    """Command menus in English (default) and Russian; a failure is not fatal."""
+async def register_commands(bot: Bot, admin_ids: frozenset[int] = frozenset()) -> None:
+    """Command menus in English (default) and Russian, with the admin commands in admins'
+    own chats; a failure is not fatal."""
     for lang, code in (("en", None), ("ru", "ru")):
         commands = [BotCommand(command=c, description=t(lang, f"cmd_{c}")) for c in COMMANDS]
         try:
             await bot.set_my_commands(commands, language_code=code)
         except TelegramAPIError as error:
             log.warning("could not register %s commands: %s", lang, error)
+    for admin_id in sorted(admin_ids):
+        # A chat scope has one menu for every language: the admin's own is not known here
+        # (they may never have written), so it follows the default, English.
+        commands = [
+            BotCommand(command=c, description=t("en", f"cmd_{c}"))
+            for c in (*COMMANDS, *ADMIN_COMMANDS)
+        ]
+        try:
+            await bot.set_my_commands(commands, scope=BotCommandScopeChat(chat_id=admin_id))
+        except TelegramAPIError as error:  # e.g. the admin has not started the bot yet
+            log.info("could not register the admin menu for %d: %s", admin_id, error)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 DEFAULT_TELEGRAM_API_URL = "https://api.telegram.org"
@@ -73,6 +73,9 @@ class Settings(BaseSettings):
     telegram_chat_rps: float = Field(default=1.0, gt=0)
     draft_interval_seconds: float = Field(default=0.25, gt=0)
     edit_interval_seconds: float = Field(default=1.0, gt=0)
+    # Broadcasts leave the rest of the overall budget to answers (see services/broadcast.py).
+    broadcast_rps: float = Field(default=25.0, gt=0)
+    broadcast_progress_seconds: float = Field(default=5.0, gt=0)
 
     # Upstream circuit breaker
     breaker_failures: int = Field(default=8, ge=1, le=40)
@@ -91,6 +94,14 @@ class Settings(BaseSettings):
         if isinstance(value, int):
             return frozenset({value})
         return value
+
+    @model_validator(mode="after")
+    def _broadcast_below_global(self) -> Settings:
+        if self.broadcast_rps > self.telegram_global_rps:
+            raise ValueError(
+                "BROADCAST_RPS must not exceed TELEGRAM_GLOBAL_RPS (answers need room too)"
+            )
+        return self
 
     @field_validator("telegram_api_url", "llm_base_url")
     @classmethod
@@ -131,11 +142,12 @@ def load_settings(**overrides: object) -> Settings:
     except ValidationError as exc:
         lines = []
         for error in exc.errors():
-            name = str(error["loc"][0]).upper() if error["loc"] else "?"
-            if error["type"] == "missing":
-                lines.append(f"{name} is required but not set")
+            # Never echo the input: it may be a secret.
+            reason = str(error["msg"]).removeprefix("Value error, ")
+            if not error["loc"]:  # a check across variables names them itself
+                lines.append(reason)
+            elif error["type"] == "missing":
+                lines.append(f"{str(error['loc'][0]).upper()} is required but not set")
             else:
-                # Never echo the input: it may be a secret.
-                reason = str(error["msg"]).removeprefix("Value error, ")
-                lines.append(f"{name} is invalid: {reason}")
+                lines.append(f"{str(error['loc'][0]).upper()} is invalid: {reason}")
         raise SettingsError("; ".join(lines)) from None

@@ -55,7 +55,12 @@ PACED_METHODS = frozenset(
         "forwardMessage",
     }
 )
-NOT_RETRIED = frozenset({"sendMessageDraft", "sendRichMessageDraft", "sendChatAction"})
+# Drafts and chat actions are stale by the time a wait is over. copyMessage carries
+# broadcasts, whose own scheduler must hear of a 429 at once to pause every send, not
+# have one call sleep while the others keep coming.
+NOT_RETRIED = frozenset(
+    {"sendMessageDraft", "sendRichMessageDraft", "sendChatAction", "copyMessage"}
+)
 
 
 class TelegramSession(AiohttpSession):

@@ -8,11 +8,13 @@ from aiogram.types import Message
 
 from handlers import (
     account,
+    admin,
     chat,
     conversation,
     errors,
     image,
     media,
+    membership,
     model,
     settings,
     start,
@@ -35,7 +37,8 @@ def get_routers() -> list[Router]:
     Order matters, and it follows how often each kind of update comes: questions first
     (they are nearly all the traffic, and they skip everything else), then the commands
     behind one parent whose message filter lets a question skip all of them at once, the
-    persona form, media, the catch-alls, and the error handler.
+    forms (persona, broadcast), media, the catch-alls, membership changes and the error
+    handler.
     """
     commands = Router(name="commands")
     commands.message.filter(LooksLikeCommand())
@@ -47,13 +50,16 @@ def get_routers() -> list[Router]:
         account.create_router(),
         image.create_router(),
         video.create_router(),
+        admin.create_router(),
     )
     routers = [
         chat.create_router(),
         commands,
         settings.create_form_router(),
+        admin.create_form_router(),
         media.create_router(),
         chat.create_fallback_router(),
+        membership.create_router(),
         errors.create_router(),
     ]
     return [inline_magic_filters(router) for router in routers]

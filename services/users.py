@@ -74,6 +74,7 @@ class UserService:
             and cached.username == username
             and cached.first_name == first_name
             and cached.language_code == language_code
+            and not cached.is_blocked  # a message proves the bot is not blocked any more
         ):
             self._cache.move_to_end(user_id)
             return self._profile(cached)
@@ -114,6 +115,13 @@ class UserService:
         if field not in MEDIA_FIELDS:
             raise ValueError(f"unknown media setting {field!r}")
         return await self._update(user_id, **{field: value})
+
+    async def set_blocked(self, user_id: int, blocked: bool) -> None:
+        """The user blocked (or unblocked) the bot: broadcasts skip blocked users."""
+        await self._storage.set_users_blocked([user_id], blocked)
+        cached = self._cache.get(user_id)
+        if cached is not None:
+            cached.is_blocked = blocked
 
     async def reset(self, user_id: int) -> Profile:
         record = await self._storage.reset_user_settings(user_id)

@@ -42,3 +42,8 @@ class PickVoice(CallbackData, prefix="vo"):
 
 class PickReplyMode(CallbackData, prefix="rm"):
     mode: str  # "text" | "voice" | "both" | "auto"
+
+
+class BroadcastAction(CallbackData, prefix="bc"):
+    action: str  # "send" | "cancel" (confirmation) | "stop" (progress)
+    ref: int  # "send"/"cancel": the message to copy; "stop": the broadcast id

@@ -8,6 +8,7 @@ from aiogram.types import InlineKeyboardButton, InlineKeyboardMarkup
 from aiogram.utils.keyboard import InlineKeyboardBuilder
 
 from handlers.ui.callbacks import (
+    BroadcastAction,
     ModelPage,
     ModelPick,
     PickMediaModel,
@@ -213,4 +214,26 @@ def language_keyboard(lang: str, override: str | None) -> InlineKeyboardMarkup:
         callback_data=SetLanguage(code="auto").pack(),
     )
     builder.adjust(2, 1)
+    return builder.as_markup()
+
+
+def broadcast_confirm_keyboard(lang: str, message_id: int) -> InlineKeyboardMarkup:
+    builder = InlineKeyboardBuilder()
+    builder.button(
+        text=t(lang, "broadcast_send_button"),
+        callback_data=BroadcastAction(action="send", ref=message_id),
+    )
+    builder.button(
+        text=t(lang, "broadcast_cancel_button"),
+        callback_data=BroadcastAction(action="cancel", ref=message_id),
+    )
+    return builder.as_markup()
+
+
+def broadcast_stop_keyboard(lang: str, broadcast_id: int) -> InlineKeyboardMarkup:
+    builder = InlineKeyboardBuilder()
+    builder.button(
+        text=t(lang, "broadcast_stop_button"),
+        callback_data=BroadcastAction(action="stop", ref=broadcast_id),
+    )
     return builder.as_markup()

@@ -272,6 +272,118 @@ _TEXTS: Final = MappingProxyType(
             "en": "💰 The balance is not available: {reason}",
             "ru": "💰 Баланс недоступен: {reason}",
         },
+        "cmd_stats": {"en": "Bot statistics (admins)", "ru": "Статистика бота (админы)"},
+        "cmd_broadcast": {
+            "en": "Message every user (admins)",
+            "ru": "Рассылка всем пользователям (админы)",
+        },
+        "private_only": {
+            "en": "This command works in a private chat with the bot.",
+            "ru": "Эта команда работает в личном чате с ботом.",
+        },
+        "stats": {
+            "en": (
+                "📊 <b>Statistics</b>\n"
+                "👥 Users: {users} (blocked the bot: {blocked})\n"
+                "🆕 New: {new_day} in 24 h · {new_week} in 7 days\n"
+                "🔥 Active (24 h / 7 d / 30 d): {active_day} / {active_week} / {active_month}\n"
+                "💬 Requests (24 h / 7 d / 30 d): {requests_day} / {requests_week} / "
+                "{requests_month}\n"
+                "🪙 Last 30 days: {tokens} tokens, {credits} credits\n"
+                "{models}"
+                "⏱ Running for {uptime}"
+                "{broadcast}"
+            ),
+            "ru": (
+                "📊 <b>Статистика</b>\n"
+                "👥 Пользователей: {users} (заблокировали бота: {blocked})\n"
+                "🆕 Новых: {new_day} за 24 ч · {new_week} за 7 дней\n"
+                "🔥 Активных (24 ч / 7 д / 30 д): {active_day} / {active_week} / {active_month}\n"
+                "💬 Запросов (24 ч / 7 д / 30 д): {requests_day} / {requests_week} / "
+                "{requests_month}\n"
+                "🪙 За 30 дней: {tokens} токенов, {credits} кредитов\n"
+                "{models}"
+                "⏱ Работает {uptime}"
+                "{broadcast}"
+            ),
+        },
+        "stats_models": {
+            "en": "🏆 Top models, 30 days:\n{lines}\n",
+            "ru": "🏆 Популярные модели за 30 дней:\n{lines}\n",
+        },
+        "stats_broadcast": {
+            "en": "\n📣 Broadcast #{id} in progress: {done} of {total}",
+            "ru": "\n📣 Идёт рассылка №{id}: {done} из {total}",
+        },
+        "duration_hm": {"en": "{hours} h {minutes} min", "ru": "{hours} ч {minutes} мин"},
+        "duration_m": {"en": "{minutes} min", "ru": "{minutes} мин"},
+        "broadcast_ask": {
+            "en": (
+                "📣 Send me the message for all {count} users. It is copied as it is: text, "
+                "photo, video, voice, file, with its formatting and buttons.\n/cancel to cancel."
+            ),
+            "ru": (
+                "📣 Пришлите сообщение для всех пользователей ({count}). Оно будет скопировано "
+                "как есть: текст, фото, видео, голосовое, файл — с оформлением и кнопками.\n"
+                "/cancel — отменить."
+            ),
+        },
+        "broadcast_confirm": {
+            "en": "Send this message to {count} users? It takes about {duration}.",
+            "ru": "Отправить это сообщение {count} пользователям? Это займёт около {duration}.",
+        },
+        "broadcast_no_albums": {
+            "en": "An album can't be broadcast as one message: send one photo or video.",
+            "ru": "Альбом нельзя разослать одним сообщением: пришлите одно фото или видео.",
+        },
+        "broadcast_nobody": {
+            "en": "There is nobody to send it to yet.",
+            "ru": "Пока некому отправлять.",
+        },
+        "broadcast_busy": {
+            "en": "Broadcast #{id} is still running; stop it or wait for it to finish.",
+            "ru": "Рассылка №{id} ещё идёт: остановите её или дождитесь конца.",
+        },
+        "broadcast_send_button": {"en": "✅ Send", "ru": "✅ Отправить"},
+        "broadcast_cancel_button": {"en": "✖️ Cancel", "ru": "✖️ Отмена"},
+        "broadcast_stop_button": {"en": "⏹ Stop", "ru": "⏹ Остановить"},
+        "broadcast_stopping": {"en": "Stopping…", "ru": "Останавливаю…"},
+        "broadcast_not_running": {
+            "en": "This broadcast is not running.",
+            "ru": "Эта рассылка уже не идёт.",
+        },
+        "broadcast_progress": {
+            "en": (
+                "📣 Broadcast #{id}: {done} of {total} ({percent}%)\n"
+                "✅ delivered {delivered} · 🚫 blocked the bot {blocked} · ⚠️ failed {failed}\n"
+                "⏱ about {eta} left"
+            ),
+            "ru": (
+                "📣 Рассылка №{id}: {done} из {total} ({percent}%)\n"
+                "✅ доставлено {delivered} · 🚫 заблокировали бота {blocked} · "
+                "⚠️ ошибок {failed}\n"
+                "⏱ осталось около {eta}"
+            ),
+        },
+        "broadcast_finished": {
+            "en": (
+                "{icon} Broadcast #{id} {outcome} ({duration}).\n"
+                "✅ delivered {delivered} · 🚫 blocked the bot {blocked} · ⚠️ failed {failed}"
+                "{reason}"
+            ),
+            "ru": (
+                "{icon} Рассылка №{id} {outcome} ({duration}).\n"
+                "✅ доставлено {delivered} · 🚫 заблокировали бота {blocked} · "
+                "⚠️ ошибок {failed}{reason}"
+            ),
+        },
+        "broadcast_done": {"en": "finished", "ru": "завершена"},
+        "broadcast_stopped": {"en": "stopped", "ru": "остановлена"},
+        "broadcast_failed": {"en": "broke off", "ru": "прервана"},
+        "broadcast_source_gone": {
+            "en": "\n❗ The message being sent was deleted, so nobody else can receive it.",
+            "ru": "\n❗ Рассылаемое сообщение удалено, поэтому остальные его не получат.",
+        },
         "admins_only": {
             "en": "This command is for the bot's admins.",
             "ru": "Эта команда только для администраторов бота.",

@@ -7,19 +7,26 @@ back on error). To avoid that without a global lock, every public write here is 
 statement, which SQLite executes atomically in its own implicit transaction:
 ``add_exchange`` is a single two-row INSERT, the active conversation is simply the newest one
 of its chat/thread (so starting one is a single INSERT), settings are single upserts, a
-video job is created and each of its changes applied by one INSERT/UPDATE … RETURNING.
+video job or broadcast is created and each of its changes applied by one INSERT/UPDATE …
+RETURNING, and a page of users is marked blocked by one UPDATE.
 
 Hot-path reads (``active_conversation``, ``recent_messages``, ``get_user``) are one indexed
 statement and one worker-thread round trip each (``execute_fetchall``); connection PRAGMAs are
 set once in ``connect``. Message contents are never logged.
+
+The admins' statistics scan whole periods of ``usage_records`` (possibly millions of rows), so
+they run on a second, read-only connection with its own worker thread: WAL lets that reader
+work beside the writer, and the chat's queries on the main connection never queue behind it.
 """
 
 from __future__ import annotations
 
+import asyncio
+import json
 import logging
 import sqlite3
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -27,11 +34,16 @@ from typing import Any
 import aiosqlite
 
 from .base import (
+    BROADCAST_STATES,
+    BROADCAST_UPDATE_FIELDS,
     REPLY_MODES,
     RESETTABLE_USER_SETTINGS,
     USER_SETTING_FIELDS,
     VIDEO_JOB_STATES,
     VIDEO_JOB_UPDATE_FIELDS,
+    BotStatistics,
+    Broadcast,
+    ModelUse,
     StoredMessage,
     UsageRecord,
     UsageSummary,
@@ -60,6 +72,18 @@ RETURNING {_USER_COLUMNS}
 """
 _SQL_ENSURE_USER = "INSERT INTO users (user_id, created_at) VALUES (?, ?) ON CONFLICT DO NOTHING"
 _SQL_COUNT_USERS = "SELECT COUNT(*) FROM users"
+# The ids travel as one JSON array, so any number of them is one statement (no limit on bound
+# variables, one implicit transaction). Rows already in the wanted state are not rewritten.
+_SQL_SET_USERS_BLOCKED = """
+UPDATE users SET is_blocked = ?1
+WHERE user_id IN (SELECT value FROM json_each(?2)) AND is_blocked != ?1
+"""
+_SQL_COUNT_BROADCAST_RECIPIENTS = "SELECT COUNT(*) FROM users WHERE is_blocked = 0"
+# user_id is the rowid, so "after the cursor" is a range scan of the table itself; the cursor
+# is a user id rather than an offset, so users arriving or blocking mid-broadcast shift nothing.
+_SQL_BROADCAST_RECIPIENTS = (
+    "SELECT user_id FROM users WHERE user_id > ? AND is_blocked = 0 ORDER BY user_id LIMIT ?"
+)
 
 _SQL_ACTIVE_CONVERSATION = (
     "SELECT id FROM conversations WHERE chat_id = ? AND thread_id = ? ORDER BY id DESC LIMIT 1"
@@ -126,6 +150,58 @@ _SQL_COUNT_ACTIVE_VIDEO_JOBS = (
 )
 _SQL_GET_VIDEO_JOB = f"SELECT {_VIDEO_COLUMNS} FROM video_jobs WHERE id = ?"
 
+# Column order matches the Broadcast fields so rows map positionally.
+_BROADCAST_COLUMNS = (
+    "id, admin_id, from_chat_id, message_id, lang, state, total, cursor, delivered, blocked, "
+    "failed, progress_message_id, created_at, updated_at, finished_at"
+)
+# Must be the exact text of the partial index's WHERE clause (migration 3).
+_RUNNING_BROADCAST_SQL = "state = 'running'"
+_SQL_CREATE_BROADCAST = f"""
+INSERT INTO broadcasts
+    (admin_id, from_chat_id, message_id, lang, state, total, progress_message_id,
+     created_at, updated_at)
+VALUES (?, ?, ?, ?, 'running', ?, ?, ?, ?)
+RETURNING {_BROADCAST_COLUMNS}
+"""
+_SQL_GET_BROADCAST = f"SELECT {_BROADCAST_COLUMNS} FROM broadcasts WHERE id = ?"
+_SQL_RUNNING_BROADCASTS = (
+    f"SELECT {_BROADCAST_COLUMNS} FROM broadcasts WHERE {_RUNNING_BROADCAST_SQL} ORDER BY id"
+)
+
+_DAY = 86400.0
+# Every figure but the top models in one statement (one snapshot, one round trip). Each
+# subquery is a range of an index from migration 3 except the month's tokens and credits,
+# which must read the table rows, and the blocked count, a scan of the (small) users table.
+_SQL_STATISTICS = """
+WITH month AS (
+    SELECT COUNT(*) AS requests,
+           COALESCE(SUM(prompt_tokens + completion_tokens), 0) AS tokens,
+           TOTAL(credits) AS credits  -- TOTAL skips NULL and is 0.0 over no rows
+    FROM usage_records WHERE created_at >= :month
+)
+SELECT
+    (SELECT COUNT(*) FROM users),
+    (SELECT COUNT(*) FROM users WHERE is_blocked != 0),
+    (SELECT COUNT(*) FROM users WHERE created_at >= :day),
+    (SELECT COUNT(*) FROM users WHERE created_at >= :week),
+    (SELECT COUNT(DISTINCT user_id) FROM usage_records WHERE created_at >= :day),
+    (SELECT COUNT(DISTINCT user_id) FROM usage_records WHERE created_at >= :week),
+    (SELECT COUNT(DISTINCT user_id) FROM usage_records WHERE created_at >= :month),
+    (SELECT COUNT(*) FROM usage_records WHERE created_at >= :day),
+    (SELECT COUNT(*) FROM usage_records WHERE created_at >= :week),
+    month.requests,
+    month.tokens,
+    month.credits
+FROM month
+"""
+_TOP_MODELS = 5
+# SQLite groups by sorting, so on a big database this is the slow part of the statistics.
+_SQL_TOP_MODELS = f"""
+SELECT model, COUNT(*) AS requests FROM usage_records WHERE created_at >= ?
+GROUP BY model ORDER BY requests DESC, model LIMIT {_TOP_MODELS}
+"""
+
 
 def _thread_key(thread_id: int | None) -> int:
     # NULL never equals NULL in SQL, so "no thread" is stored as 0 (Telegram thread ids are > 0).
@@ -175,6 +251,18 @@ def _video_job_from_row(row: Any) -> VideoJob:
     return replace(job, created_at=float(job.created_at), updated_at=float(job.updated_at))
 
 
+def _broadcast_from_row(row: Any) -> Broadcast:
+    broadcast = Broadcast(*row)
+    # RETURNING may give whole REALs back as int; keep the declared float types.
+    finished = broadcast.finished_at
+    return replace(
+        broadcast,
+        created_at=float(broadcast.created_at),
+        updated_at=float(broadcast.updated_at),
+        finished_at=None if finished is None else float(finished),
+    )
+
+
 def _check_setting(name: str, value: Any) -> Any:
     if name not in USER_SETTING_FIELDS:
         allowed = ", ".join(sorted(USER_SETTING_FIELDS))
@@ -214,6 +302,29 @@ def _check_video_field(name: str, value: Any) -> Any:
     return value
 
 
+def _check_broadcast_field(name: str, value: Any) -> Any:
+    if name not in BROADCAST_UPDATE_FIELDS:
+        allowed = ", ".join(sorted(BROADCAST_UPDATE_FIELDS))
+        raise ValueError(f"unknown broadcast field {name!r}; allowed: {allowed}")
+    if name == "state":
+        if value not in BROADCAST_STATES:
+            raise ValueError(f"unknown broadcast state {value!r}")
+        return str(value)  # a StrEnum member is stored as its plain value
+    # bool is an int subclass but never a meaningful count, id or time.
+    if name == "finished_at":
+        if value is None:
+            return None
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise TypeError(f"finished_at must be a number or None, got {type(value).__name__}")
+        return float(value)
+    if value is None and name == "progress_message_id":
+        return None
+    if isinstance(value, bool) or not isinstance(value, int):
+        suffix = " or None" if name == "progress_message_id" else ""
+        raise TypeError(f"{name} must be an int{suffix}, got {type(value).__name__}")
+    return value
+
+
 class SQLiteStorage:
     """``Storage`` backed by one SQLite file (or ``:memory:``) through one aiosqlite connection."""
 
@@ -232,6 +343,9 @@ class SQLiteStorage:
         self._clock = clock
         self._migrations = migrations
         self._db: aiosqlite.Connection | None = None
+        # The statistics' read-only connection, opened on first use (most runs never need it).
+        self._stats_db: aiosqlite.Connection | None = None
+        self._stats_lock = asyncio.Lock()
 
     @property
     def path(self) -> str:
@@ -278,6 +392,12 @@ class SQLiteStorage:
         )
 
     async def close(self) -> None:
+        stats_db, self._stats_db = self._stats_db, None
+        if stats_db is not None:
+            try:
+                await stats_db.close()
+            except sqlite3.Error:
+                log.warning("storage: closing the statistics connection failed", exc_info=True)
         db, self._db = self._db, None
         if db is None:
             return
@@ -499,3 +619,150 @@ class SQLiteStorage:
     async def count_active_video_jobs(self, user_id: int) -> int:
         rows = list(await self._conn.execute_fetchall(_SQL_COUNT_ACTIVE_VIDEO_JOBS, (user_id,)))
         return int(rows[0][0])
+
+    # ----------------------------------------------------------------- admins: blocked users
+
+    async def set_users_blocked(self, user_ids: Sequence[int], blocked: bool) -> None:
+        ids = list(user_ids)
+        if not ids:
+            return
+        for user_id in ids:
+            # Checked here because a str would be dumped as a JSON string and match nobody.
+            if isinstance(user_id, bool) or not isinstance(user_id, int):
+                raise TypeError(f"user ids must be ints, got {type(user_id).__name__}")
+        await self._conn.execute_fetchall(
+            _SQL_SET_USERS_BLOCKED, (int(bool(blocked)), json.dumps(ids))
+        )
+
+    async def count_broadcast_recipients(self) -> int:
+        rows = list(await self._conn.execute_fetchall(_SQL_COUNT_BROADCAST_RECIPIENTS))
+        return int(rows[0][0])
+
+    async def broadcast_recipients(self, after_user_id: int, limit: int) -> list[int]:
+        if limit <= 0:
+            return []  # SQLite treats a negative LIMIT as "no limit"
+        rows = await self._conn.execute_fetchall(_SQL_BROADCAST_RECIPIENTS, (after_user_id, limit))
+        return [int(row[0]) for row in rows]
+
+    # ---------------------------------------------------------------------- admins: broadcasts
+
+    async def create_broadcast(
+        self,
+        *,
+        admin_id: int,
+        from_chat_id: int,
+        message_id: int,
+        lang: str,
+        total: int,
+        progress_message_id: int | None,
+    ) -> Broadcast:
+        now = self._clock()
+        rows = list(
+            await self._conn.execute_fetchall(
+                _SQL_CREATE_BROADCAST,
+                (admin_id, from_chat_id, message_id, lang, total, progress_message_id, now, now),
+            )
+        )
+        return _broadcast_from_row(rows[0])
+
+    async def update_broadcast(self, broadcast_id: int, **fields: Any) -> Broadcast:
+        values = {name: _check_broadcast_field(name, value) for name, value in fields.items()}
+        if not values:
+            rows = list(await self._conn.execute_fetchall(_SQL_GET_BROADCAST, (broadcast_id,)))
+        else:
+            # Column names come from the BROADCAST_UPDATE_FIELDS whitelist (checked above).
+            names = sorted(values)
+            assignments = ", ".join(f"{name} = ?" for name in names)
+            sql = (
+                f"UPDATE broadcasts SET {assignments}, updated_at = ? WHERE id = ? "
+                f"RETURNING {_BROADCAST_COLUMNS}"
+            )
+            params = (*(values[name] for name in names), self._clock(), broadcast_id)
+            rows = list(await self._conn.execute_fetchall(sql, params))
+        if not rows:
+            raise LookupError(f"no broadcast with id {broadcast_id}")
+        return _broadcast_from_row(rows[0])
+
+    async def get_broadcast(self, broadcast_id: int) -> Broadcast | None:
+        rows = await self._conn.execute_fetchall(_SQL_GET_BROADCAST, (broadcast_id,))
+        for row in rows:
+            return _broadcast_from_row(row)
+        return None
+
+    async def running_broadcasts(self) -> list[Broadcast]:
+        rows = await self._conn.execute_fetchall(_SQL_RUNNING_BROADCASTS)
+        return [_broadcast_from_row(row) for row in rows]
+
+    # ---------------------------------------------------------------------- admins: statistics
+
+    async def _stats_conn(self) -> aiosqlite.Connection:
+        main = self._conn  # raises if not connected
+        if self._path == ":memory:":
+            # A second connection to ":memory:" would open a new, empty database. In-memory
+            # databases are for tests and small tools, where sharing the connection is fine.
+            return main
+        async with self._stats_lock:
+            if self._stats_db is None:
+                db = await self._open_stats_connection(main)
+                if self._db is not main:
+                    # close() ran while this was opening; it would never close this one.
+                    await db.close()
+                    raise RuntimeError("storage is not connected; call connect() first")
+                self._stats_db = db
+            return self._stats_db
+
+    async def _open_stats_connection(self, main: aiosqlite.Connection) -> aiosqlite.Connection:
+        # The main connection reports the absolute file it opened, so the reader opens exactly
+        # that file even if the path was relative and the working directory changed since.
+        rows = list(await main.execute_fetchall("PRAGMA database_list"))
+        filename = next(str(file) for _, name, file in rows if name == "main")
+        # mode=ro: this connection can never write, so it never takes the write lock and in
+        # WAL mode neither blocks the main connection nor waits for it. as_uri() escapes
+        # characters such as "?" or "#" so they stay part of the file name.
+        uri = Path(filename).as_uri() + "?mode=ro"
+        db = await aiosqlite.connect(
+            uri, uri=True, isolation_level=None, timeout=self._busy_timeout_ms / 1000
+        )
+        try:
+            await db.execute_fetchall(f"PRAGMA busy_timeout = {self._busy_timeout_ms}")
+            await db.execute_fetchall(f"PRAGMA cache_size = {-self._cache_size_kib}")
+        except BaseException:
+            await db.close()
+            raise
+        log.info("storage: opened the read-only statistics connection")
+        return db
+
+    async def bot_statistics(self, now: float) -> BotStatistics:
+        db = await self._stats_conn()
+        periods = {"day": now - _DAY, "week": now - 7 * _DAY, "month": now - 30 * _DAY}
+        rows = list(await db.execute_fetchall(_SQL_STATISTICS, periods))
+        (
+            users,
+            blocked,
+            new_day,
+            new_week,
+            active_day,
+            active_week,
+            active_month,
+            requests_day,
+            requests_week,
+            requests_month,
+            tokens_month,
+            credits_month,
+        ) = rows[0]
+        top = await db.execute_fetchall(_SQL_TOP_MODELS, (periods["month"],))
+        return BotStatistics(
+            users=int(users),
+            blocked_users=int(blocked),
+            new_users_day=int(new_day),
+            new_users_week=int(new_week),
+            active_day=int(active_day),
+            active_week=int(active_week),
+            active_month=int(active_month),
+            requests_day=int(requests_day),
+            requests_week=int(requests_week),
+            requests_month=int(requests_month),
+            tokens_month=int(tokens_month),
+            credits_month=float(credits_month),
+            top_models=tuple(ModelUse(str(model), int(count)) for model, count in top),
+        )

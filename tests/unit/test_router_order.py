@@ -39,8 +39,10 @@ async def test_questions_come_first_and_every_command_router_sits_behind_the_fil
         "handlers.chat",
         "commands",
         "handlers.settings.form",
+        "handlers.admin.form",
         "handlers.media",
         "handlers.chat.fallback",
+        "handlers.membership",
         "handlers.errors",
     ]
     commands = routers[1]
@@ -50,3 +52,4 @@ async def test_questions_come_first_and_every_command_router_sits_behind_the_fil
     assert passed
     command_routers = [r.name for r in commands.sub_routers]
     assert "handlers.start" in command_routers and "handlers.settings" in command_routers
+    assert "handlers.admin" in command_routers

@@ -1,0 +1,366 @@
+"""Admin broadcasts: one message copied to every user who has not blocked the bot.
+
+Sending is paced by a token bucket of its own at the configured rate (25/s by default),
+below Telegram's overall limit of about 30 messages/s so answers to users keep flowing
+while a broadcast runs. The bucket holds one token: the schedule is absolute (a late
+wake-up does not slow the next send) and, after a pause, sending resumes at the rate
+rather than in a burst that would draw 429s.
+
+Recipients are read in pages in user-id order. After each page (about two seconds of
+sending) the cursor and the counters are stored, so a restarted bot resumes where it
+stopped: delivery is at-least-once, and a crash can repeat at most one page, while a clean
+shutdown or /stop stores the exact position. Users found to have blocked the bot are
+marked, so the next broadcast skips them; they are unmarked when they write again.
+
+One broadcast runs at a time: two would share one rate budget and each take twice as long.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import enum
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from typing import Protocol
+
+from services.pacing import TokenBucket
+from services.storage import Broadcast, Storage
+
+__all__ = [
+    "BroadcastBusy",
+    "BroadcastNotifier",
+    "BroadcastSender",
+    "BroadcastService",
+    "DeliveryOutcome",
+    "RetryLater",
+    "SourceMissing",
+]
+
+log = logging.getLogger(__name__)
+
+# A recipient is tried this many times when Telegram asks to wait, then counted as failed.
+_MAX_ATTEMPTS = 3
+# The longest pause a "retry after" may impose; a longer one is capped (and logged).
+_MAX_PAUSE = 300.0
+
+
+class DeliveryOutcome(enum.StrEnum):
+    DELIVERED = "delivered"
+    BLOCKED = "blocked"  # the user blocked the bot, deleted the account, or the chat is gone
+    FAILED = "failed"  # anything else; the recipient is skipped
+
+
+class RetryLater(Exception):
+    """Telegram asked to wait before sending more (a 429 that flood control did not absorb)."""
+
+    def __init__(self, seconds: float) -> None:
+        super().__init__(f"retry after {seconds} s")
+        self.seconds = float(seconds)
+
+
+class SourceMissing(Exception):
+    """The message being copied is gone (the admin deleted it): nobody can receive it."""
+
+
+class BroadcastBusy(Exception):
+    """Another broadcast is still running."""
+
+    def __init__(self, running: Broadcast) -> None:
+        super().__init__(f"broadcast {running.id} is running")
+        self.running = running
+
+
+class BroadcastSender(Protocol):
+    """Implemented on the Telegram side: copy one message into one user's chat."""
+
+    async def copy(self, chat_id: int, from_chat_id: int, message_id: int) -> DeliveryOutcome:
+        """Raises RetryLater or SourceMissing; any other exception counts as FAILED."""
+        ...
+
+
+class BroadcastNotifier(Protocol):
+    """Implemented on the Telegram side. Exceptions are logged; they never stop a broadcast."""
+
+    async def progress(self, broadcast: Broadcast) -> None: ...
+
+    async def finished(self, broadcast: Broadcast) -> None:
+        """``broadcast.state`` is "done", "stopped" or "failed" (the source message is gone)."""
+        ...
+
+
+class _Run:
+    """One broadcast in progress: its latest stored row and how it was asked to end."""
+
+    __slots__ = ("broadcast", "reason", "task")
+
+    def __init__(self, broadcast: Broadcast) -> None:
+        self.broadcast = broadcast
+        self.reason: str | None = None  # "stopped" | "failed" | "closing"
+        self.task: asyncio.Task[None] | None = None
+
+
+class BroadcastService:
+    def __init__(
+        self,
+        storage: Storage,
+        *,
+        rate: float,
+        progress_interval: float = 5.0,
+        page_seconds: float = 2.0,
+        max_in_flight: int = 64,
+        clock: Callable[[], float] = time.monotonic,
+        wall_clock: Callable[[], float] = time.time,
+    ) -> None:
+        if rate <= 0 or progress_interval <= 0 or page_seconds <= 0 or max_in_flight < 1:
+            raise ValueError("rate, intervals and max_in_flight must be positive")
+        self._storage = storage
+        self._rate = float(rate)
+        self._progress_interval = float(progress_interval)
+        self._page = max(1, round(rate * page_seconds))
+        self._slots = asyncio.Semaphore(max_in_flight)
+        self._clock = clock
+        self._wall = wall_clock
+        self._sender: BroadcastSender | None = None
+        self._notifier: BroadcastNotifier | None = None
+        self._run: _Run | None = None
+        # Serialises "is one running? then create one", so two confirmations cannot both start.
+        self._start_lock = asyncio.Lock()
+        self._paused_until = 0.0
+        self._closed = False
+
+    def attach(self, sender: BroadcastSender, notifier: BroadcastNotifier) -> None:
+        self._sender = sender
+        self._notifier = notifier
+
+    @property
+    def rate(self) -> float:
+        return self._rate
+
+    @property
+    def running(self) -> Broadcast | None:
+        """The broadcast in progress (its last stored state), if any."""
+        return self._run.broadcast if self._run is not None else None
+
+    async def recipients(self) -> int:
+        return await self._storage.count_broadcast_recipients()
+
+    # ------------------------------------------------------------------------------ public
+
+    async def start(
+        self,
+        *,
+        admin_id: int,
+        from_chat_id: int,
+        message_id: int,
+        lang: str,
+        progress_message_id: int | None,
+    ) -> Broadcast:
+        """Store a new broadcast and send it in the background; BroadcastBusy if one runs."""
+        self._require_attached()
+        if self._closed:
+            raise RuntimeError("BroadcastService is closed")
+        async with self._start_lock:
+            if self._run is not None:
+                raise BroadcastBusy(self._run.broadcast)
+            total = await self._storage.count_broadcast_recipients()
+            broadcast = await self._storage.create_broadcast(
+                admin_id=admin_id,
+                from_chat_id=from_chat_id,
+                message_id=message_id,
+                lang=lang,
+                total=total,
+                progress_message_id=progress_message_id,
+            )
+            self._spawn([broadcast])
+        log.info("broadcast %d: started by %d for %d users", broadcast.id, admin_id, total)
+        return broadcast
+
+    async def stop(self, broadcast_id: int) -> bool:
+        """Ask the running broadcast to stop after the messages already on their way.
+
+        False if that broadcast is not running (finished, or never existed)."""
+        run = self._run
+        if run is None or run.broadcast.id != broadcast_id or run.reason is not None:
+            return False
+        run.reason = "stopped"
+        return True
+
+    async def resume(self) -> None:
+        """Continue the broadcasts that were running when the bot stopped (oldest first)."""
+        self._require_attached()
+        self._closed = False
+        if self._run is not None:
+            return
+        pending = await self._storage.running_broadcasts()
+        if pending:
+            self._spawn(pending)
+
+    async def close(self, grace: float = 5.0) -> None:
+        """Stop sending; the broadcast stays "running" in storage for the next ``resume()``.
+
+        Messages already on their way get ``grace`` seconds to finish, so the stored cursor
+        is exact; after that they are cancelled and their page may be sent again later."""
+        self._closed = True
+        run = self._run
+        if run is None or run.task is None:
+            return
+        if run.reason is None:
+            run.reason = "closing"
+        try:
+            async with asyncio.timeout(grace):
+                await asyncio.shield(run.task)
+        except TimeoutError:
+            run.task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await run.task
+
+    # ---------------------------------------------------------------------------- sending
+
+    def _require_attached(self) -> tuple[BroadcastSender, BroadcastNotifier]:
+        if self._sender is None or self._notifier is None:
+            raise RuntimeError("BroadcastService.attach() must be called before use")
+        return self._sender, self._notifier
+
+    def _spawn(self, queue: list[Broadcast]) -> None:
+        run = _Run(queue[0])
+        self._run = run
+        run.task = asyncio.create_task(self._drive(run, queue[1:]), name="broadcast")
+
+    async def _drive(self, run: _Run, queue: list[Broadcast]) -> None:
+        try:
+            while True:
+                try:
+                    await self._send_all(run)
+                except asyncio.CancelledError:
+                    raise
+                except Exception:
+                    # Storage failed (disk full, locked): the row stays "running" and the next
+                    # start resumes it from the last stored page.
+                    log.exception("broadcast %d: interrupted", run.broadcast.id)
+                    return
+                if run.reason == "closing" or not queue:
+                    return
+                run.broadcast, run.reason = queue.pop(0), None
+        finally:
+            if self._run is run:
+                self._run = None
+
+    async def _send_all(self, run: _Run) -> None:
+        sender, notifier = self._require_attached()
+        broadcast = run.broadcast
+        bucket = TokenBucket(self._rate, 1.0, self._clock)
+        last_progress = self._clock()
+        while run.reason is None:
+            ids = await self._storage.broadcast_recipients(broadcast.cursor, self._page)
+            if not ids:
+                break
+            done, outcomes = await self._send_page(run, sender, bucket, ids)
+            if not done:
+                break
+            blocked = [
+                uid
+                for uid, outcome in zip(done, outcomes, strict=True)
+                if outcome is DeliveryOutcome.BLOCKED
+            ]
+            if blocked:
+                await self._storage.set_users_blocked(blocked, True)
+            broadcast = run.broadcast = await self._storage.update_broadcast(
+                broadcast.id,
+                cursor=done[-1],
+                delivered=broadcast.delivered + outcomes.count(DeliveryOutcome.DELIVERED),
+                blocked=broadcast.blocked + len(blocked),
+                failed=broadcast.failed + outcomes.count(DeliveryOutcome.FAILED),
+            )
+            # A short page is the last one: its figures go out in the final report instead.
+            last_page = len(ids) < self._page
+            due = self._clock() - last_progress >= self._progress_interval
+            if due and not last_page and run.reason is None:
+                last_progress = self._clock()
+                await self._notify(notifier.progress, broadcast)
+        if run.reason == "closing":
+            log.info("broadcast %d: paused at user %d for shutdown", broadcast.id, broadcast.cursor)
+            return
+        state = run.reason or "done"
+        broadcast = run.broadcast = await self._storage.update_broadcast(
+            broadcast.id, state=state, finished_at=self._wall()
+        )
+        log.info(
+            "broadcast %d: %s (%d delivered, %d blocked, %d failed)",
+            broadcast.id,
+            state,
+            broadcast.delivered,
+            broadcast.blocked,
+            broadcast.failed,
+        )
+        await self._notify(notifier.finished, broadcast)
+
+    async def _send_page(
+        self, run: _Run, sender: BroadcastSender, bucket: TokenBucket, ids: list[int]
+    ) -> tuple[list[int], list[DeliveryOutcome]]:
+        """Send to a prefix of ``ids`` (all of them unless asked to end); wait for each."""
+        broadcast = run.broadcast
+        tasks: list[asyncio.Task[DeliveryOutcome]] = []
+        try:
+            for user_id in ids:
+                await self._wait_turn(bucket)
+                if run.reason is not None:
+                    break
+                await self._slots.acquire()
+                task = asyncio.create_task(self._deliver(run, sender, broadcast, user_id))
+                task.add_done_callback(lambda _: self._slots.release())
+                tasks.append(task)
+            outcomes = list(await asyncio.gather(*tasks))
+        except BaseException:
+            for task in tasks:
+                task.cancel()
+            raise
+        return ids[: len(tasks)], outcomes
+
+    async def _wait_turn(self, bucket: TokenBucket) -> None:
+        # The pause is checked after the slot's wait: a 429 may have arrived meanwhile. After
+        # a pause a fresh slot is taken, so sending resumes at the rate, not in a burst.
+        while True:
+            delay = bucket.reserve()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            pause = self._paused_until - self._clock()
+            if pause <= 0:
+                return
+            await asyncio.sleep(pause)
+
+    async def _deliver(
+        self, run: _Run, sender: BroadcastSender, broadcast: Broadcast, user_id: int
+    ) -> DeliveryOutcome:
+        for attempt in range(1, _MAX_ATTEMPTS + 1):
+            try:
+                return await sender.copy(user_id, broadcast.from_chat_id, broadcast.message_id)
+            except RetryLater as wait:
+                seconds = min(wait.seconds, _MAX_PAUSE)
+                log.warning("broadcast %d: Telegram asked to wait %.1f s", broadcast.id, seconds)
+                # Everyone waits, not just this recipient: the limit is the bot's.
+                self._paused_until = max(self._paused_until, self._clock() + seconds)
+                if attempt < _MAX_ATTEMPTS:
+                    await asyncio.sleep(seconds)
+            except SourceMissing:
+                if run.reason is None:
+                    log.warning("broadcast %d: the message to copy is gone", broadcast.id)
+                    run.reason = "failed"
+                return DeliveryOutcome.FAILED
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("broadcast %d: sending to %d failed", broadcast.id, user_id)
+                return DeliveryOutcome.FAILED
+        return DeliveryOutcome.FAILED
+
+    async def _notify(
+        self, call: Callable[[Broadcast], Awaitable[None]], broadcast: Broadcast
+    ) -> None:
+        try:
+            await call(broadcast)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("broadcast %d: notifier failed", broadcast.id)
