@@ -79,6 +79,8 @@ async def _run_scenario(number: int, ctx: Context, big: scenarios.BigDbCache) ->
         return await scenarios.concurrency(ctx)
     if number == 5:
         return await scenarios.memory(ctx, big)
+    if number == 6:
+        return await scenarios.broadcast(ctx)
     if number == 7:
         return await scenarios.limiter(ctx)
     raise ValueError(number)
@@ -117,11 +119,6 @@ async def run(
     profiled: dict[str, Any] | None = None
     try:
         for number in selected:
-            if number == 6:
-                results["6"] = {
-                    "status": "not available yet (needs the admin broadcast issue)",
-                }
-                continue
             run_results = []
             for k in range(runs):
                 _log(f"scenario {number}, run {k + 1}/{runs}")

@@ -64,6 +64,8 @@ _SETTING_NAMES = frozenset(
         "POLLING_TIMEOUT",
         "SHUTDOWN_GRACE_SECONDS",
         "LOG_LEVEL",
+        "BROADCAST_RPS",
+        "BROADCAST_PROGRESS_SECONDS",
     }
 )
 
@@ -102,6 +104,8 @@ class Sizes:
     s5_messages: int = 2_000_000
     s5_samples: int = 300
     s5_answers: int = 200
+    s6_recipients: int = 10_000
+    s6_rps: float = 25.0
     s7_heavy: int = 20
     s7_others: int = 5
     s7_rps: float = 0.5
@@ -119,6 +123,7 @@ QUICK = Sizes(
     s5_messages=200_000,
     s5_samples=100,
     s5_answers=60,
+    s6_recipients=1000,
     s7_heavy=6,
 )
 

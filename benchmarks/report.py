@@ -145,6 +145,20 @@ ROWS = (
         "(<= 2)",
         lambda v: v <= 2,
     ),
+    Row("6", "recipients", "recipients", "{:.0f}"),
+    Row("6", "delivered", "delivered", "{:.0f}"),
+    Row("6", "achieved rate /s (configured 25)", "achieved_rate", "{:.2f}"),
+    Row(
+        "6",
+        "off the configured rate %",
+        "rate_error_pct",
+        "{:.2f}",
+        "<= 3",
+        lambda v: v <= 3,
+    ),
+    Row("6", "Telegram 429s (fake enforces 30/s)", "telegram_429", "{:.0f}", "0", lambda v: v == 0),
+    Row("6", "busiest second, copies", "max_per_second", "{:.0f}"),
+    Row("6", "bot CPU ms per copy", "cpu_ms_per_message", "{:.2f}"),
     Row(
         "7",
         "grants the 5 others waited (max)",
@@ -190,6 +204,12 @@ def table(results: dict[str, Any]) -> str:
             name = title if first else ""
             first = False
             lines.append(f"{name:<20} {row.label:<38} {text:>10}  {row.target:<8} {met:<3}")
+        if number == "6":
+            per_run = [
+                (run.get("telegram_429"), run.get("rate_error_pct")) for run in entry["runs"]
+            ]
+            shown = [(n, None if e is None else round(e, 2)) for n, e in per_run]
+            lines.append(f"{'':<20} {'(429s, % off the rate) per run':<38} {shown}")
         if number == "7":
             slots = [run.get("other_slots") for run in entry["runs"]]
             lines.append(f"{'':<20} {'grant slots of the 5 (per run)':<38} {slots}")

@@ -2,8 +2,8 @@
 "_samples" for the plot); the runner takes medians across runs.
 
 User id ranges keep scenarios apart in the fakes' state: 100_000+ throughput, 200_000+
-steady load, 300_000+ concurrency, 500_000+ limiter, 900_000+ warm-ups, 10_000_000+ the big
-database.
+steady load, 300_000+ concurrency, 500_000+ limiter, 600_000+ broadcast recipients,
+900_000+ warm-ups, 10_000_000+ the big database.
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ import asyncio
 import itertools
 import random
 import re
+import sqlite3
 import subprocess
 import sys
 import time
@@ -22,6 +23,7 @@ from typing import Any
 from benchmarks.dbgen import BigDatabase, generate
 from benchmarks.harness import Context, Profiler, percentile
 from benchmarks.timed_fakes import ANSWER_BODY, question
+from services.storage import SQLiteStorage
 
 Run = Callable[[Context], Awaitable[dict[str, Any]]]
 
@@ -423,6 +425,88 @@ async def memory(ctx: Context, big_cache: BigDbCache) -> dict[str, Any]:
         result["rss_mb_after_answers_big_db"] = bot.memory().get("rss")
         result["peak_rss_mb_big_db"] = bot.memory().get("peak")
     return result
+
+
+# ---------------------------------------------------------------------------- 6 broadcast
+
+
+async def _seed_users(path: Path, users: range) -> None:
+    """A database with the bot's own schema holding `users` (none of them blocked)."""
+    storage = SQLiteStorage(path)
+    await storage.connect()
+    await storage.close()
+    db = sqlite3.connect(path)
+    try:
+        with db:
+            db.executemany(
+                "INSERT INTO users (user_id, first_name, language_code, created_at) "
+                "VALUES (?, 'User', 'en', ?)",
+                ((user, time.time()) for user in users),
+            )
+    finally:
+        db.close()
+
+
+async def broadcast(ctx: Context) -> dict[str, Any]:
+    s = ctx.sizes
+    tg = ctx.telegram
+    admin = 600_000
+    users = range(admin, admin + s.s6_recipients)  # the admin is one of the recipients
+    db = ctx.workdir / f"s6-broadcast-{time.monotonic_ns()}.db"
+    await _seed_users(db, users)
+    # Production pacing: the fake enforces Telegram's 30 messages/s over every sending call.
+    async with ctx.bot(
+        "s6-broadcast",
+        db=db,
+        ADMIN_IDS=str(admin),
+        BROADCAST_RPS=str(s.s6_rps),
+        TELEGRAM_GLOBAL_RPS="30",
+        TELEGRAM_CHAT_RPS="1",
+    ) as bot:
+        tg.enforce_limits(global_per_second=30)
+        tg.send_message(admin, "/broadcast")
+        await tg.wait_for("sendMessage", lambda c: c.chat_id == admin, timeout=30)
+        tg.send_message(admin, "News for everyone: *faster answers*")
+        confirm = (
+            await tg.wait_for(
+                "sendMessage",
+                lambda c: c.chat_id == admin and "reply_markup" in c.params,
+                timeout=30,
+            )
+        )[0]
+        send_button = confirm.params["reply_markup"]["inline_keyboard"][0][0]
+        cpu0, t0 = bot.cpu_time(), time.monotonic()
+        tg.press_button(admin, tg.sent_messages(admin)[-1], send_button["callback_data"])
+        budget = 60 + s.s6_recipients / s.s6_rps * 1.5
+        report = await tg.wait_for(
+            "editMessageText",
+            lambda c: c.chat_id == admin and "finished" in str(c.params.get("text")),
+            timeout=budget,
+        )
+        elapsed, cpu = time.monotonic() - t0, bot.cpu_time() - cpu0
+    copies = [c for c in tg.calls if c.method == "copyMessage"]
+    delivered = sorted(c.at for c in copies if c.ok)
+    span = delivered[-1] - delivered[0] if len(delivered) > 1 else None
+    achieved = (len(delivered) - 1) / span if span else None
+    # The rate over each whole second, to show it is steady and not an average of bursts.
+    per_second: dict[int, int] = {}
+    for at in delivered:
+        per_second[int(at - delivered[0])] = per_second.get(int(at - delivered[0]), 0) + 1
+    full_seconds = [n for sec, n in per_second.items() if sec < int(span or 0)]
+    return {
+        "recipients": len(users),
+        "configured_rate": s.s6_rps,
+        "delivered": len(delivered),
+        "copy_calls": len(copies),
+        "achieved_rate": achieved,
+        "rate_error_pct": None if achieved is None else abs(achieved / s.s6_rps - 1) * 100,
+        "max_per_second": max(full_seconds, default=None),
+        "min_per_second": min(full_seconds, default=None),
+        "telegram_429": tg.rate_limited,
+        "duration_s": elapsed,
+        "cpu_ms_per_message": cpu * 1000 / max(1, len(delivered)),
+        "report": report[0].params.get("text"),
+    }
 
 
 # ------------------------------------------------------------------------------ 7 the limiter

@@ -60,6 +60,9 @@ CONFLICT = (
     "Conflict: terminated by other getUpdates request; "
     "make sure that only one bot instance is running"
 )
+COPY_NOT_FOUND = "Bad Request: message to copy not found"
+BOT_BLOCKED = "Forbidden: bot was blocked by the user"
+USER_DEACTIVATED = "Forbidden: user is deactivated"
 
 # Methods that Telegram's flood control counts (drafts are deliberately lenient, see telegram.md).
 SENDING_METHODS = frozenset(
@@ -72,8 +75,54 @@ SENDING_METHODS = frozenset(
         "sendVideo",
         "sendDocument",
         "sendAnimation",
+        "copyMessage",
         "editMessageText",
         "editMessageReplyMarkup",
+    ]
+)
+
+# Methods a user who blocked the bot (or deleted their account) refuses with 403.
+_USER_FACING_METHODS = SENDING_METHODS | {
+    "sendMessageDraft",
+    "sendRichMessageDraft",
+    "sendChatAction",
+}
+
+# Message fields that describe the envelope, not the content: copyMessage does not carry them over.
+_COPY_ENVELOPE = frozenset(
+    [
+        "message_id",
+        "message_thread_id",
+        "direct_messages_topic",
+        "from",
+        "sender_chat",
+        "sender_boost_count",
+        "sender_business_bot",
+        "sender_tag",
+        "date",
+        "business_connection_id",
+        "chat",
+        "forward_origin",
+        "is_topic_message",
+        "is_automatic_forward",
+        "reply_to_message",
+        "external_reply",
+        "quote",
+        "reply_to_story",
+        "reply_to_checklist_task_id",
+        "via_bot",
+        "edit_date",
+        "has_protected_content",
+        "is_from_offline",
+        "is_paid_post",
+        "media_group_id",
+        "author_signature",
+        "paid_star_count",
+        "effect_id",
+        "caption",
+        "caption_entities",
+        "show_caption_above_media",
+        "reply_markup",
     ]
 )
 
@@ -700,6 +749,9 @@ class FakeTelegram:
         self._file_paths: dict[str, _File] = {}
         self._callback_ids: set[str] = set()
         self._commands: dict[tuple[str, str], list[dict[str, Any]]] = {}
+        # Users whose private chat refuses sending calls with 403 (see block_bot()).
+        self._blocked: set[int] = set()
+        self._deactivated: set[int] = set()
 
     # ---------------------------------------------------------------- lifecycle
 
@@ -740,7 +792,8 @@ class FakeTelegram:
         return f"http://127.0.0.1:{self._port}"
 
     def reset(self) -> None:
-        """Forget calls, updates, faults, limits, messages and files; the server keeps running."""
+        """Forget calls, updates, faults, limits, blocks, messages and files; the server keeps
+        running."""
         self.calls = []
         self.rate_limited = 0
         self._init_state()
@@ -934,6 +987,42 @@ class FakeTelegram:
         }
         return self.push_update({"callback_query": query})
 
+    def block_bot(self, user_id: int, *, notify: bool = False) -> dict[str, Any] | None:
+        """The user blocked the bot: sending calls to their private chat answer 403 "Forbidden:
+        bot was blocked by the user" until unblock_bot() or reset(). With `notify`, also queue the
+        my_chat_member update Telegram sends (bot: "member" -> "kicked") and return it."""
+        self._blocked.add(user_id)
+        return self._my_chat_member(user_id, "member", "kicked") if notify else None
+
+    def unblock_bot(self, user_id: int, *, notify: bool = False) -> dict[str, Any] | None:
+        """The user unblocked the bot (restarted it); with `notify`, queue and return the
+        my_chat_member update ("kicked" -> "member")."""
+        self._blocked.discard(user_id)
+        return self._my_chat_member(user_id, "kicked", "member") if notify else None
+
+    def deactivate_user(self, user_id: int) -> None:
+        """The user deleted their account: sending calls to their private chat answer 403
+        "Forbidden: user is deactivated" until reset() (this wins over block_bot())."""
+        self._deactivated.add(user_id)
+
+    def _my_chat_member(self, user_id: int, old: str, new: str) -> dict[str, Any]:
+        user = self._users.get(user_id) or self._user(user_id, "User", None, "en")
+        chat = self._chat_info.get(user_id) or self._chat(user_id, "private", user)
+
+        def member(status: str) -> dict[str, Any]:
+            if status == "kicked":
+                return {"status": "kicked", "user": self.bot_user, "until_date": 0}
+            return {"status": status, "user": self.bot_user}
+
+        updated = {
+            "chat": chat,
+            "from": user,
+            "date": int(time.time()),
+            "old_chat_member": member(old),
+            "new_chat_member": member(new),
+        }
+        return self.push_update({"my_chat_member": updated})
+
     def _user(
         self, user_id: int, first_name: str, username: str | None, language_code: str | None
     ) -> dict[str, Any]:
@@ -1109,6 +1198,16 @@ class FakeTelegram:
         if window is not None:
             window.stamps.append(now)
 
+    def _check_reachable(self, params: dict[str, Any]) -> None:
+        try:
+            chat_id = int(params.get("chat_id", ""))
+        except (TypeError, ValueError):
+            return
+        if chat_id in self._deactivated:
+            raise ApiError(403, USER_DEACTIVATED)
+        if chat_id in self._blocked:
+            raise ApiError(403, BOT_BLOCKED)
+
     def _chat_window(self, params: dict[str, Any]) -> _RateWindow | None:
         if self._per_chat_rate is None:
             return None
@@ -1169,6 +1268,9 @@ class FakeTelegram:
             fault = self._injected_fault(name, params)
             if fault is not None:
                 raise fault
+            if (self._blocked or self._deactivated) and name in _USER_FACING_METHODS:
+                self._check_reachable(params)
+            # Refused calls raise before _rate_record: they never fill the rate windows.
             self._rate_check(name, params, at)
             if name == "getUpdates":
                 result = await self._get_updates(params)
@@ -1281,6 +1383,7 @@ class FakeTelegram:
             "sendVideo": lambda p, c: self._send_media("video", p, c),
             "sendDocument": lambda p, c: self._send_media("document", p, c),
             "sendAnimation": lambda p, c: self._send_media("animation", p, c),
+            "copyMessage": self._copy_message,
             "setMessageReaction": self._set_message_reaction,
             "getChat": self._get_chat,
             "getChatMember": self._get_chat_member,
@@ -1288,10 +1391,10 @@ class FakeTelegram:
 
     # -- helpers shared by handlers
 
-    def _chat_id(self, params: dict[str, Any]) -> int:
-        value = params.get("chat_id")
+    def _chat_id(self, params: dict[str, Any], key: str = "chat_id") -> int:
+        value = params.get(key)
         if value is None or value == "":
-            raise _bad("Bad Request: chat_id is empty")
+            raise _bad(f"Bad Request: {key} is empty")
         try:
             return int(value)
         except (TypeError, ValueError):
@@ -1610,6 +1713,55 @@ class FakeTelegram:
             }
         return {**base, "file_name": filename, "mime_type": mime}
 
+    def _copy_message(self, params: dict[str, Any], call: Call) -> dict[str, int]:
+        chat_id = self._chat_id(params)
+        from_chat_id = self._chat_id(params, "from_chat_id")
+        message_id = _int(params.get("message_id"), "message_id")
+        source = self._chats.get(from_chat_id, {}).get(message_id)
+        if source is None:
+            raise _bad(COPY_NOT_FOUND)
+        original = source.message
+        kind = source.kind
+        # Text and rich messages have no caption: a `caption` parameter is ignored for them.
+        captioned = "text" not in original and "rich_message" not in original
+        caption: str = original.get("caption", "")
+        caption_entities: list[dict[str, Any]] = original.get("caption_entities", [])
+        above = bool(original.get("show_caption_above_media"))
+        if captioned and params.get("caption") is not None:
+            caption, caption_entities = self._formatted(
+                params["caption"],
+                params.get("parse_mode"),
+                params.get("caption_entities"),
+                limit=MAX_CAPTION,
+                too_long=CAPTION_TOO_LONG,
+                empty=None,
+            )
+            above = _truthy(params.get("show_caption_above_media"))
+        markup = self._reply_markup(params)
+        message = self._new_outgoing(chat_id, params)
+        for key, value in original.items():
+            if key not in _COPY_ENVELOPE:
+                message[key] = value
+        if captioned and caption:
+            message["caption"] = caption
+            if caption_entities:
+                message["caption_entities"] = caption_entities
+            if above:
+                message["show_caption_above_media"] = True
+        if markup:
+            message["reply_markup"] = markup
+        if kind == "text":
+            compare: Any = ("text", message["text"], message.get("entities", []))
+        elif kind in _MEDIA:
+            media = message[kind]
+            file_id = media[-1]["file_id"] if isinstance(media, list) else media["file_id"]
+            compare = ("media", kind, file_id)
+        else:
+            compare = source.compare
+        extra = {**source.extra, "_copied_from": (from_chat_id, message_id)}
+        self._store_outgoing(message, kind, extra, compare)
+        return {"message_id": message["message_id"]}
+
     # -- editing and deleting
 
     def _edit_message_text(self, params: dict[str, Any], call: Call) -> Any:
@@ -1796,7 +1948,7 @@ def _default_description(status: int, retry_after: int | None) -> str:
     if status == 400:
         return "Bad Request: injected error"
     if status == 403:
-        return "Forbidden: bot was blocked by the user"
+        return BOT_BLOCKED
     try:
         return http.HTTPStatus(status).phrase
     except ValueError:

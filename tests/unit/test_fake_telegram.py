@@ -11,7 +11,12 @@ import pytest
 from aiogram import Bot, Dispatcher, Router
 from aiogram.client.session.aiohttp import AiohttpSession
 from aiogram.client.telegram import TelegramAPIServer
-from aiogram.exceptions import TelegramBadRequest, TelegramConflictError, TelegramRetryAfter
+from aiogram.exceptions import (
+    TelegramBadRequest,
+    TelegramConflictError,
+    TelegramForbiddenError,
+    TelegramRetryAfter,
+)
 from aiogram.types import (
     BotCommand,
     BufferedInputFile,
@@ -22,10 +27,17 @@ from aiogram.types import (
     InputRichMessage,
     Message,
     MessageGenerationStopped,
+    MessageId,
+    ReplyParameters,
     Update,
 )
 
-from tests.fakes.telegram_server import FakeTelegram, detect_entities, parse_telegram_html
+from tests.fakes.telegram_server import (
+    SENDING_METHODS,
+    FakeTelegram,
+    detect_entities,
+    parse_telegram_html,
+)
 
 USER = 1001
 GROUP = -1001234567890
@@ -479,3 +491,198 @@ async def test_delete_chat_action_and_commands(fake: FakeTelegram, bot: Bot) -> 
     assert await bot.get_my_commands() == []
     with pytest.raises(TelegramBadRequest, match="BOT_COMMAND_INVALID"):
         await bot.set_my_commands([BotCommand(command="New-Chat", description="x")])
+
+
+async def test_copy_message_of_a_user_text(fake: FakeTelegram, bot: Bot) -> None:
+    pushed = fake.send_message(USER, "/start ask @helper_bot")["message"]
+    await bot.send_message(GROUP, "earlier")  # takes id 1 in the group
+
+    copied = await bot.copy_message(GROUP, USER, pushed["message_id"])
+
+    assert isinstance(copied, MessageId) and copied.message_id == 2
+    [call] = fake.calls_of("copyMessage", chat_id=GROUP)
+    assert call.result == {"message_id": 2}
+    shown = fake.sent_messages(GROUP)[-1]
+    assert shown["message_id"] == 2
+    assert (shown["text"], shown["entities"]) == (pushed["text"], pushed["entities"])
+    assert shown["from"]["id"] == fake.bot_id and shown["chat"]["id"] == GROUP
+    assert (shown["_kind"], shown["_copied_from"]) == ("text", (USER, pushed["message_id"]))
+    # The copy is an ordinary bot message: it can be edited and "not modified" applies.
+    await bot.edit_message_text(text="edited copy", chat_id=GROUP, message_id=2)
+    again = await bot.copy_message(GROUP, GROUP, 2)
+    assert fake.sent_messages(GROUP)[-1]["_copied_from"] == (GROUP, 2)
+    with pytest.raises(TelegramBadRequest, match="message is not modified"):
+        await bot.edit_message_text(text="edited copy", chat_id=GROUP, message_id=again.message_id)
+
+
+async def test_copy_message_of_bot_media_keeps_or_replaces_caption(
+    fake: FakeTelegram, bot: Bot
+) -> None:
+    photo = BufferedInputFile(b"\xff\xd8jpeg", "p.jpg")
+    sent = await bot.send_photo(USER, photo, caption="<b>old</b> caption", parse_mode="HTML")
+
+    kept = await bot.copy_message(USER + 1, USER, sent.message_id)
+    replaced = await bot.copy_message(
+        USER + 1, USER, sent.message_id, caption="<i>new</i>", parse_mode="HTML"
+    )
+    # aiogram drops an empty caption from the form, so the removal goes over raw JSON.
+    async with aiohttp.ClientSession() as http:
+        body = {"chat_id": USER + 1, "from_chat_id": USER, "message_id": sent.message_id}
+        url = f"{fake.url}/bot{fake.token}/copyMessage"
+        async with http.post(url, json={**body, "caption": ""}) as resp:
+            removed = (await resp.json())["result"]
+
+    assert (kept.message_id, replaced.message_id, removed) == (1, 2, {"message_id": 3})
+    first, second, third = fake.sent_messages(USER + 1)
+    file_id = sent.photo[-1].file_id  # type: ignore[index]
+    assert all(m["photo"][-1]["file_id"] == file_id for m in (first, second, third))
+    assert (first["caption"], first["caption_entities"][0]["type"]) == ("old caption", "bold")
+    assert (second["caption"], second["caption_entities"][0]["type"]) == ("new", "italic")
+    assert "caption" not in third and "caption_entities" not in third
+    assert first["_kind"] == "photo" and first["_file_bytes"] == b"\xff\xd8jpeg"
+    assert first["_copied_from"] == (USER, sent.message_id)
+    # The original is untouched.
+    assert fake.sent_messages(USER)[0]["caption"] == "old caption"
+    with pytest.raises(TelegramBadRequest, match="caption is too long"):
+        await bot.copy_message(USER + 1, USER, sent.message_id, caption="c" * 1025)
+
+
+async def test_copy_message_of_a_user_voice_with_markup_and_reply(
+    fake: FakeTelegram, bot: Bot
+) -> None:
+    voice = fake.send_voice(USER, b"OggS-voice", duration=4, caption="listen")["message"]
+    question = fake.send_message(USER + 1, "question")["message"]
+    keyboard = InlineKeyboardMarkup(
+        inline_keyboard=[[InlineKeyboardButton(text="Again", callback_data="again")]]
+    )
+
+    copied = await bot.copy_message(
+        USER + 1,
+        USER,
+        voice["message_id"],
+        reply_markup=keyboard,
+        reply_parameters=ReplyParameters(message_id=question["message_id"]),
+    )
+
+    [shown] = fake.sent_messages(USER + 1)
+    assert shown["message_id"] == copied.message_id == question["message_id"] + 1
+    assert shown["voice"] == voice["voice"] and shown["caption"] == "listen"
+    assert shown["reply_markup"]["inline_keyboard"][0][0]["callback_data"] == "again"
+    assert shown["reply_to_message"]["message_id"] == question["message_id"]
+    assert shown["_copied_from"] == (USER, voice["message_id"])
+    assert (await bot.download(voice["voice"]["file_id"])).read() == b"OggS-voice"  # type: ignore[union-attr]
+
+
+async def test_copy_message_source_must_exist(fake: FakeTelegram, bot: Bot) -> None:
+    sent = await bot.send_message(USER, "soon gone")
+    with pytest.raises(TelegramBadRequest, match="message to copy not found"):
+        await bot.copy_message(USER, USER, sent.message_id + 1)
+    with pytest.raises(TelegramBadRequest, match="message to copy not found"):
+        await bot.copy_message(USER, USER + 5, sent.message_id)  # another chat
+    await bot.delete_message(USER, sent.message_id)
+    with pytest.raises(TelegramBadRequest, match="message to copy not found"):
+        await bot.copy_message(USER + 1, USER, sent.message_id)
+    assert fake.sent_messages() == []
+    assert [c.ok for c in fake.calls_of("copyMessage")] == [False, False, False]
+
+
+async def test_copy_message_counts_toward_rate_limits(fake: FakeTelegram, bot: Bot) -> None:
+    assert "copyMessage" in SENDING_METHODS
+    fake.send_message(USER, "original")
+    fake.enforce_limits(global_per_second=None, per_chat_per_second=1)
+
+    await bot.copy_message(GROUP, USER, 1)
+    with pytest.raises(TelegramRetryAfter):
+        await bot.copy_message(GROUP, USER, 1)
+    with pytest.raises(TelegramRetryAfter):
+        await bot.send_message(GROUP, "same window")
+    assert fake.rate_limited == 2
+    assert len(fake.sent_messages(GROUP)) == 1
+
+
+async def test_blocked_user_refuses_every_sending_call(fake: FakeTelegram, bot: Bot) -> None:
+    fake.send_message(USER, "hi")
+    fake.block_bot(USER)
+
+    refused = [
+        bot.send_message(USER, "hello"),
+        bot.send_chat_action(USER, "typing"),
+        bot.send_message_draft(chat_id=USER, draft_id=1, text="partial"),
+        bot.send_voice(USER, BufferedInputFile(b"OggS", "v.ogg")),
+        bot.copy_message(USER, USER, 1),
+    ]
+    for request in refused:
+        with pytest.raises(TelegramForbiddenError, match="bot was blocked by the user"):
+            await request
+    assert [c.response["error_code"] for c in fake.calls_of(chat_id=USER)] == [403] * 5
+    assert fake.sent_messages(USER) == []
+
+    # Other chats are fine, and so is copying *from* the blocked user's chat.
+    await bot.send_message(USER + 1, "unaffected")
+    await bot.copy_message(USER + 1, USER, 1)
+    fake.unblock_bot(USER)
+    assert (await bot.send_message(USER, "welcome back")).text == "welcome back"
+
+
+async def test_deactivated_user_and_reset(fake: FakeTelegram, bot: Bot) -> None:
+    fake.deactivate_user(USER)
+    fake.block_bot(USER + 1)
+    with pytest.raises(TelegramForbiddenError, match="user is deactivated"):
+        await bot.send_message(USER, "anyone there?")
+    with pytest.raises(TelegramForbiddenError, match="user is deactivated"):
+        await bot.send_rich_message_draft(
+            chat_id=USER, draft_id=1, rich_message=InputRichMessage(markdown="x")
+        )
+    fake.unblock_bot(USER)  # unblocking does not bring a deleted account back
+    with pytest.raises(TelegramForbiddenError, match="user is deactivated"):
+        await bot.send_chat_action(USER, "typing")
+
+    fake.reset()
+    await bot.send_message(USER, "fresh state")
+    await bot.send_message(USER + 1, "fresh state")
+
+
+async def test_refused_calls_do_not_fill_rate_windows(fake: FakeTelegram, bot: Bot) -> None:
+    fake.enforce_limits(global_per_second=2, per_chat_per_second=1)
+    fake.block_bot(USER)
+    for _ in range(5):
+        with pytest.raises(TelegramForbiddenError):
+            await bot.send_message(USER, "refused")
+    fake.unblock_bot(USER)
+
+    await bot.send_message(USER, "one")
+    await bot.send_message(USER + 1, "two")
+    assert fake.rate_limited == 0
+    with pytest.raises(TelegramRetryAfter):
+        await bot.send_message(USER + 2, "three")
+
+
+async def test_block_notify_pushes_my_chat_member(fake: FakeTelegram, bot: Bot) -> None:
+    fake.send_message(USER, "hi", first_name="Alice")
+    await bot.get_updates(offset=-1, timeout=0)
+    assert fake.block_bot(USER + 7) is None  # no update without notify
+
+    pushed = fake.block_bot(USER, notify=True)
+    assert pushed is not None
+    parsed = Update.model_validate(pushed, context={"bot": bot})
+    member = parsed.my_chat_member
+    assert member is not None and parsed.event_type == "my_chat_member"
+    assert (member.chat.id, member.chat.type, member.from_user.id) == (USER, "private", USER)
+    assert (member.old_chat_member.status, member.new_chat_member.status) == ("member", "kicked")
+    assert member.new_chat_member.user.id == fake.bot_id
+
+    fake.unblock_bot(USER, notify=True)
+    updates = await bot.get_updates(offset=pushed["update_id"], timeout=1)
+    assert [u.my_chat_member.new_chat_member.status for u in updates] == ["kicked", "member"]  # type: ignore[union-attr]
+    assert updates[1].my_chat_member.from_user.first_name == "Alice"  # type: ignore[union-attr]
+
+
+async def test_allowed_updates_filter_my_chat_member(fake: FakeTelegram, bot: Bot) -> None:
+    await bot.get_updates(timeout=0, allowed_updates=["message"])
+    fake.block_bot(USER, notify=True)
+    assert await bot.get_updates(timeout=0) == []
+
+    await bot.get_updates(timeout=0, allowed_updates=["message", "my_chat_member"])
+    fake.unblock_bot(USER, notify=True)
+    [update] = await bot.get_updates(timeout=0)
+    assert update.event_type == "my_chat_member"
