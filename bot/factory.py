@@ -303,14 +303,13 @@ async def register_commands(bot: Bot, admin_ids: frozenset[int] = frozenset()) -
             await bot.set_my_commands(commands, language_code=code)
         except TelegramAPIError as error:
             log.warning("could not register %s commands: %s", lang, error)
+    admin_menu = (*COMMANDS, *ADMIN_COMMANDS)
     for admin_id in sorted(admin_ids):
-        # A chat scope has one menu for every language: the admin's own is not known here
-        # (they may never have written), so it follows the default, English.
-        commands = [
-            BotCommand(command=c, description=t("en", f"cmd_{c}"))
-            for c in (*COMMANDS, *ADMIN_COMMANDS)
-        ]
-        try:
-            await bot.set_my_commands(commands, scope=BotCommandScopeChat(chat_id=admin_id))
-        except TelegramAPIError as error:  # e.g. the admin has not started the bot yet
-            log.info("could not register the admin menu for %d: %s", admin_id, error)
+        for lang, code in (("en", None), ("ru", "ru")):
+            commands = [BotCommand(command=c, description=t(lang, f"cmd_{c}")) for c in admin_menu]
+            scope = BotCommandScopeChat(chat_id=admin_id)
+            try:
+                await bot.set_my_commands(commands, scope=scope, language_code=code)
+            except TelegramAPIError as error:  # e.g. the admin has not started the bot yet
+                log.info("could not register the admin menu for %d: %s", admin_id, error)
+                break

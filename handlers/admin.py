@@ -14,7 +14,7 @@ from aiogram.fsm.context import FSMContext
 from aiogram.fsm.state import State, StatesGroup
 from aiogram.types import CallbackQuery, Message
 
-from handlers.ui.broadcast import duration_text, number, progress_text
+from handlers.ui.broadcast import duration_text, number
 from handlers.ui.callbacks import BroadcastAction
 from handlers.ui.keyboards import broadcast_confirm_keyboard, broadcast_stop_keyboard
 from handlers.ui.texts import t
@@ -160,7 +160,8 @@ async def broadcast_action(
         await panel.edit_text(t(lang, "cancelled"))
         return
     try:
-        started = await broadcasts.start(
+        # The panel becomes the progress view: the broadcast's own task edits it.
+        await broadcasts.start(
             admin_id=query.from_user.id,
             from_chat_id=panel.chat.id,
             message_id=callback_data.ref,
@@ -171,10 +172,6 @@ async def broadcast_action(
         await query.answer(t(lang, "broadcast_busy", id=busy.running.id), show_alert=True)
         return
     await query.answer()
-    await panel.edit_text(
-        progress_text(started, broadcasts.rate),
-        reply_markup=broadcast_stop_keyboard(lang, started.id),
-    )
 
 
 def create_router() -> Router:

@@ -93,12 +93,28 @@ class BroadcastNotifier(Protocol):
 class _Run:
     """One broadcast in progress: its latest stored row and how it was asked to end."""
 
-    __slots__ = ("broadcast", "reason", "task")
+    __slots__ = ("broadcast", "ended", "reason", "task")
 
     def __init__(self, broadcast: Broadcast) -> None:
         self.broadcast = broadcast
         self.reason: str | None = None  # "stopped" | "failed" | "closing"
+        # Set with `reason`: cuts short every wait (a slot, a 429 pause), so Stop and
+        # shutdown take effect at once even in the middle of a long pause.
+        self.ended = asyncio.Event()
         self.task: asyncio.Task[None] | None = None
+
+    def end(self, reason: str) -> None:
+        if self.reason is None:
+            self.reason = reason
+            self.ended.set()
+
+    async def nap(self, seconds: float) -> None:
+        """Sleep up to ``seconds``, less if the run is ended meanwhile."""
+        if seconds <= 0 or self.ended.is_set():
+            return
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(seconds):
+                await self.ended.wait()
 
 
 class BroadcastService:
@@ -184,7 +200,7 @@ class BroadcastService:
         run = self._run
         if run is None or run.broadcast.id != broadcast_id or run.reason is not None:
             return False
-        run.reason = "stopped"
+        run.end("stopped")
         return True
 
     async def resume(self) -> None:
@@ -206,8 +222,7 @@ class BroadcastService:
         run = self._run
         if run is None or run.task is None:
             return
-        if run.reason is None:
-            run.reason = "closing"
+        run.end("closing")
         try:
             async with asyncio.timeout(grace):
                 await asyncio.shield(run.task)
@@ -242,7 +257,9 @@ class BroadcastService:
                     return
                 if run.reason == "closing" or not queue:
                     return
-                run.broadcast, run.reason = queue.pop(0), None
+                following = _Run(queue.pop(0))
+                following.task = run.task
+                run = self._run = following
         finally:
             if self._run is run:
                 self._run = None
@@ -251,12 +268,22 @@ class BroadcastService:
         sender, notifier = self._require_attached()
         broadcast = run.broadcast
         bucket = TokenBucket(self._rate, 1.0, self._clock)
+        # The admin's panel turns into the progress view (with Stop) before the first send,
+        # from this task, so it can never overwrite a final report that came sooner; after
+        # a restart this brings the panel back to life.
+        await self._notify(notifier.progress, broadcast)
         last_progress = self._clock()
         while run.reason is None:
             ids = await self._storage.broadcast_recipients(broadcast.cursor, self._page)
             if not ids:
                 break
             done, outcomes = await self._send_page(run, sender, bucket, ids)
+            if run.reason == "closing" and None in outcomes:
+                # Shut down while some waited to be retried: the stored position stops short
+                # of the first of them, so the next start sends to them (and to any later one
+                # of this page again: at-least-once).
+                cut = outcomes.index(None)
+                done, outcomes = done[:cut], outcomes[:cut]
             if not done:
                 break
             blocked = [
@@ -298,17 +325,19 @@ class BroadcastService:
 
     async def _send_page(
         self, run: _Run, sender: BroadcastSender, bucket: TokenBucket, ids: list[int]
-    ) -> tuple[list[int], list[DeliveryOutcome]]:
-        """Send to a prefix of ``ids`` (all of them unless asked to end); wait for each."""
+    ) -> tuple[list[int], list[DeliveryOutcome | None]]:
+        """Send to a prefix of ``ids`` (all of them unless the run is ended); wait for each.
+
+        An outcome is None for a recipient still waiting to be retried when the run ended."""
         broadcast = run.broadcast
-        tasks: list[asyncio.Task[DeliveryOutcome]] = []
+        tasks: list[asyncio.Task[DeliveryOutcome | None]] = []
         try:
             for user_id in ids:
-                await self._wait_turn(bucket)
+                await self._wait_turn(run, bucket)
                 if run.reason is not None:
                     break
                 await self._slots.acquire()
-                task = asyncio.create_task(self._deliver(run, sender, broadcast, user_id))
+                task = asyncio.create_task(self._deliver(run, sender, bucket, broadcast, user_id))
                 task.add_done_callback(lambda _: self._slots.release())
                 tasks.append(task)
             outcomes = list(await asyncio.gather(*tasks))
@@ -318,22 +347,30 @@ class BroadcastService:
             raise
         return ids[: len(tasks)], outcomes
 
-    async def _wait_turn(self, bucket: TokenBucket) -> None:
+    async def _wait_turn(self, run: _Run, bucket: TokenBucket) -> None:
         # The pause is checked after the slot's wait: a 429 may have arrived meanwhile. After
         # a pause a fresh slot is taken, so sending resumes at the rate, not in a burst.
-        while True:
-            delay = bucket.reserve()
-            if delay > 0:
-                await asyncio.sleep(delay)
+        while run.reason is None:
+            await run.nap(bucket.reserve())
             pause = self._paused_until - self._clock()
             if pause <= 0:
                 return
-            await asyncio.sleep(pause)
+            await run.nap(pause)
 
     async def _deliver(
-        self, run: _Run, sender: BroadcastSender, broadcast: Broadcast, user_id: int
-    ) -> DeliveryOutcome:
+        self,
+        run: _Run,
+        sender: BroadcastSender,
+        bucket: TokenBucket,
+        broadcast: Broadcast,
+        user_id: int,
+    ) -> DeliveryOutcome | None:
         for attempt in range(1, _MAX_ATTEMPTS + 1):
+            if attempt > 1:
+                # A retry waits out the pause and takes a slot like any other send.
+                await self._wait_turn(run, bucket)
+                if run.reason is not None:
+                    return None
             try:
                 return await sender.copy(user_id, broadcast.from_chat_id, broadcast.message_id)
             except RetryLater as wait:
@@ -341,12 +378,10 @@ class BroadcastService:
                 log.warning("broadcast %d: Telegram asked to wait %.1f s", broadcast.id, seconds)
                 # Everyone waits, not just this recipient: the limit is the bot's.
                 self._paused_until = max(self._paused_until, self._clock() + seconds)
-                if attempt < _MAX_ATTEMPTS:
-                    await asyncio.sleep(seconds)
             except SourceMissing:
                 if run.reason is None:
                     log.warning("broadcast %d: the message to copy is gone", broadcast.id)
-                    run.reason = "failed"
+                    run.end("failed")
                 return DeliveryOutcome.FAILED
             except asyncio.CancelledError:
                 raise

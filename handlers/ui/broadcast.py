@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import math
 
 from aiogram import Bot
 from aiogram.exceptions import (
@@ -44,7 +43,9 @@ _NETWORK_PAUSE = 1.0
 
 
 def duration_text(lang: str, seconds: float) -> str:
-    minutes = max(1, math.ceil(seconds / 60))
+    if seconds < 59.5:
+        return t(lang, "duration_s", seconds=max(1, round(seconds)))
+    minutes = round(seconds / 60)
     if minutes < 60:
         return t(lang, "duration_m", minutes=minutes)
     return t(lang, "duration_hm", hours=minutes // 60, minutes=minutes % 60)

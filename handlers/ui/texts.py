@@ -317,6 +317,7 @@ _TEXTS: Final = MappingProxyType(
         },
         "duration_hm": {"en": "{hours} h {minutes} min", "ru": "{hours} ч {minutes} мин"},
         "duration_m": {"en": "{minutes} min", "ru": "{minutes} мин"},
+        "duration_s": {"en": "{seconds} s", "ru": "{seconds} с"},
         "broadcast_ask": {
             "en": (
                 "📣 Send me the message for all {count} users. It is copied as it is: text, "

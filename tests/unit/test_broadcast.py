@@ -62,9 +62,13 @@ class Notifier:
         self.endings: list[Broadcast] = []  # finished() calls
         self.done = asyncio.Event()
         self.fail = False
+        self.sender: Sender | None = None
+        self.sent_before_report: list[int] = []  # how many copies had gone out at each report
 
     async def progress(self, broadcast: Broadcast) -> None:
         self.reports.append(broadcast)
+        if self.sender is not None:
+            self.sent_before_report.append(len(self.sender.sent))
         if self.fail:
             raise RuntimeError("notifier bug")
 
@@ -207,6 +211,59 @@ async def test_a_recipient_that_keeps_drawing_429_is_counted_failed(
     assert sender.recipients().count(3) == 3
 
 
+async def test_stop_during_a_long_pause_takes_effect_at_once(storage: SQLiteStorage) -> None:
+    await add_users(storage, range(1, 11))
+    sender, notifier = Sender(), Notifier()
+    sender.script = {3: [RetryLater(60)]}
+    reached = asyncio.Event()
+    sender.on_send = lambda chat: chat == 3 and reached.set()
+    service = make(storage, sender, notifier, rate=100)
+    started = await service.start(
+        admin_id=ADMIN, from_chat_id=ADMIN, message_id=77, lang="en", progress_message_id=5
+    )
+    await asyncio.wait_for(reached.wait(), 5)
+    sender.on_send = None
+    await asyncio.sleep(0.02)  # the 429 is in: everybody is paused
+    assert await service.stop(started.id)
+
+    await asyncio.wait_for(notifier.done.wait(), 2)  # not 60 s
+
+    result = notifier.endings[-1]
+    assert (result.state, result.delivered, result.failed) == ("stopped", 2, 0)
+    assert sender.recipients() == [1, 2, 3]
+
+
+async def test_shutdown_during_a_pause_resends_to_whoever_was_waiting(
+    storage: SQLiteStorage,
+) -> None:
+    await add_users(storage, range(1, 11))
+    sender, notifier = Sender(), Notifier()
+    sender.script = {3: [RetryLater(60)]}
+    reached = asyncio.Event()
+    sender.on_send = lambda chat: chat == 3 and reached.set()
+    service = make(storage, sender, notifier, rate=100)
+    started = await service.start(
+        admin_id=ADMIN, from_chat_id=ADMIN, message_id=77, lang="en", progress_message_id=5
+    )
+    await asyncio.wait_for(reached.wait(), 5)
+    sender.on_send = None
+    await asyncio.sleep(0.02)  # the 429 is in: everybody is paused
+    await asyncio.wait_for(service.close(), 2)
+
+    paused = await storage.get_broadcast(started.id)
+    assert paused is not None and (paused.state, paused.cursor, paused.delivered) == (
+        "running",
+        2,
+        2,
+    )
+
+    resumed = make(storage, sender, notifier, rate=100)
+    await resumed.resume()
+    await asyncio.wait_for(notifier.done.wait(), 5)
+    assert sender.recipients() == [1, 2, 3, *range(3, 11)]
+    assert notifier.endings[-1].delivered == 10
+
+
 async def test_errors_are_counted_and_the_rest_still_receive(storage: SQLiteStorage) -> None:
     await add_users(storage, range(1, 11))
     sender, notifier = Sender(), Notifier()
@@ -252,11 +309,15 @@ async def test_only_one_broadcast_runs_at_a_time(storage: SQLiteStorage) -> None
 async def test_progress_is_reported_while_sending(storage: SQLiteStorage) -> None:
     await add_users(storage, range(1, 61))
     sender, notifier = Sender(), Notifier()
+    notifier.sender = sender
     service = make(storage, sender, notifier, rate=200, page_seconds=0.05, progress_interval=0.05)
 
     await run_one(service, notifier)
 
-    assert len(notifier.reports) >= 2
+    # The first report comes before any copy: it turns the admin's panel into the progress
+    # view, and, coming from the broadcast's own task, can never land after the final one.
+    assert notifier.sent_before_report[0] == 0 and notifier.reports[0].delivered == 0
+    assert len(notifier.reports) >= 3
     done = [b.delivered for b in notifier.reports]
     assert done == sorted(done) and done[-1] <= 60
 

@@ -73,3 +73,17 @@ def test_env_example_documents_every_setting() -> None:
     example = (Path(__file__).parents[2] / ".env.example").read_text()
     for name in Settings.model_fields:
         assert name.upper() in example, name
+
+
+def test_broadcast_rate_may_not_exceed_the_global_rate() -> None:
+    with pytest.raises(SettingsError) as error:
+        load_settings(
+            _env_file=None,
+            bot_token="1:x",
+            llm_api_key="k",
+            broadcast_rps=31,
+            telegram_global_rps=30,
+        )
+    assert str(error.value) == (
+        "BROADCAST_RPS must not exceed TELEGRAM_GLOBAL_RPS (answers need room too)"
+    )
