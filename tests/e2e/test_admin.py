@@ -34,6 +34,25 @@ async def reply_to(
     return calls[before]
 
 
+def admin_photo(message_id: int, **extra: Any) -> dict[str, Any]:
+    """A photo message in the admin's private chat (not downloadable: it is only copied)."""
+    return {
+        "message_id": message_id,
+        "date": int(time.time()),
+        "chat": {"id": ADMIN_ID, "type": "private", "first_name": "Admin"},
+        "from": {"id": ADMIN_ID, "is_bot": False, "first_name": "Admin", "language_code": "en"},
+        "photo": [
+            {
+                "file_id": f"p{message_id}",
+                "file_unique_id": f"u{message_id}",
+                "width": 9,
+                "height": 9,
+            }
+        ],
+        **extra,
+    }
+
+
 def buttons(call: Call) -> list[dict[str, Any]]:
     markup = call.params.get("reply_markup") or {}
     return [button for row in markup.get("inline_keyboard", []) for button in row]
@@ -125,14 +144,7 @@ async def test_broadcast_reaches_every_user_once_and_counts_who_blocked_the_bot(
 async def test_broadcast_of_a_photo(bench: Bench) -> None:
     await join(bench, [ADMIN_ID, *USERS[:2]])
     await reply_to(bench, ADMIN_ID, "/broadcast")
-    photo = {
-        "message_id": 4242,
-        "date": int(time.time()),
-        "chat": {"id": ADMIN_ID, "type": "private", "first_name": "Admin"},
-        "from": {"id": ADMIN_ID, "is_bot": False, "first_name": "Admin", "language_code": "en"},
-        "photo": [{"file_id": "ph", "file_unique_id": "uph", "width": 10, "height": 10}],
-        "caption": "Look",
-    }
+    photo = admin_photo(4242, caption="Look")
     before = len(bench.telegram.calls_of("sendMessage", chat_id=ADMIN_ID))
     bench.telegram.push_update({"message": photo})
     confirm = (
@@ -179,18 +191,7 @@ async def test_an_album_is_refused_with_a_clear_message(bench: Bench) -> None:
     await join(bench, [ADMIN_ID])
     await reply_to(bench, ADMIN_ID, "/broadcast")
     before = len(bench.telegram.calls_of("sendMessage", chat_id=ADMIN_ID))
-    bench.telegram.push_update(
-        {
-            "message": {
-                "message_id": 4343,
-                "date": int(time.time()),
-                "chat": {"id": ADMIN_ID, "type": "private", "first_name": "Admin"},
-                "from": {"id": ADMIN_ID, "is_bot": False, "first_name": "A", "language_code": "en"},
-                "photo": [{"file_id": "p1", "file_unique_id": "up1", "width": 9, "height": 9}],
-                "media_group_id": "album-7",
-            }
-        }
-    )
+    bench.telegram.push_update({"message": admin_photo(4343, media_group_id="album-7")})
     answer = (
         await bench.telegram.wait_for(
             "sendMessage", lambda c: c.chat_id == ADMIN_ID, count=before + 1

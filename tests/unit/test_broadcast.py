@@ -211,9 +211,11 @@ async def test_a_recipient_that_keeps_drawing_429_is_counted_failed(
     assert sender.recipients().count(3) == 3
 
 
-async def test_stop_during_a_long_pause_takes_effect_at_once(storage: SQLiteStorage) -> None:
+async def paused_at_user_3(
+    storage: SQLiteStorage, sender: Sender, notifier: Notifier
+) -> tuple[BroadcastService, Broadcast]:
+    """A broadcast to users 1-10 whose copy to user 3 drew a 60 s "retry after"."""
     await add_users(storage, range(1, 11))
-    sender, notifier = Sender(), Notifier()
     sender.script = {3: [RetryLater(60)]}
     reached = asyncio.Event()
     sender.on_send = lambda chat: chat == 3 and reached.set()
@@ -224,6 +226,12 @@ async def test_stop_during_a_long_pause_takes_effect_at_once(storage: SQLiteStor
     await asyncio.wait_for(reached.wait(), 5)
     sender.on_send = None
     await asyncio.sleep(0.02)  # the 429 is in: everybody is paused
+    return service, started
+
+
+async def test_stop_during_a_long_pause_takes_effect_at_once(storage: SQLiteStorage) -> None:
+    sender, notifier = Sender(), Notifier()
+    service, started = await paused_at_user_3(storage, sender, notifier)
     assert await service.stop(started.id)
 
     await asyncio.wait_for(notifier.done.wait(), 2)  # not 60 s
@@ -236,18 +244,8 @@ async def test_stop_during_a_long_pause_takes_effect_at_once(storage: SQLiteStor
 async def test_shutdown_during_a_pause_resends_to_whoever_was_waiting(
     storage: SQLiteStorage,
 ) -> None:
-    await add_users(storage, range(1, 11))
     sender, notifier = Sender(), Notifier()
-    sender.script = {3: [RetryLater(60)]}
-    reached = asyncio.Event()
-    sender.on_send = lambda chat: chat == 3 and reached.set()
-    service = make(storage, sender, notifier, rate=100)
-    started = await service.start(
-        admin_id=ADMIN, from_chat_id=ADMIN, message_id=77, lang="en", progress_message_id=5
-    )
-    await asyncio.wait_for(reached.wait(), 5)
-    sender.on_send = None
-    await asyncio.sleep(0.02)  # the 429 is in: everybody is paused
+    service, started = await paused_at_user_3(storage, sender, notifier)
     await asyncio.wait_for(service.close(), 2)
 
     paused = await storage.get_broadcast(started.id)
