@@ -30,17 +30,10 @@ from services.storage import (
 )
 from services.storage import sqlite as sqlite_module
 from services.storage.migrations import migrate
+from tests.fakes.clock import FakeClock
 
 NOW = 1_700_000_000.0
 DAY = 86400.0
-
-
-class FakeClock:
-    def __init__(self, now: float = NOW) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
 
 
 @pytest.fixture

@@ -12,14 +12,7 @@ from services.storage import (
     VideoJob,
 )
 from services.storage import sqlite as sqlite_module
-
-
-class FakeClock:
-    def __init__(self, now: float = 1_700_000_000.0) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
+from tests.fakes.clock import FakeClock
 
 
 @pytest.fixture
