@@ -1,12 +1,13 @@
 """`python -m benchmarks [--quick] [--scenario N ...] [--runs K] [--profile]`
 
-Runs the scenarios of issue 4 against the real bot (its own process, built by
+Runs the scenarios of issues 4 and 12 against the real bot (its own process, built by
 `bot.factory.build_app`, SQLite on disk) with the fake Telegram and fake upstream of the
 end-to-end tests on loopback, prints a table and writes benchmarks/results.json and
 benchmarks/latency.png. Every figure is the median of K runs (default 3; --quick: 1 run
-with smaller sizes). --profile adds one extra, separately reported run of scenarios 1 and 4
-(those selected) with py-spy attached to the bot and writes
-benchmarks/out/profile-s{1,4}.{raw,txt}.
+with smaller sizes). --profile adds one extra, separately reported run of scenarios 1, 4 and
+8 (those selected) with py-spy attached to the bot and writes
+benchmarks/out/profile-s{1,4,8}.{raw,txt}. The figures of benchmarks/before.json (the
+stack before issue 12) are written beside each scenario's medians as "before".
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import shutil
 import sys
 import tempfile
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -30,8 +32,14 @@ from benchmarks.profile import format_summary, summarize
 from benchmarks.timed_fakes import TimedTelegram, TimedUpstream
 
 HERE = Path(__file__).resolve().parent
-ALL = (1, 2, 3, 4, 5, 6, 7)
-PROFILED = (1, 4)  # the scenarios --profile runs once more with py-spy attached
+ALL = (1, 2, 3, 4, 5, 6, 7, 8)
+# The scenarios --profile runs once more with py-spy attached, and how.
+PROFILED: dict[int, Callable[..., Awaitable[dict[str, Any]]]] = {
+    1: scenarios.throughput,
+    4: scenarios.concurrency,
+    8: scenarios.steady_ceiling,
+}
+BEFORE = HERE / "before.json"
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -55,7 +63,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--profile",
         action="store_true",
-        help="also profile the bot in scenarios 1 and 4 (py-spy)",
+        help="also profile the bot in scenarios 1, 4 and 8 (py-spy)",
+    )
+    parser.add_argument(
+        "--before",
+        type=Path,
+        default=BEFORE,
+        help="figures to show beside the new ones (default: benchmarks/before.json)",
     )
     parser.add_argument(
         "--output", type=Path, default=HERE, help="where results.json and latency.png go"
@@ -83,6 +97,8 @@ async def _run_scenario(number: int, ctx: Context, big: scenarios.BigDbCache) ->
         return await scenarios.broadcast(ctx)
     if number == 7:
         return await scenarios.limiter(ctx)
+    if number == 8:
+        return await scenarios.steady_ceiling(ctx)
     raise ValueError(number)
 
 
@@ -95,6 +111,7 @@ async def run(
     profile: bool = False,
     keep: bool = False,
     mode: str = "custom",
+    before: Path | None = BEFORE,
 ) -> dict[str, Any]:
     """Run the scenarios, write results.json and latency.png into `output`, return the
     payload written."""
@@ -114,6 +131,7 @@ async def run(
     await upstream.start()
     ctx = Context(telegram, upstream, workdir, sizes, driver_cpu, bot_cpu)
     big = scenarios.BigDbCache()
+    baseline = report.load_before(before)
     results: dict[str, Any] = {}
     samples: dict[str, list[float]] = {}
     profiled: dict[str, Any] | None = None
@@ -126,7 +144,11 @@ async def run(
                 for name, values in result.pop("_samples", {}).items():
                     samples.setdefault(name, []).extend(v for v in values if v is not None)
                 run_results.append(result)
-            results[str(number)] = {"runs": run_results, "median": report.combine(run_results)}
+            results[str(number)] = {
+                "runs": run_results,
+                "median": report.combine(run_results),
+                "before": baseline.get(str(number)),
+            }
         if profile:
             profiled = {str(n): await _profile(ctx, output, n) for n in selected if n in PROFILED}
     finally:
@@ -146,6 +168,7 @@ async def run(
             "update -> upstream start (2)": samples.get("update_to_upstream_ms", []),
             "last chunk -> final message (2)": samples.get("last_chunk_to_final_ms", []),
             "first chunk -> first draft (3)": samples.get("first_chunk_to_draft_ms", []),
+            "first chunk -> first draft, 30/s (8)": samples.get("first_chunk_to_draft_ms_s8", []),
         },
         "Bot-added latency, loopback fakes, bot pinned to one core",
     )
@@ -165,6 +188,7 @@ async def run(
         "results": results,
         "samples_ms": {k: [round(v, 3) for v in vs] for k, vs in samples.items()},
         "profile": profiled,
+        "before_source": baseline.get("source"),
     }
     report.write_json(output / "results.json", payload)
     return payload
@@ -179,8 +203,11 @@ async def main_async(args: argparse.Namespace) -> int:
         profile=args.profile,
         keep=args.keep,
         mode="quick" if args.quick else "full",
+        before=args.before,
     )
     print(report.table(payload["results"]))
+    if payload["before_source"]:
+        print(f"before: {payload['before_source']}")
     for note in payload["notes"]:
         print(f"note: {note}")
     for number, profiled in (payload["profile"] or {}).items():
@@ -197,8 +224,8 @@ async def _profile(ctx: Context, output: Path, number: int) -> dict[str, Any]:
     out_dir.mkdir(parents=True, exist_ok=True)
     raw = out_dir / f"profile-s{number}.raw"
     _log(f"scenario {number} with py-spy attached (not part of the medians)")
-    run = scenarios.throughput if number == 1 else scenarios.concurrency
-    figures = await run(ctx, profile_out=raw)
+    figures = await PROFILED[number](ctx, profile_out=raw)
+    figures.pop("_samples", None)
     if not raw.exists():
         return {"error": "py-spy wrote nothing", "log": figures.get("profiler_log")}
     summary = summarize(raw)
@@ -209,8 +236,8 @@ async def _profile(ctx: Context, output: Path, number: int) -> dict[str, Any]:
 
 def _notes(results: dict[str, Any]) -> list[str]:
     notes = [
-        "Scenarios 1-4 run with TELEGRAM_GLOBAL_RPS=TELEGRAM_CHAT_RPS=100000: the bot's outbound "
-        "pacing (default 30/s) would otherwise cap throughput at 30 answers/s. The fake "
+        "Scenarios 1-4 and 8 run with TELEGRAM_GLOBAL_RPS=TELEGRAM_CHAT_RPS=100000: the bot's "
+        "outbound pacing (default 30/s) would otherwise cap throughput at 30 answers/s. The fake "
         "Telegram server does not enforce limits in any scenario.",
     ]
     s1 = results.get("1", {}).get("median")

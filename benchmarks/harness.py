@@ -109,6 +109,11 @@ class Sizes:
     s7_heavy: int = 20
     s7_others: int = 5
     s7_rps: float = 0.5
+    # 8: steady load at Telegram's ceiling (30 messages/s), answers streamed as in scenario 3.
+    s8_rate: float = 30.0
+    s8_seconds: float = 20.0
+    s8_users: int = 300
+    s8_chunk_delay: float = 0.05
 
 
 FULL = Sizes()
@@ -125,6 +130,8 @@ QUICK = Sizes(
     s5_answers=60,
     s6_recipients=1000,
     s7_heavy=6,
+    s8_seconds=5.0,
+    s8_users=100,
 )
 
 

@@ -168,6 +168,28 @@ ROWS = (
         lambda v: v <= 6,
     ),
     Row("7", "upstream 429s", "upstream_429", "{:.0f}", "0", lambda v: v == 0),
+    Row("8", "messages answered", "answered", "{:.0f}"),
+    Row("8", "bot CPU ms per answer", "cpu_ms_per_answer", "{:.2f}", "<= 8", lambda v: v <= 8),
+    Row("8", "bot core busy", "bot_core_utilisation", "{:.0%}"),
+    Row(
+        "8",
+        "first chunk -> first draft p50 ms",
+        "first_chunk_to_draft_p50_ms",
+        "{:.2f}",
+        "<= 2",
+        lambda v: v <= 2,
+    ),
+    Row(
+        "8",
+        "first chunk -> first draft p99 ms",
+        "first_chunk_to_draft_p99_ms",
+        "{:.2f}",
+        "<= 10",
+        lambda v: v <= 10,
+    ),
+    Row("8", "last chunk -> final message p99 ms", "last_chunk_to_final_p99_ms", "{:.2f}"),
+    Row("8", "Telegram calls per answer", "telegram_calls_per_answer", "{:.2f}"),
+    Row("8", "peak RSS MB (sampled)", "peak_rss_mb", "{:.0f}"),
 )
 
 TITLES = {
@@ -178,13 +200,26 @@ TITLES = {
     "5": "5 memory",
     "6": "6 broadcast",
     "7": "7 upstream limiter",
+    "8": "8 steady 30/s",
 }
+
+
+def load_before(path: Path | None) -> dict[str, Any]:
+    """The figures to show beside the new ones: {"source": str, "<scenario>": {key: value}}.
+    Missing or unreadable: nothing to compare with."""
+    if path is None or not path.exists():
+        return {}
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
 
 
 def table(results: dict[str, Any]) -> str:
     lines = [
-        f"{'scenario':<20} {'metric':<38} {'median':>10}  {'target':<8} {'met':<3}",
-        "-" * 84,
+        f"{'scenario':<20} {'metric':<38} {'median':>10} {'before':>10}  {'target':<8} {'met':<3}",
+        "-" * 95,
     ]
     for number, title in TITLES.items():
         entry = results.get(number)
@@ -194,16 +229,21 @@ def table(results: dict[str, Any]) -> str:
             lines.append(f"{title:<20} {entry['status']}")
             continue
         figures = entry["median"]
+        before = entry.get("before") or {}
         first = True
         for row in (r for r in ROWS if r.scenario == number):
             value = figures.get(row.key)
             text = "n/a" if value is None else row.fmt.format(value)
+            old = before.get(row.key)
+            old_text = "" if not isinstance(old, int | float) else row.fmt.format(old)
             met = ""
             if row.check is not None and value is not None:
                 met = "yes" if row.check(value) else "NO"
             name = title if first else ""
             first = False
-            lines.append(f"{name:<20} {row.label:<38} {text:>10}  {row.target:<8} {met:<3}")
+            lines.append(
+                f"{name:<20} {row.label:<38} {text:>10} {old_text:>10}  {row.target:<8} {met:<3}"
+            )
         if number == "6":
             per_run = [
                 (run.get("telegram_429"), run.get("rate_error_pct")) for run in entry["runs"]

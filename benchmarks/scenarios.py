@@ -1,9 +1,9 @@
-"""The scenarios of issue 4. Each run returns a flat dict of figures (plus raw samples under
-"_samples" for the plot); the runner takes medians across runs.
+"""The scenarios of issues 4 and 12. Each run returns a flat dict of figures (plus raw samples
+under "_samples" for the plot); the runner takes medians across runs.
 
 User id ranges keep scenarios apart in the fakes' state: 100_000+ throughput, 200_000+
-steady load, 300_000+ concurrency, 500_000+ limiter, 600_000+ broadcast recipients,
-900_000+ warm-ups, 10_000_000+ the big database.
+steady load (270_000+ at Telegram's ceiling, scenario 8), 300_000+ concurrency, 500_000+
+limiter, 600_000+ broadcast recipients, 900_000+ warm-ups, 10_000_000+ the big database.
 """
 
 from __future__ import annotations
@@ -105,25 +105,42 @@ async def throughput(ctx: Context, *, profile_out: Path | None = None) -> dict[s
 
 
 async def _steady(
-    ctx: Context, label: str, *, chunk_delay: float, seconds: float, user_base: int
+    ctx: Context,
+    label: str,
+    *,
+    chunk_delay: float,
+    seconds: float,
+    user_base: int,
+    rate: float | None = None,
+    users_count: int | None = None,
+    profile_out: Path | None = None,
 ) -> tuple[dict[str, Any], dict[str, Any]]:
     s = ctx.sizes
     tg, up = ctx.telegram, ctx.upstream
-    users = range(user_base, user_base + s.s2_users)
+    rate = rate or s.s2_rate
+    users = range(user_base, user_base + (users_count or s.s2_users))
     async with ctx.bot(label) as bot:
         # Known users, as in steady operation: their first message (profile row, first
         # conversation) is not part of the measurement.
         await ctx.warm_up(users)
+        profiler = None
+        if profile_out is not None:
+            profiler = Profiler(bot.pid, profile_out)
+            await profiler.start()
         up.chunk_delay = chunk_delay
-        count = int(seconds * s.s2_rate)
+        count = int(seconds * rate)
         sent: list[tuple[str, int]] = []
         base = len(tg.finals)
+        # VmHWM also holds the start-up and warm-up peaks; samples while it runs do not.
+        peak_seen = bot.memory().get("rss") or 0.0
         cpu0, driver0 = bot.cpu_time(), time.process_time()
         start = time.monotonic()
         for i in range(count):
-            delay = start + i / s.s2_rate - time.monotonic()
+            delay = start + i / rate - time.monotonic()
             if delay > 0:
                 await asyncio.sleep(delay)
+            if i % max(1, int(rate / 10)) == 0:  # ~10 RSS samples a second
+                peak_seen = max(peak_seen, bot.memory().get("rss") or 0.0)
             user = users[i % len(users)]
             key, text = question(user, 1 + i // len(users))
             update = tg.send_message(user, text)
@@ -134,6 +151,8 @@ async def _steady(
         cpu = bot.cpu_time() - cpu0
         driver = time.process_time() - driver0
         memory = bot.memory()
+        peak_seen = max(peak_seen, memory.get("rss") or 0.0)
+        profiler_log = await profiler.stop() if profiler is not None else ""
     to_upstream: list[float] = []
     to_final: list[float] = []
     to_draft: list[float] = []
@@ -156,7 +175,8 @@ async def _steady(
     n = sum(1 for key, _ in sent if key in tg.finals)
     calls = tg.bot_calls(start, end)
     common = {
-        "rate_per_s": s.s2_rate,
+        "rate_per_s": rate,
+        "users": len(users),
         "messages": count,
         "answered": n,
         "complete": complete,
@@ -167,7 +187,11 @@ async def _steady(
         "telegram_calls_per_answer": sum(calls.values()) / n if n else None,
         "calls_by_method_per_answer": _calls_per_answer(calls, n),
         "rss_mb_after": memory.get("rss"),
+        "peak_rss_mb": peak_seen,
+        "peak_rss_mb_vmhwm": memory.get("peak"),
     }
+    if profiler is not None:
+        common["profiler_log"] = profiler_log[-2000:]
     samples = {
         "update_to_upstream_ms": [_ms(v) for v in to_upstream],
         "last_chunk_to_final_ms": [_ms(v) for v in to_final],
@@ -232,6 +256,45 @@ async def first_draft(ctx: Context) -> dict[str, Any]:
                 + common["calls_by_method_per_answer"].get("sendMessageDraft", 0.0)
             ),
             "_samples": {"first_chunk_to_draft_ms": samples["first_chunk_to_draft_ms"]},
+        }
+    )
+    return common
+
+
+async def steady_ceiling(ctx: Context, *, profile_out: Path | None = None) -> dict[str, Any]:
+    """8: Telegram's ceiling (30 questions/s) held for a while, streams as in scenario 3.
+
+    What the bot costs when it is as busy as Telegram lets it be: at most 30 messages a second
+    leave a bot, so this is the most a single bot process ever has to carry in steady state.
+    Pacing is lifted as in scenarios 1-4, so the figures are the bot's own and not its pacer's.
+    """
+    s = ctx.sizes
+    common, samples = await _steady(
+        ctx,
+        "s8-steady-ceiling",
+        chunk_delay=s.s8_chunk_delay,
+        seconds=s.s8_seconds,
+        user_base=270_000,
+        rate=s.s8_rate,
+        users_count=s.s8_users,
+        profile_out=profile_out,
+    )
+    fd = _latency_figures(samples["first_chunk_to_draft_ms"])
+    up = _latency_figures(samples["update_to_upstream_ms"])
+    fin = _latency_figures(samples["last_chunk_to_final_ms"])
+    common.update(
+        {
+            "chunk_delay_s": s.s8_chunk_delay,
+            "all_answered": common["answered"] == common["messages"],
+            "first_chunk_to_draft_p50_ms": fd["p50"],
+            "first_chunk_to_draft_p90_ms": fd["p90"],
+            "first_chunk_to_draft_p99_ms": fd["p99"],
+            "first_chunk_to_draft_max_ms": fd["max"],
+            "update_to_upstream_p50_ms": up["p50"],
+            "update_to_upstream_p99_ms": up["p99"],
+            "last_chunk_to_final_p50_ms": fin["p50"],
+            "last_chunk_to_final_p99_ms": fin["p99"],
+            "_samples": {"first_chunk_to_draft_ms_s8": samples["first_chunk_to_draft_ms"]},
         }
     )
     return common
@@ -376,8 +439,8 @@ async def _prepare_timings(ctx: Context, big: BigDatabase) -> dict[str, Any]:
                     chat_id=user,
                     thread_id=None,
                     user_id=user,
-                    model=settings.default_model,
-                    system_prompt=settings.default_system_prompt,
+                    model=settings.llm.default_model,
+                    system_prompt=settings.llm.default_system_prompt,
                     user_text="And one more question, please?",
                 )
                 timings.append((time.perf_counter() - started) * 1000)

@@ -20,13 +20,17 @@ from aiogram.exceptions import TelegramAPIError
 from aiogram.types import BotCommand, BotCommandScopeChat
 
 from bot.fsm_storage import CompactMemoryStorage
+from bot.instance_lock import InstanceLock
+from bot.journal import JournalMiddleware, Replayer, RestartNote
 from bot.middlewares import InFlight, ProfileMiddleware
 from bot.settings import Settings
-from bot.telegram_session import FloodControl, TelegramSession
+from bot.telegram_retry import DeliveryRetry, backoff_delays
+from bot.telegram_session import FloodControl, TelegramSession, resolve_proxy
 from handlers import get_routers
 from handlers.settings import MediaDefaults
 from handlers.ui.answer import RenderConfig
 from handlers.ui.broadcast import TelegramBroadcaster
+from handlers.ui.callbacks import AnswerEveryCallback
 from handlers.ui.texts import t
 from handlers.ui.video_notifier import TelegramVideoNotifier
 from services.account import AccountService
@@ -35,14 +39,15 @@ from services.audio import AudioService
 from services.broadcast import BroadcastService
 from services.chat import ChatService
 from services.conversation import ConversationService
-from services.http1 import ConnectionPool, CookielessAsyncClient, Http1Transport
+from services.http_clients import HttpTarget, build_http_client
 from services.image_generation import ImageGenerator
 from services.image_memory import ImageMemory
+from services.journal import UpdateJournal
 from services.llm import CircuitBreaker, FairRateLimiter, LLMClient, MediaClient, ModelCatalog
 from services.model_choice import ModelChooser
-from services.pacing import KeyedPacer
+from services.pacing import DraftBudget, KeyedPacer
 from services.statistics import StatisticsService
-from services.storage import Storage, open_storage
+from services.storage import Storage, open_storage, sqlite_path_from_url
 from services.users import UserService
 from services.video import VideoService
 from services.voice import VoiceService
@@ -79,6 +84,7 @@ class Services:
     chat: ChatService
     models: ModelChooser
     pacer: KeyedPacer
+    drafts: DraftBudget
     media: MediaClient
     audio: AudioService
     voice: VoiceService
@@ -99,7 +105,7 @@ class App:
     async def run_polling(self, *, handle_signals: bool = True) -> None:
         await self.dispatcher.start_polling(
             self.bot,
-            polling_timeout=self.settings.polling_timeout,
+            polling_timeout=self.settings.telegram.polling_timeout,
             handle_signals=handle_signals,
             close_bot_session=True,
         )
@@ -110,67 +116,73 @@ class App:
 
 
 def build_services(settings: Settings) -> Services:
-    # Queueing happens in our own fair limiter, not in the connection pool; the pool is
-    # sized for every answer being written at once.
-    http = CookielessAsyncClient(
-        timeout=httpx.Timeout(settings.llm_timeout_seconds, connect=10.0, pool=None),
-        # httpx's API on a lean HTTP/1.1 wire (services/http1): httpcore and h11 cost more
-        # per streamed chunk than the bot's own work with it.
-        transport=Http1Transport(
-            ConnectionPool(
-                ssl_context=httpx.create_ssl_context(),
-                max_connections=2000,
-                max_idle=200,
-                idle_expiry=5.0,
-            )
-        ),
+    # httpx's API on aiohttp's wire (services/http_clients.py), with the upstream's own
+    # proxy and CA bundle; queueing happens in our fair limiter, not in the pool.
+    http = build_http_client(
+        HttpTarget(
+            proxy=settings.llm.proxy,
+            ca_bundle=settings.llm.ca_bundle,
+            read_timeout=settings.llm.timeout_seconds,
+        )
     )
-    storage = open_storage(settings.database_url)
+    storage = open_storage(settings.storage.database_url)
     # Starts are spaced 3% wider than the configured rate: arrival jitter on the
     # network must not make two starts look too close to the upstream's counter.
-    limiter = FairRateLimiter(settings.llm_rps * RATE_SAFETY)
+    limiter = FairRateLimiter(settings.llm.rps * RATE_SAFETY)
     breaker = CircuitBreaker(
-        failure_threshold=settings.breaker_failures, cooldown=settings.breaker_cooldown_seconds
+        failure_threshold=settings.llm.breaker_failures,
+        cooldown=settings.llm.breaker_cooldown_seconds,
     )
     llm = LLMClient(
         http,
-        settings.llm_base_url,
-        settings.llm_api_key.get_secret_value(),
+        settings.llm.base_url,
+        settings.llm.api_key.get_secret_value(),
         limiter=limiter,
         breaker=breaker,
-        app_title=settings.llm_app_title,
+        app_title=settings.llm.app_title,
+        deadline=settings.llm.request_deadline_seconds,
+        stream_gap=settings.llm.stream_gap_seconds,
     )
     media = MediaClient(
         http,
-        settings.llm_base_url,
-        settings.llm_api_key.get_secret_value(),
+        settings.llm.base_url,
+        settings.llm.api_key.get_secret_value(),
         limiter=limiter,
         breaker=breaker,
-        app_title=settings.llm_app_title,
+        app_title=settings.llm.app_title,
+        deadline=settings.llm.request_deadline_seconds,
     )
-    audio = AudioService(max_seconds=settings.max_audio_seconds)
-    catalog = ModelCatalog(llm, ttl=settings.models_cache_seconds)
-    users = UserService(storage, settings.admin_ids)
+    audio = AudioService(max_seconds=settings.limits.max_audio_seconds)
+    catalog = ModelCatalog(llm, ttl=settings.llm.models_cache_seconds)
+    users = UserService(storage, settings.admin.admin_ids)
     conversations = ConversationService(
         storage,
         catalog,
-        max_tokens=settings.max_tokens,
-        default_context_tokens=settings.default_context_tokens,
+        max_tokens=settings.llm.max_tokens,
+        default_context_tokens=settings.llm.default_context_tokens,
     )
     chat = ChatService(
         client=llm,
         conversations=conversations,
         storage=storage,
-        default_model=settings.default_model,
-        default_system_prompt=settings.default_system_prompt,
-        default_vision_model=settings.vision_model,
+        default_model=settings.llm.default_model,
+        default_system_prompt=settings.llm.default_system_prompt,
+        default_vision_model=settings.media.vision_model,
         images=ImageMemory(),
     )
-    pacer = KeyedPacer(settings.telegram_global_rps, settings.telegram_chat_rps)
+    limits = settings.limits
+    pacer = KeyedPacer(limits.telegram_global_rps, limits.telegram_chat_rps)
+    # Drafts share the overall budget with messages (only what messages leave free), and
+    # queue-position drafts a small part of that: see DraftBudget.
+    drafts = DraftBudget(
+        limits.draft_rps or limits.telegram_global_rps / 2,
+        limits.progress_draft_rps or limits.telegram_global_rps / 10,
+        overall=pacer,
+    )
     broadcasts = BroadcastService(
         storage,
-        rate=settings.broadcast_rps,
-        progress_interval=settings.broadcast_progress_seconds,
+        rate=settings.admin.broadcast_rps,
+        progress_interval=settings.admin.broadcast_progress_seconds,
     )
     return Services(
         http=http,
@@ -184,23 +196,24 @@ def build_services(settings: Settings) -> Services:
         chat=chat,
         models=ModelChooser(catalog, users),
         pacer=pacer,
+        drafts=drafts,
         media=media,
         audio=audio,
         voice=VoiceService(
             media,
             audio,
-            stt_model=settings.stt_model,
-            tts_model=settings.tts_model,
-            default_voice=settings.tts_voice,
+            stt_model=settings.media.stt_model,
+            tts_model=settings.media.tts_model,
+            default_voice=settings.media.tts_voice,
         ),
-        image_gen=ImageGenerator(media, default_model=settings.image_model),
+        image_gen=ImageGenerator(media, default_model=settings.media.image_model),
         videos=VideoService(
             storage,
             media,
-            default_model=settings.video_model,
-            poll_seconds=settings.video_poll_seconds,
-            timeout_minutes=settings.video_timeout_minutes,
-            max_jobs_per_user=settings.video_max_jobs_per_user,
+            default_model=settings.media.video_model,
+            poll_seconds=settings.media.video_poll_seconds,
+            timeout_minutes=settings.media.video_timeout_minutes,
+            max_jobs_per_user=settings.limits.video_max_jobs_per_user,
         ),
         account=AccountService(media, storage),
         broadcasts=broadcasts,
@@ -209,22 +222,34 @@ def build_services(settings: Settings) -> Services:
 
 
 def build_bot(settings: Settings, pacer: KeyedPacer) -> Bot:
+    telegram = settings.telegram
     # 100 connections carry far more than Telegram's 30 messages/s (a call takes one round
     # trip); a burst waits its turn in the pool instead of opening a TLS session per call.
-    session = TelegramSession(api=TelegramAPIServer.from_base(settings.telegram_api_url), limit=100)
+    session = TelegramSession(
+        api=TelegramAPIServer.from_base(telegram.api_url),
+        proxy=resolve_proxy(telegram.proxy, telegram.api_url),
+        limit=100,
+    )
+    # Outermost first: every retry of an answer takes its own turn in flood control.
+    delays = backoff_delays(telegram.retry_delay_seconds, telegram.retries)
+    session.middleware(DeliveryRetry(delays))
     session.middleware(FloodControl(pacer))
     return Bot(
-        token=settings.bot_token.get_secret_value(),
+        token=settings.telegram.bot_token.get_secret_value(),
         session=session,
         default=DefaultBotProperties(parse_mode=ParseMode.HTML, link_preview_is_disabled=True),
     )
 
 
 def build_app(settings: Settings) -> App:
+    # Before anything else: a second process on this database stops here, so broadcasts and
+    # video jobs are never driven twice (released last on shutdown).
+    instance_lock = InstanceLock(sqlite_path_from_url(settings.storage.database_url))
+    instance_lock.acquire()
     services = build_services(settings)
     bot = build_bot(settings, services.pacer)
     services.videos.set_notifier(TelegramVideoNotifier(bot))
-    broadcaster = TelegramBroadcaster(bot, settings.broadcast_rps)
+    broadcaster = TelegramBroadcaster(bot, settings.admin.broadcast_rps)
     services.broadcasts.attach(broadcaster, broadcaster)
     dispatcher = Dispatcher(
         # No FSM record is kept for chats that are not in the middle of a form.
@@ -234,54 +259,79 @@ def build_app(settings: Settings) -> App:
         users=services.users,
         models=services.models,
         render=RenderConfig(
-            draft_interval=settings.draft_interval_seconds,
-            edit_interval=settings.edit_interval_seconds,
+            draft_interval=settings.limits.draft_interval_seconds,
+            edit_interval=settings.limits.edit_interval_seconds,
+            drafts=services.drafts,
         ),
         voice=services.voice,
-        albums=AlbumCollector(window=settings.album_window_seconds),
+        albums=AlbumCollector(window=settings.media.album_window_seconds),
         image_gen=services.image_gen,
         videos=services.videos,
         account=services.account,
         broadcasts=services.broadcasts,
         statistics=services.statistics,
-        balance_for_everyone=settings.balance_for_everyone,
-        max_audio_seconds=settings.max_audio_seconds,
-        media_defaults=MediaDefaults(image_model=settings.image_model, voice=settings.tts_voice),
+        balance_for_everyone=settings.admin.balance_for_everyone,
+        max_audio_seconds=settings.limits.max_audio_seconds,
+        media_defaults=MediaDefaults(
+            image_model=settings.media.image_model, voice=settings.media.tts_voice
+        ),
     )
     in_flight = InFlight()
+    journal = UpdateJournal(services.storage)
+    replayer = Replayer(dispatcher, bot, journal)
     dispatcher.update.outer_middleware(in_flight)
+    # Right after InFlight: the update is stored before anything of ours works on it, and the
+    # shutdown's drain waits for its final write.
+    dispatcher.update.outer_middleware(JournalMiddleware(journal))
     dispatcher.update.outer_middleware(ProfileMiddleware(services.users))
+    dispatcher.message.middleware(RestartNote())
+    # Every button press is answered, after its handler, with the toast it left in
+    # `callback_answer` (a press nothing answers spins until Telegram gives up).
+    dispatcher.callback_query.middleware(AnswerEveryCallback())
     dispatcher.include_routers(*get_routers())
 
     async def release() -> None:
         await services.chat.close()
         await in_flight.drain(5.0)
+        await replayer.close()
+        await journal.close()
         await services.videos.close()
         # A broadcast keeps its place in storage and resumes on the next start.
         await services.broadcasts.close()
         await services.audio.close()
         await services.storage.close()
         await services.http.aclose()
+        instance_lock.release()
 
     async def on_startup(bot: Bot, **_: Any) -> None:
         try:
             await services.storage.connect()
+            journal.start()  # prunes old finished updates now and hourly
             # Long polling and a webhook exclude each other; a leftover webhook would
             # make getUpdates fail. Pending updates are kept.
             await bot.delete_webhook(drop_pending_updates=False)
-            await register_commands(bot, settings.admin_ids)
+            await register_commands(bot, settings.admin.admin_ids)
             # Videos being generated and broadcasts being sent when the bot stopped go on.
             await services.videos.start()
             await services.broadcasts.resume()
             me = await bot.me()
+            # Questions left unanswered by the last run (a crash, a kill, or put off by a
+            # shutdown) are answered again beside polling.
+            replayer.start()
         except BaseException:
             # aiogram runs the shutdown hook only after a successful start-up: without
             # this, the database's worker thread would keep the failed process alive.
             await release()
             raise
-        log.info("bot @%s started (upstream %s)", me.username, settings.llm_base_url)
+        log.info("bot @%s started (upstream %s)", me.username, settings.llm.base_url)
 
     async def on_shutdown(**_: Any) -> None:
+        # Questions not begun yet are put off: the journal keeps them and they are answered
+        # after the restart instead of being cut short in the grace period.
+        replayer.halt()
+        deferred = services.chat.begin_shutdown()
+        if deferred:
+            log.info("%d questions put off until the restart", deferred)
         # Let answers in progress finish; after the grace period, stop them (their
         # partial text is delivered and stored), then close what they use.
         if not await in_flight.drain(settings.shutdown_grace_seconds):

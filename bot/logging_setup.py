@@ -46,3 +46,6 @@ def setup_logging(level: str, secrets: Iterable[str]) -> None:
     logging.getLogger("httpx").setLevel(logging.WARNING)
     logging.getLogger("httpcore").setLevel(logging.WARNING)
     logging.getLogger("aiogram.event").setLevel(logging.WARNING)
+    # aiosqlite logs every statement with its parameters at DEBUG: users' messages would
+    # reach the log. Its warnings and errors still come through.
+    logging.getLogger("aiosqlite").setLevel(logging.WARNING)

@@ -1,89 +1,206 @@
-"""Configuration read from the environment and an optional `.env` file.
+"""Configuration read from the environment and an optional `.env` file, in sections.
 
-Names are part of the deployment contract: tests and deployments rely on them.
-`load_settings()` turns validation errors into one line naming the variable, so a
-bad deployment fails at start-up with a message a person can act on.
+The environment names are part of the deployment contract (`BOT_TOKEN`, `LLM_RPS`, ...):
+each field of a section declares its own name as an alias, and one settings source reads
+exactly those names from the environment and from `.env`. Code reads
+`settings.llm.rps`; a deployment still sets `LLM_RPS`.
+
+`load_settings()` turns validation errors into one line naming the variable, so a bad
+deployment fails at start-up with a message a person can act on. This module imports
+pydantic only: settings are checked before aiogram (seconds of imports) is loaded.
 """
 
 from __future__ import annotations
 
-from typing import Annotated
+import logging
+import os
+from collections.abc import Iterator, Mapping
+from typing import Annotated, Any
 
-from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
-from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from pydantic import (
+    AliasChoices,
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+from pydantic.fields import FieldInfo
+from pydantic_settings import (
+    BaseSettings,
+    DotEnvSettingsSource,
+    NoDecode,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
 
 DEFAULT_TELEGRAM_API_URL = "https://api.telegram.org"
+PROXY_SCHEMES = ("http://", "https://", "socks5://", "socks5h://", "socks4://")
 
 
 class SettingsError(Exception):
     """A configuration value is missing or invalid; the message names the variable."""
 
 
-class Settings(BaseSettings):
-    model_config = SettingsConfigDict(
-        env_file=".env",
-        env_file_encoding="utf-8",
-        extra="ignore",
-        case_sensitive=False,
-    )
+def _url(value: str) -> str:
+    value = value.strip().rstrip("/")
+    if not value.startswith(("http://", "https://")):
+        raise ValueError("must start with http:// or https://")
+    return value
 
-    # Telegram
-    bot_token: SecretStr
-    telegram_api_url: str = DEFAULT_TELEGRAM_API_URL
 
-    # Upstream (VseGPT by default; any OpenAI-compatible endpoint works)
-    llm_base_url: str = "https://api.vsegpt.ru/v1"
-    llm_api_key: SecretStr
-    llm_rps: float = Field(default=0.5, ge=0)
-    llm_app_title: str = "Telegram LLM bot"
-    llm_timeout_seconds: float = Field(default=120.0, gt=0)
+def _proxy(value: str | None) -> str | None:
+    if value is None or not value.strip():
+        return None
+    value = value.strip()
+    if not value.startswith(PROXY_SCHEMES):
+        raise ValueError("must be an http://, https:// or socks5:// URL")
+    return value
 
-    # Storage
-    database_url: str = "sqlite:///data/bot.db"
 
-    # People
-    admin_ids: Annotated[frozenset[int], NoDecode] = frozenset()
+class _Section(BaseModel):
+    # Populated by environment name (the alias) or, in code and tests, by field name.
+    model_config = ConfigDict(populate_by_name=True, frozen=True, extra="ignore")
 
-    # Chat
-    default_model: str = "openai/gpt-4o-mini"
-    max_tokens: int = Field(default=2048, ge=16)
-    default_context_tokens: int = Field(default=8192, ge=512)
-    default_system_prompt: str = (
+
+class TelegramSettings(_Section):
+    bot_token: SecretStr = Field(alias="BOT_TOKEN")
+    api_url: str = Field(DEFAULT_TELEGRAM_API_URL, alias="TELEGRAM_API_URL")
+    polling_timeout: int = Field(30, ge=0, le=60, alias="POLLING_TIMEOUT")
+    # When unset, HTTPS_PROXY / NO_PROXY from the environment apply.
+    proxy: str | None = Field(None, alias="TELEGRAM_PROXY")
+    # Calls that carry an answer are sent again on a connection failure, timeout or 5xx:
+    # this many times, after waits doubling from the first (0.5, 1, 2 s).
+    retries: int = Field(3, ge=0, le=10, alias="TELEGRAM_RETRIES")
+    retry_delay_seconds: float = Field(0.5, gt=0, le=30, alias="TELEGRAM_RETRY_DELAY_SECONDS")
+
+    @field_validator("proxy")
+    @classmethod
+    def _check_proxy(cls, value: str | None) -> str | None:
+        return _proxy(value)
+
+    @field_validator("api_url")
+    @classmethod
+    def _check_api_url(cls, value: str) -> str:
+        return _url(value)
+
+    @field_validator("bot_token")
+    @classmethod
+    def _check_token(cls, value: SecretStr) -> SecretStr:
+        token = value.get_secret_value().strip()
+        head, _, tail = token.partition(":")
+        if not head.isdigit() or not tail:
+            raise ValueError("does not look like a bot token (expected <digits>:<secret>)")
+        return SecretStr(token)
+
+
+class LLMSettings(_Section):
+    """The primary OpenAI-compatible upstream (VseGPT by default)."""
+
+    base_url: str = Field("https://api.vsegpt.ru/v1", alias="LLM_BASE_URL")
+    api_key: SecretStr = Field(alias="LLM_API_KEY")
+    rps: float = Field(0.5, ge=0, alias="LLM_RPS")
+    app_title: str = Field("Telegram LLM bot", alias="LLM_APP_TITLE")
+    timeout_seconds: float = Field(120.0, gt=0, alias="LLM_TIMEOUT_SECONDS")
+    default_model: str = Field("openai/gpt-4o-mini", alias="DEFAULT_MODEL")
+    max_tokens: int = Field(2048, ge=16, alias="MAX_TOKENS")
+    default_context_tokens: int = Field(8192, ge=512, alias="DEFAULT_CONTEXT_TOKENS")
+    default_system_prompt: str = Field(
         "You are a helpful assistant in a Telegram chat. Answer in the language of the "
-        "user's message. Use Markdown where it helps."
+        "user's message. Use Markdown where it helps.",
+        alias="DEFAULT_SYSTEM_PROMPT",
     )
-    models_cache_seconds: float = Field(default=600.0, gt=0)
+    models_cache_seconds: float = Field(600.0, gt=0, alias="MODELS_CACHE_SECONDS")
+    breaker_failures: int = Field(8, ge=1, le=40, alias="BREAKER_FAILURES")
+    breaker_cooldown_seconds: float = Field(30.0, gt=0, alias="BREAKER_COOLDOWN_SECONDS")
+    # When unset, HTTPS_PROXY / NO_PROXY from the environment apply.
+    proxy: str | None = Field(None, alias="LLM_PROXY")
+    # A PEM file of extra CAs trusted for the upstream, on top of the system store.
+    ca_bundle: str | None = Field(None, alias="LLM_CA_BUNDLE")
+    # The longest one non-streamed upstream attempt (transcription, image, speech...) may
+    # take, from sending to the last byte of the answer; a slower one fails, not retried.
+    request_deadline_seconds: float = Field(300.0, gt=0, alias="LLM_REQUEST_DEADLINE_SECONDS")
+    # The longest a streamed answer may trickle bytes without completing an SSE line (an
+    # event or a keep-alive comment): a body dripping a byte at a time is cut after this.
+    # Complete silence is bounded by LLM_TIMEOUT_SECONDS (the read timeout).
+    stream_gap_seconds: float = Field(60.0, gt=0, alias="LLM_STREAM_GAP_SECONDS")
 
-    # Media
-    vision_model: str = "vis-google/gemini-flash-1.5"
-    stt_model: str = "stt-openai/whisper-1"
-    tts_model: str = "tts-openai/tts-1"
-    tts_voice: str = "nova"
-    image_model: str = "dall-e-3"
-    video_model: str = "txt2vid-kling/standart"
-    video_poll_seconds: float = Field(default=10.0, gt=0)
-    video_timeout_minutes: float = Field(default=20.0, gt=0)
-    video_max_jobs_per_user: int = Field(default=2, ge=1)
-    balance_for_everyone: bool = False
-    max_audio_seconds: float = Field(default=600.0, gt=0)
-    album_window_seconds: float = Field(default=0.8, gt=0)
+    @field_validator("proxy")
+    @classmethod
+    def _check_proxy(cls, value: str | None) -> str | None:
+        return _proxy(value)
 
-    # Outbound Telegram pacing (Telegram's documented soft limits)
-    telegram_global_rps: float = Field(default=30.0, gt=0)
-    telegram_chat_rps: float = Field(default=1.0, gt=0)
-    draft_interval_seconds: float = Field(default=0.25, gt=0)
-    edit_interval_seconds: float = Field(default=1.0, gt=0)
+    @field_validator("ca_bundle")
+    @classmethod
+    def _check_ca_bundle(cls, value: str | None) -> str | None:
+        if value is None or not value.strip():
+            return None
+        if not os.path.isfile(value.strip()):
+            raise ValueError("no such file")
+        return value.strip()
+
+    @field_validator("base_url")
+    @classmethod
+    def _check_base_url(cls, value: str) -> str:
+        return _url(value)
+
+    @field_validator("api_key")
+    @classmethod
+    def _check_key(cls, value: SecretStr) -> SecretStr:
+        key = value.get_secret_value().strip()
+        if not key:
+            raise ValueError("must not be empty")
+        return SecretStr(key)
+
+
+class MediaSettings(_Section):
+    vision_model: str = Field("vis-google/gemini-flash-1.5", alias="VISION_MODEL")
+    stt_model: str = Field("stt-openai/whisper-1", alias="STT_MODEL")
+    tts_model: str = Field("tts-openai/tts-1", alias="TTS_MODEL")
+    tts_voice: str = Field("nova", alias="TTS_VOICE")
+    image_model: str = Field("dall-e-3", alias="IMAGE_MODEL")
+    video_model: str = Field("txt2vid-kling/standart", alias="VIDEO_MODEL")
+    video_poll_seconds: float = Field(10.0, gt=0, alias="VIDEO_POLL_SECONDS")
+    video_timeout_minutes: float = Field(20.0, gt=0, alias="VIDEO_TIMEOUT_MINUTES")
+    album_window_seconds: float = Field(0.8, gt=0, alias="ALBUM_WINDOW_SECONDS")
+
+
+class LimitsSettings(_Section):
+    """What the bot allows itself and its users: outbound pacing and per-user bounds."""
+
+    # Outbound Telegram pacing (Telegram's documented soft limits).
+    telegram_global_rps: float = Field(30.0, gt=0, alias="TELEGRAM_GLOBAL_RPS")
+    telegram_chat_rps: float = Field(1.0, gt=0, alias="TELEGRAM_CHAT_RPS")
+    draft_interval_seconds: float = Field(0.25, gt=0, alias="DRAFT_INTERVAL_SECONDS")
+    edit_interval_seconds: float = Field(1.0, gt=0, alias="EDIT_INTERVAL_SECONDS")
+    # Drafts of all kinds per second, bot-wide (unset: half of TELEGRAM_GLOBAL_RPS), and of
+    # those, queue-position/progress drafts (unset: a tenth of TELEGRAM_GLOBAL_RPS). Over
+    # budget, a draft is skipped and a newer one replaces it.
+    draft_rps: float | None = Field(None, gt=0, alias="TELEGRAM_DRAFT_RPS")
+    progress_draft_rps: float | None = Field(None, gt=0, alias="TELEGRAM_PROGRESS_DRAFT_RPS")
+    video_max_jobs_per_user: int = Field(2, ge=1, alias="VIDEO_MAX_JOBS_PER_USER")
+    max_audio_seconds: float = Field(600.0, gt=0, alias="MAX_AUDIO_SECONDS")
+
+
+class StorageSettings(_Section):
+    database_url: str = Field("sqlite:///data/bot.db", alias="DATABASE_URL")
+
+    @field_validator("database_url")
+    @classmethod
+    def _check_database_url(cls, value: str) -> str:
+        if not value.startswith("sqlite:///"):
+            raise ValueError("must look like sqlite:///relative/path or sqlite:////absolute/path")
+        return value
+
+
+class AdminSettings(_Section):
+    admin_ids: Annotated[frozenset[int], NoDecode] = Field(frozenset(), alias="ADMIN_IDS")
+    balance_for_everyone: bool = Field(False, alias="BALANCE_FOR_EVERYONE")
     # Broadcasts leave the rest of the overall budget to answers (see services/broadcast.py).
-    broadcast_rps: float = Field(default=25.0, gt=0)
-    broadcast_progress_seconds: float = Field(default=5.0, gt=0)
-
-    # Upstream circuit breaker
-    breaker_failures: int = Field(default=8, ge=1, le=40)
-    breaker_cooldown_seconds: float = Field(default=30.0, gt=0)
-
-    polling_timeout: int = Field(default=30, ge=0, le=60)
-    shutdown_grace_seconds: float = Field(default=10.0, ge=0)
-    log_level: str = "INFO"
+    broadcast_rps: float = Field(25.0, gt=0, alias="BROADCAST_RPS")
+    broadcast_progress_seconds: float = Field(5.0, gt=0, alias="BROADCAST_PROGRESS_SECONDS")
 
     @field_validator("admin_ids", mode="before")
     @classmethod
@@ -95,59 +212,158 @@ class Settings(BaseSettings):
             return frozenset({value})
         return value
 
+
+SECTIONS: dict[str, type[_Section]] = {
+    "telegram": TelegramSettings,
+    "llm": LLMSettings,
+    "media": MediaSettings,
+    "limits": LimitsSettings,
+    "storage": StorageSettings,
+    "admin": AdminSettings,
+}
+# Settings of the process itself, at the top level.
+_TOP_LEVEL = {"LOG_LEVEL": "log_level", "SHUTDOWN_GRACE_SECONDS": "shutdown_grace_seconds"}
+
+
+def env_names() -> Iterator[tuple[str, str | None, str]]:
+    """(environment name, section or None for the top level, field name) for every setting."""
+    for section, model in SECTIONS.items():
+        for name, info in model.model_fields.items():
+            yield _alias(info, name), section, name
+    for env, name in _TOP_LEVEL.items():
+        yield env, None, name
+
+
+def _alias(info: FieldInfo, name: str) -> str:
+    alias = info.alias
+    if isinstance(alias, str):
+        return alias
+    if isinstance(info.validation_alias, AliasChoices):  # pragma: no cover - not used
+        return str(info.validation_alias.choices[0])
+    return name.upper()
+
+
+def _nest(flat: Mapping[str, Any]) -> dict[str, Any]:
+    """Flat environment-style names (any case) → {section: {ENV_NAME: value}} / top level."""
+    nested: dict[str, Any] = {}
+    for env, section, name in env_names():
+        for key in (env, env.lower()):
+            if key in flat:
+                if section is None:
+                    nested[name] = flat[key]
+                else:
+                    nested.setdefault(section, {})[env] = flat[key]
+                break
+    return nested
+
+
+class _FlatSource(PydanticBaseSettingsSource):
+    """Reads the settings' flat environment names from `values` (the environment or .env)."""
+
+    def __init__(self, settings_cls: type[BaseSettings], values: Mapping[str, str]) -> None:
+        super().__init__(settings_cls)
+        self._values = {k.upper(): v for k, v in values.items() if v is not None}
+
+    def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
+        return None, field_name, False  # unused: __call__ returns every value at once
+
+    def __call__(self) -> dict[str, Any]:
+        return _nest(self._values)
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_file=".env", env_file_encoding="utf-8", extra="ignore", case_sensitive=False
+    )
+
+    telegram: TelegramSettings
+    llm: LLMSettings
+    media: MediaSettings = Field(default_factory=lambda: MediaSettings())
+    limits: LimitsSettings = Field(default_factory=lambda: LimitsSettings())
+    storage: StorageSettings = Field(default_factory=lambda: StorageSettings())
+    admin: AdminSettings = Field(default_factory=lambda: AdminSettings())
+
+    shutdown_grace_seconds: float = Field(default=10.0, ge=0)
+    log_level: str = "INFO"
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # Explicit values first, then the process environment, then `.env`.
+        dotenv: dict[str, str] = {}
+        if isinstance(dotenv_settings, DotEnvSettingsSource):
+            from dotenv import dotenv_values  # pydantic-settings' own dependency
+
+            files = dotenv_settings.env_file
+            if files is not None:
+                for path in [files] if isinstance(files, str | os.PathLike) else files:
+                    if os.path.isfile(path):
+                        loaded = dotenv_values(path, encoding=dotenv_settings.env_file_encoding)
+                        dotenv.update({k: v for k, v in loaded.items() if v is not None})
+        return (
+            init_settings,
+            _FlatSource(settings_cls, dict(os.environ)),
+            _FlatSource(settings_cls, dotenv),
+        )
+
+    @field_validator("log_level")
+    @classmethod
+    def _check_log_level(cls, value: str) -> str:
+        level = value.strip().upper()
+        if not isinstance(logging.getLevelName(level), int):
+            raise ValueError("must be one of DEBUG, INFO, WARNING, ERROR, CRITICAL")
+        return level
+
     @model_validator(mode="after")
     def _broadcast_below_global(self) -> Settings:
-        if self.broadcast_rps > self.telegram_global_rps:
+        if self.admin.broadcast_rps > self.limits.telegram_global_rps:
             raise ValueError(
                 "BROADCAST_RPS must not exceed TELEGRAM_GLOBAL_RPS (answers need room too)"
             )
         return self
 
-    @field_validator("telegram_api_url", "llm_base_url")
-    @classmethod
-    def _strip_slash(cls, value: str) -> str:
-        value = value.strip().rstrip("/")
-        if not value.startswith(("http://", "https://")):
-            raise ValueError("must start with http:// or https://")
-        return value
-
-    @field_validator("bot_token")
-    @classmethod
-    def _check_token(cls, value: SecretStr) -> SecretStr:
-        token = value.get_secret_value().strip()
-        head, _, tail = token.partition(":")
-        if not head.isdigit() or not tail:
-            raise ValueError("does not look like a bot token (expected <digits>:<secret>)")
-        return SecretStr(token)
-
-    @field_validator("llm_api_key")
-    @classmethod
-    def _check_key(cls, value: SecretStr) -> SecretStr:
-        if not value.get_secret_value().strip():
-            raise ValueError("must not be empty")
-        return SecretStr(value.get_secret_value().strip())
-
-    @field_validator("database_url")
-    @classmethod
-    def _check_database_url(cls, value: str) -> str:
-        if not value.startswith("sqlite:///"):
-            raise ValueError("must look like sqlite:///relative/path or sqlite:////absolute/path")
-        return value
+    def secrets(self) -> list[str]:
+        """Every secret value, for the log filter that redacts them."""
+        return [self.telegram.bot_token.get_secret_value(), self.llm.api_key.get_secret_value()]
 
 
-def load_settings(**overrides: object) -> Settings:
-    """Build settings, turning pydantic's report into one line per bad variable."""
+def load_settings(*, _env_file: str | None = ".env", **overrides: object) -> Settings:
+    """Build settings; `overrides` use the flat names (`llm_rps=0`, as the environment has
+    them, in any case). Pydantic's report becomes one line per bad variable."""
+    unknown = {k for k in overrides if k.upper() not in {e for e, _, _ in env_names()}}
+    if unknown:
+        raise TypeError(f"unknown settings: {', '.join(sorted(unknown))}")
     try:
-        return Settings(**overrides)  # type: ignore[arg-type]
+        return Settings(_env_file=_env_file, **_nest(overrides))
     except ValidationError as exc:
-        lines = []
-        for error in exc.errors():
-            # Never echo the input: it may be a secret.
-            reason = str(error["msg"]).removeprefix("Value error, ")
-            if not error["loc"]:  # a check across variables names them itself
-                lines.append(reason)
-            elif error["type"] == "missing":
-                lines.append(f"{str(error['loc'][0]).upper()} is required but not set")
-            else:
-                lines.append(f"{str(error['loc'][0]).upper()} is invalid: {reason}")
-        raise SettingsError("; ".join(lines)) from None
+        raise SettingsError(_describe(exc)) from None
+
+
+def _describe(exc: ValidationError) -> str:
+    lines = []
+    for error in exc.errors():
+        # Never echo the input: it may be a secret.
+        reason = str(error["msg"]).removeprefix("Value error, ")
+        loc = error["loc"]
+        if not loc:  # a check across variables names them itself
+            lines.append(reason)
+            continue
+        name = str(loc[-1]).upper()
+        if len(loc) == 1 and loc[0] in SECTIONS:
+            # A whole required section is missing: name its required variables.
+            model = SECTIONS[str(loc[0])]
+            for field_name, info in model.model_fields.items():
+                if info.is_required():
+                    lines.append(f"{_alias(info, field_name)} is required but not set")
+            continue
+        if error["type"] == "missing":
+            lines.append(f"{name} is required but not set")
+        else:
+            lines.append(f"{name} is invalid: {reason}")
+    return "; ".join(lines)

@@ -1,16 +1,19 @@
-"""How every call reaches Telegram: a leaner aiohttp session, and flood control.
+"""How every call reaches Telegram: aiogram's own aiohttp session, a proxy, flood control.
 
-`TelegramSession` sends the calls (see its docstring). `FloodControl` is the one place
-for Telegram's flood control on every outgoing call: messages are paced (about 30/s
-overall, about 1/s per chat with short bursts, 20/min in groups) so 429s stay rare, and
-a 429 that still comes back is honoured by waiting `retry_after` and sending again.
-Drafts are not retried: by the time the wait is over a newer draft has replaced them.
+`TelegramSession` is aiogram's `AiohttpSession` (see its docstring for what it changes).
+`FloodControl` is the one place for Telegram's flood control on every outgoing call:
+messages are paced (about 30/s overall, about 1/s per chat with short bursts, 20/min in
+groups) so 429s stay rare, and a 429 that still comes back is honoured by waiting
+`retry_after` and sending again. Drafts are not retried: by the time the wait is over a
+newer draft has replaced them. Transport failures and 5xx are `bot.telegram_retry`'s.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import urllib.request
+from collections.abc import AsyncGenerator
 from typing import Any, cast
 
 from aiogram import Bot
@@ -19,20 +22,17 @@ from aiogram.client.session.middlewares.base import (
     BaseRequestMiddleware,
     NextRequestMiddlewareType,
 )
-from aiogram.exceptions import TelegramNetworkError, TelegramRetryAfter
+from aiogram.exceptions import (
+    ClientDecodeError,
+    TelegramNetworkError,
+    TelegramRetryAfter,
+    TelegramServerError,
+)
 from aiogram.methods import Response, TelegramMethod
 from aiogram.methods.base import TelegramType
+from aiohttp import ClientError, ClientTimeout
+from yarl import URL
 
-from services.http1 import (
-    ConnectionPool,
-    ConnectTimeout,
-    HTTPClientError,
-    Origin,
-    PoolTimeout,
-    ReadTimeout,
-    WriteTimeout,
-    encode_request_head,
-)
 from services.pacing import KeyedPacer
 
 log = logging.getLogger(__name__)
@@ -61,40 +61,57 @@ PACED_METHODS = frozenset(
 NOT_RETRIED = frozenset(
     {"sendMessageDraft", "sendRichMessageDraft", "sendChatAction", "copyMessage"}
 )
+# What aiohttp-socks (under aiogram's own `proxy=`) connects through; http(s) proxies go
+# through aiohttp's own proxy support, which also speaks TLS to an https:// proxy.
+SOCKS_SCHEMES = ("socks4://", "socks5://", "socks5h://")
+_JSON_HEADERS = {"Content-Type": "application/json"}
+
+
+def resolve_proxy(configured: str | None, api_url: str) -> str | None:
+    """The proxy for Telegram: `TELEGRAM_PROXY` when set, else what the standard
+    environment variables (HTTPS_PROXY, HTTP_PROXY, ALL_PROXY, NO_PROXY) say for the API
+    host, read the way urllib and aiohttp's `trust_env` read them."""
+    if configured:
+        return configured
+    url = URL(api_url)
+    if url.host is None or urllib.request.proxy_bypass(url.host):
+        return None
+    proxies = urllib.request.getproxies()
+    return proxies.get(url.scheme) or proxies.get("all") or None
 
 
 class TelegramSession(AiohttpSession):
-    """aiogram's session, with the calls that carry no file sent over a lean HTTP/1.1 pool.
+    """aiogram's session, sending the calls that carry no file as one JSON body.
 
-    Those calls (nearly all of them: drafts, messages, edits, chat actions, getUpdates) go
-    out as one JSON body on `services.http1`'s keep-alive connections. aiohttp's request
-    machinery (a request object, timers, tracing and cookie hooks, header multidicts) cost
-    more per call than the rest of a call together; the stock session also built a form for
-    every call, each field JSON-encoded on its own, then URL-encoded. The Bot API takes
-    `application/json` just as well. Uploads and file downloads stay on aiohttp: they are
-    rare and multipart.
+    Every call goes through the stock session's own aiohttp `ClientSession` (from the
+    public `create_session()`), so uploads, downloads and calls share one pool of `limit`
+    connections and one lifetime. The stock `make_request` builds a form for every call,
+    each nested field JSON-encoded on its own and then URL-encoded; the Bot API takes
+    `application/json` just as well, in one `json.dumps`. Uploads stay multipart.
 
     The `Response[T]` classes each answer is validated with are kept alive. aiogram writes
     `Response[method.__returning__]` for every call, and pydantic caches such parametrised
     models only weakly: after a garbage collection the next call built the class again
-    from its schema (a few per cent of the bot's CPU under load). One reference per result
+    from its schema (about a tenth of the bot's CPU under load). One reference per result
     type, a few dozen at most, keeps pydantic's cache warm.
+
+    `proxy`: a socks4/socks5 URL goes to aiogram's own `proxy=` (an aiohttp-socks
+    connector); an http:// or https:// URL is given to aiohttp per request (a CONNECT
+    tunnel for https targets), its credentials sent as Proxy-Authorization.
     """
 
-    def __init__(self, *, limit: int = 100, **kwargs: Any) -> None:
-        if kwargs.get("proxy") is not None:
-            # The pool connects directly; a proxy would be silently bypassed.
-            raise ValueError("TelegramSession does not support proxies")
-        super().__init__(limit=limit, **kwargs)
-        self._max_connections = limit
-        self._pool = self._new_pool()
-        # Per (token, method): where the call goes and its request head up to the length.
-        self._targets: dict[tuple[str, str], tuple[Origin, bytes]] = {}
+    def __init__(self, *, proxy: str | None = None, limit: int = 100, **kwargs: Any) -> None:
+        socks = proxy if proxy is not None and proxy.startswith(SOCKS_SCHEMES) else None
+        if socks is not None and socks.startswith("socks5h://"):
+            # aiogram always resolves names through a socks proxy (rdns), which is what
+            # socks5h asks for; python-socks knows the scheme only as socks5.
+            socks = "socks5://" + socks.removeprefix("socks5h://")
+        super().__init__(proxy=socks, limit=limit, **kwargs)
+        self._request_proxy: dict[str, Any] = {}
+        if proxy is not None and socks is None:
+            self._request_proxy = _http_proxy_options(proxy)
         self._response_types: dict[Any, type[Response[Any]]] = {}
-
-    def _new_pool(self) -> ConnectionPool:
-        # TLS against certifi's roots, as aiogram's own aiohttp connector does.
-        return ConnectionPool(max_connections=self._max_connections)
+        self._timeouts: dict[float, ClientTimeout] = {}
 
     async def make_request(
         self,
@@ -103,54 +120,61 @@ class TelegramSession(AiohttpSession):
         timeout: int | None = None,  # noqa: ASYNC109 (aiogram's signature)
     ) -> TelegramType:
         files: dict[str, Any] = {}
-        payload: dict[str, Any] = {}
-        for key, value in method.model_dump(warnings=False).items():
-            prepared = self.prepare_value(value, bot=bot, files=files, _dumps_json=False)
-            # What the stock form leaves out stays out: None and "". It JSON-encodes first,
-            # so False, 0 and [] go out ("false", "0", "[]") and must here too.
-            if prepared is not None and prepared != "":
-                payload[key] = prepared
-        if files:  # rare (uploads): the stock form, which prepares the values again
-            return await super().make_request(bot, method, timeout)
-        origin, head = self._target(bot.token, method.__api_method__)
-        body = self.json_dumps(payload).encode()
-        seconds = self.timeout if timeout is None else timeout
+        # The whole call as one JSON document: prepare_value resolves the bot's defaults,
+        # dates and enums, drops None and turns files into attach:// references.
+        body = self.prepare_value(method.model_dump(warnings=False), bot=bot, files=files)
+        data: Any
+        headers: dict[str, str] | None
+        if files:  # rare (uploads): the stock multipart form, which prepares values again
+            data, headers = self.build_form_data(bot=bot, method=method), None
+        else:
+            data, headers = body.encode(), _JSON_HEADERS
+        session = await self.create_session()
+        url = self.api.api_url(token=bot.token, method=method.__api_method__)
         try:
-            response = await self._pool.request(
-                origin,
-                b"%b%d\r\n\r\n" % (head, len(body)),
-                body,
-                read_timeout=seconds,
-                write_timeout=seconds,
-                pool_timeout=seconds,
-            )
-            content = await response.read()
-        except (ConnectTimeout, PoolTimeout, ReadTimeout, WriteTimeout) as error:
+            async with session.post(
+                url,
+                data=data,
+                headers=headers,
+                timeout=self._timeout(self.timeout if timeout is None else timeout),
+                **self._request_proxy,
+            ) as response:
+                content = await response.text()
+        except TimeoutError as error:
             raise TelegramNetworkError(method=method, message="Request timeout error") from error
-        except HTTPClientError as error:
-            message = f"{type(error).__name__}: {error}"
+        except ClientError as error:
+            message = safe_description(error, bot.token)
             raise TelegramNetworkError(method=method, message=message) from error
         result = self.check_response(
-            bot=bot,
-            method=method,
-            status_code=response.status,
-            content=content.decode("utf-8", "replace"),
+            bot=bot, method=method, status_code=response.status, content=content
         )
         return cast(TelegramType, result.result)
 
-    def _target(self, token: str, name: str) -> tuple[Origin, bytes]:
-        target = self._targets.get((token, name))
-        if target is None:
-            origin, path = Origin.of(self.api.api_url(token=token, method=name))
-            headers = [
-                (b"Host", origin.host_header),
-                (b"Content-Type", b"application/json"),
-                (b"Content-Length", b""),
-            ]
-            # The head ends "Content-Length: "; each call appends its length and the blank line.
-            head = encode_request_head(b"POST", path, headers)[: -len(b"\r\n\r\n")]
-            target = self._targets[(token, name)] = (origin, head)
-        return target
+    async def stream_content(
+        self,
+        url: str,
+        headers: dict[str, Any] | None = None,
+        timeout: int = 30,  # noqa: ASYNC109 (aiogram's signature)
+        chunk_size: int = 65536,
+        raise_for_status: bool = True,
+    ) -> AsyncGenerator[bytes, None]:
+        # The stock download, through the same proxy as every call.
+        session = await self.create_session()
+        async with session.get(
+            url,
+            timeout=self._timeout(timeout),
+            headers=headers or {},
+            raise_for_status=raise_for_status,
+            **self._request_proxy,
+        ) as response:
+            async for chunk in response.content.iter_chunked(chunk_size):
+                yield chunk
+
+    def _timeout(self, seconds: float) -> ClientTimeout:
+        timeout = self._timeouts.get(seconds)
+        if timeout is None:
+            timeout = self._timeouts[seconds] = ClientTimeout(total=seconds)
+        return timeout
 
     def check_response(
         self,
@@ -162,22 +186,32 @@ class TelegramSession(AiohttpSession):
         returning = method.__returning__
         if returning not in self._response_types:
             self._response_types[returning] = Response[returning]  # type: ignore[valid-type]
-        return super().check_response(bot, method, status_code, content)
+        try:
+            return super().check_response(bot, method, status_code, content)
+        except ClientDecodeError as error:
+            # A proxy or load balancer in front of the Bot API answers a 502/503 with an
+            # HTML page: it is the same server failure as Telegram's own JSON 5xx.
+            if status_code >= 500:
+                message = f"HTTP {status_code} without a Bot API answer"
+                raise TelegramServerError(method=method, message=message) from error
+            raise
 
     @property
     def kept_response_types(self) -> int:
         return len(self._response_types)
 
-    @property
-    def pool(self) -> ConnectionPool:
-        return self._pool
 
-    async def close(self) -> None:
-        # Like aiogram's own session, a closed one may be used again (a bot restarted in the
-        # same process): the next call opens new connections.
-        await super().close()
-        pool, self._pool = self._pool, self._new_pool()
-        await pool.aclose()
+def _http_proxy_options(proxy: str) -> dict[str, Any]:
+    # Credentials stay in the URL: aiohttp turns them into the Proxy-Authorization header,
+    # on the CONNECT for an https target and on the request itself for an http one.
+    return {"proxy": URL(proxy)}
+
+
+def safe_description(error: BaseException, token: str) -> str:
+    """`Kind: message` of a transport error, fit for a log line: aiogram's URLs carry the
+    bot's token (`/bot<token>/method`), and some aiohttp errors quote the URL."""
+    text = f"{type(error).__name__}: {error}"
+    return text.replace(token, "<token>") if token else text
 
 
 class FloodControl(BaseRequestMiddleware):

@@ -13,6 +13,7 @@ from aiogram.filters import Command, StateFilter
 from aiogram.fsm.context import FSMContext
 from aiogram.fsm.state import State, StatesGroup
 from aiogram.types import CallbackQuery, Message
+from aiogram.utils.callback_answer import CallbackAnswer
 
 from handlers.ui.broadcast import duration_text, number
 from handlers.ui.callbacks import BroadcastAction
@@ -142,21 +143,23 @@ async def broadcast_action(
     callback_data: BroadcastAction,
     profile: Profile,
     broadcasts: BroadcastService,
+    callback_answer: CallbackAnswer,
 ) -> None:
     lang = profile.lang
     if not profile.is_admin:
-        await query.answer(t(lang, "admins_only"), show_alert=True)
+        callback_answer.text, callback_answer.show_alert = t(lang, "admins_only"), True
         return
     panel = query.message if isinstance(query.message, Message) else None
     if callback_data.action == "stop":
         stopping = await broadcasts.stop(callback_data.ref)
-        await query.answer(t(lang, "broadcast_stopping" if stopping else "broadcast_not_running"))
+        callback_answer.text = t(
+            lang, "broadcast_stopping" if stopping else "broadcast_not_running"
+        )
         return
     if panel is None:  # the confirmation is too old to be edited
-        await query.answer(t(lang, "broadcast_not_running"), show_alert=True)
+        callback_answer.text, callback_answer.show_alert = t(lang, "broadcast_not_running"), True
         return
     if callback_data.action == "cancel":
-        await query.answer()
         await panel.edit_text(t(lang, "cancelled"))
         return
     try:
@@ -169,9 +172,8 @@ async def broadcast_action(
             progress_message_id=panel.message_id,
         )
     except BroadcastBusy as busy:
-        await query.answer(t(lang, "broadcast_busy", id=busy.running.id), show_alert=True)
-        return
-    await query.answer()
+        callback_answer.text = t(lang, "broadcast_busy", id=busy.running.id)
+        callback_answer.show_alert = True
 
 
 def create_router() -> Router:

@@ -6,6 +6,7 @@ from aiogram import Bot, F, Router
 from aiogram.enums import ChatType, MessageEntityType
 from aiogram.filters import Filter, StateFilter
 from aiogram.types import CallbackQuery, Message, MessageGenerationStopped, User
+from aiogram.utils.callback_answer import CallbackAnswer
 
 from handlers.ui.answer import (
     RenderConfig,
@@ -15,11 +16,13 @@ from handlers.ui.answer import (
     send_final,
     send_voice_answer,
     stream_group,
+    tell,
 )
 from handlers.ui.answer import stream_private as stream_draft
 from handlers.ui.callbacks import StopReply
 from handlers.ui.texts import t
-from services.chat import ChatInput, ChatService, ReplyStatus, StopResult
+from services.chat import ChatInput, ChatService, DeliveryResult, ReplyStatus, StopResult
+from services.journal import UpdateDeferred
 from services.users import Profile
 from services.voice import VoiceService, reply_channels
 
@@ -94,20 +97,34 @@ async def respond(
         outcome = await stream_draft(bot, reply, target, profile.lang, render)
     else:
         outcome, placeholder_id = await stream_group(bot, reply, target, profile.lang, render)
+    if outcome.status is ReplyStatus.DEFERRED:
+        # Put off by a shutdown before it began: nothing is shown now; the journal keeps the
+        # question and it is answered after the restart.
+        if placeholder_id is not None:
+            await drop_placeholder(bot, target, placeholder_id)
+        raise UpdateDeferred
     kind, text = compose_final(outcome, profile.lang, is_admin=profile.is_admin)
     want_text, want_voice = reply_channels(profile.user.reply_mode, user_spoke=user_spoke)
     speakable = outcome.status is ReplyStatus.COMPLETE and bool(outcome.text.strip())
+    spoken = False
     if want_voice and speakable and voice is not None:
-        if await send_voice_answer(bot, target, outcome.text, voice, profile):
+        spoken = await send_voice_answer(bot, target, outcome.text, voice, profile)
+        if spoken:
             if placeholder_id is not None:
                 await drop_placeholder(bot, target, placeholder_id)
+                placeholder_id = None  # gone: the text answer, if wanted, is a new message
             if not want_text:
                 return
         else:
-            await bot.send_message(
-                target.chat_id, t(profile.lang, "voice_failed"), message_thread_id=target.thread_id
-            )
-    await send_final(bot, target, kind, text, edit_message_id=placeholder_id)
+            # The text answer follows instead.
+            await tell(bot, target, t(profile.lang, "voice_failed"))
+    delivery = await send_final(bot, target, kind, text, edit_message_id=placeholder_id)
+    if delivery.failed:
+        # Said even when the voice note arrived: the text is what the user asked to read.
+        key = "answer_undelivered" if not delivery.sent else "answer_partly_delivered"
+        await tell(bot, target, t(profile.lang, key))
+    # History says what the user received: the whole answer when it was spoken.
+    await chat.record_delivery(reply, DeliveryResult.FULL if spoken else delivery.result)
 
 
 async def private_question(
@@ -155,18 +172,24 @@ async def draft_stopped(event: MessageGenerationStopped, chat: ChatService) -> N
 
 
 async def stop_pressed(
-    query: CallbackQuery, callback_data: StopReply, chat: ChatService, profile: Profile
+    query: CallbackQuery,
+    callback_data: StopReply,
+    callback_answer: CallbackAnswer,
+    chat: ChatService,
+    profile: Profile,
 ) -> None:
     chat_id = query.message.chat.id if query.message else query.from_user.id
     result = chat.stop(
         chat_id, callback_data.reply_id, user_id=query.from_user.id, force=profile.is_admin
     )
+    # NOT_FOUND: a finished answer loses its button, so this one is stale or forged.
     key = {
         StopResult.STOPPED: "stop_ok",
-        StopResult.NOT_FOUND: "stop_gone",
+        StopResult.NOT_FOUND: "button_expired",
         StopResult.NOT_ALLOWED: "stop_not_yours",
     }[result]
-    await query.answer(t(profile.lang, key), show_alert=result is StopResult.NOT_ALLOWED)
+    callback_answer.text = t(profile.lang, key)
+    callback_answer.show_alert = result is StopResult.NOT_ALLOWED
 
 
 async def private_unknown_command(message: Message, profile: Profile) -> None:

@@ -7,10 +7,12 @@ import logging
 
 from aiogram import Router
 from aiogram.exceptions import TelegramAPIError
-from aiogram.types import ErrorEvent
+from aiogram.types import CallbackQuery, ErrorEvent
+from aiogram.utils.callback_answer import CallbackAnswer
 
+from handlers.ui.callbacks import expire
 from handlers.ui.texts import t
-from services.users import language_for
+from services.users import Profile, language_for
 
 log = logging.getLogger(__name__)
 
@@ -28,10 +30,19 @@ async def on_error(event: ErrorEvent) -> None:
         return
     lang = language_for(user.language_code if user else None)
     with contextlib.suppress(TelegramAPIError):
-        await message.answer(t(lang, "err_unexpected"))  # type: ignore[union-attr]
+        await message.answer(t(lang, "err_unexpected"))
+
+
+async def button_expired(
+    query: CallbackQuery, callback_answer: CallbackAnswer, profile: Profile | None = None
+) -> None:
+    """A button no handler takes: forged data, or one from a menu of an older version."""
+    lang = profile.lang if profile else language_for(query.from_user.language_code)
+    expire(callback_answer, lang)
 
 
 def create_router() -> Router:
     router = Router(name=__name__)
+    router.callback_query.register(button_expired)
     router.error.register(on_error)
     return router

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import html
+import logging
 
 from aiogram import Bot, Router
+from aiogram.exceptions import TelegramAPIError, TelegramBadRequest
 from aiogram.filters import Command, CommandObject
 from aiogram.types import BufferedInputFile, Message
 from aiogram.utils.chat_action import ChatActionSender
@@ -15,6 +18,8 @@ from handlers.ui.texts import t
 from services.image_generation import ImageGenerator, UnsupportedAspect, parse_image_request
 from services.llm import ModelUnavailable, ModerationRefused, UpstreamError
 from services.users import Profile
+
+log = logging.getLogger(__name__)
 
 CAPTION_LIMIT = 1024
 
@@ -54,9 +59,30 @@ async def image_command(
     caption = request.prompt
     if len(caption) > CAPTION_LIMIT:
         caption = caption[: CAPTION_LIMIT - 1] + "…"
-    await message.reply_photo(
-        BufferedInputFile(picture, filename="image.png"), caption=caption, parse_mode=None
-    )
+    if not await _deliver_picture(message, picture, caption):
+        # Paid for and lost: at least the user knows, and can ask again.
+        with contextlib.suppress(TelegramAPIError):
+            await message.reply(t(profile.lang, "image_undelivered"))
+
+
+async def _deliver_picture(message: Message, picture: bytes, caption: str) -> bool:
+    """Send the picture as a photo, or as a file when Telegram refuses it as a photo (too
+    large, odd proportions); False when it could not be delivered either way."""
+    file = BufferedInputFile(picture, filename="image.png")
+    try:
+        await message.reply_photo(file, caption=caption, parse_mode=None)
+        return True
+    except TelegramBadRequest as error:
+        log.info("picture refused as a photo (%s); sending it as a file", error.message)
+    except TelegramAPIError as error:
+        log.warning("picture not delivered to chat %s: %s", message.chat.id, error)
+        return False
+    try:
+        await message.reply_document(file, caption=caption, parse_mode=None)
+    except TelegramAPIError as error:
+        log.warning("picture not delivered to chat %s: %s", message.chat.id, error)
+        return False
+    return True
 
 
 def create_router() -> Router:

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import html
+import logging
 
 from aiogram import Bot, F, Router
 from aiogram.enums import ChatType
+from aiogram.exceptions import TelegramAPIError
 from aiogram.types import Message, PhotoSize
 from aiogram.utils.chat_action import ChatActionSender
 
@@ -22,6 +24,8 @@ from services.images import ImageError, ImageProblem, prepare_image_async, to_da
 from services.llm import UpstreamError
 from services.users import Profile
 from services.voice import VoiceService
+
+log = logging.getLogger(__name__)
 
 TRANSCRIPT_PREVIEW = 400
 # Vision providers downscale anything larger; fetching more only costs time.
@@ -160,7 +164,11 @@ async def voice_question(
     preview = transcript
     if len(preview) > TRANSCRIPT_PREVIEW:
         preview = preview[:TRANSCRIPT_PREVIEW].rstrip() + "…"
-    await message.reply(t(profile.lang, "transcript", text=html.escape(preview)))
+    try:
+        await message.reply(t(profile.lang, "transcript", text=html.escape(preview)))
+    except TelegramAPIError as error:
+        # Only a preview of what was heard: the answer must still come.
+        log.warning("transcript not shown in chat %s: %s", message.chat.id, error)
     request = ChatInput(
         chat_id=message.chat.id,
         thread_id=thread_of(message),

@@ -6,10 +6,11 @@ import html
 
 from aiogram import Router
 from aiogram.filters import Command, CommandObject
-from aiogram.types import CallbackQuery, Message
+from aiogram.types import CallbackQuery, InlineKeyboardMarkup, Message
+from aiogram.utils.callback_answer import CallbackAnswer
 
-from handlers.ui.callbacks import ModelPage, ModelPick
-from handlers.ui.keyboards import MODELS_PER_PAGE, models_keyboard
+from handlers.ui.callbacks import ModelPage, ModelPick, expire, redraw
+from handlers.ui.keyboards import MODELS_PER_PAGE, models_keyboard, page_count
 from handlers.ui.texts import t
 from services.chat import ChatService
 from services.model_choice import ModelChooser
@@ -18,7 +19,7 @@ from services.users import Profile
 
 async def _menu(
     models: ModelChooser, chat: ChatService, profile: Profile, page: int | None
-) -> tuple[str, object]:
+) -> tuple[str, InlineKeyboardMarkup | None]:
     ids = await models.chat_model_ids()
     if not ids:
         return t(profile.lang, "model_list_empty"), None
@@ -48,40 +49,45 @@ async def model_command(
             await message.answer(t(profile.lang, "model_set", model=model))
         return
     text, markup = await _menu(models, chat, profile, None)
-    await message.answer(text, reply_markup=markup)  # type: ignore[arg-type]
+    await message.answer(text, reply_markup=markup)
 
 
 async def model_page(
     query: CallbackQuery,
     callback_data: ModelPage,
+    callback_answer: CallbackAnswer,
     models: ModelChooser,
     chat: ChatService,
     profile: Profile,
 ) -> None:
+    pages = page_count(len(await models.chat_model_ids()))
+    if not 0 <= callback_data.page < pages:
+        # Forged, or from a list that has shrunk since: no page to show.
+        expire(callback_answer, profile.lang)
+        return
     text, markup = await _menu(models, chat, profile, callback_data.page)
-    await query.answer()
-    if query.message is not None:
-        await query.message.edit_text(text, reply_markup=markup)  # type: ignore[union-attr,arg-type]
+    await redraw(query, callback_answer, profile.lang, text, markup)
 
 
 async def model_pick(
     query: CallbackQuery,
     callback_data: ModelPick,
+    callback_answer: CallbackAnswer,
     models: ModelChooser,
     chat: ChatService,
     profile: Profile,
 ) -> None:
     updated = await models.choose_by_digest(query.from_user.id, callback_data.digest)
     if updated is None:
-        await query.answer(t(profile.lang, "model_gone"), show_alert=True)
+        callback_answer.text = t(profile.lang, "model_gone")
+        callback_answer.show_alert = True
         return
     model = chat.model_for(updated.user)
-    await query.answer(
+    callback_answer.text = (
         t(updated.lang, "model_set", model=model).replace("<code>", "").replace("</code>", "")
     )
     text, markup = await _menu(models, chat, updated, None)
-    if query.message is not None:
-        await query.message.edit_text(text, reply_markup=markup)  # type: ignore[union-attr,arg-type]
+    await redraw(query, callback_answer, updated.lang, text, markup)
 
 
 def create_router() -> Router:

@@ -10,6 +10,7 @@ from aiogram.filters import Command, StateFilter
 from aiogram.fsm.context import FSMContext
 from aiogram.fsm.state import State, StatesGroup
 from aiogram.types import CallbackQuery, Message
+from aiogram.utils.callback_answer import CallbackAnswer
 
 from handlers.ui.callbacks import (
     PickMediaModel,
@@ -17,6 +18,8 @@ from handlers.ui.callbacks import (
     PickVoice,
     SetTemperature,
     SettingsAction,
+    expire,
+    redraw,
 )
 from handlers.ui.keyboards import (
     media_models_keyboard,
@@ -91,6 +94,7 @@ async def settings_command(
 async def settings_action(
     query: CallbackQuery,
     callback_data: SettingsAction,
+    callback_answer: CallbackAnswer,
     profile: Profile,
     users: UserService,
     chat: ChatService,
@@ -98,44 +102,32 @@ async def settings_action(
     models: ModelChooser,
     media_defaults: MediaDefaults,
 ) -> None:
-    message = query.message
     action = callback_data.action
-    await query.answer()
-    if message is None:
-        return
+    lang = profile.lang
     if action == "persona":
         await state.set_state(SettingsForm.persona)
-        await message.edit_text(  # type: ignore[union-attr]
-            t(profile.lang, "persona_ask"), reply_markup=persona_keyboard(profile.lang)
-        )
+        await redraw(query, callback_answer, lang, t(lang, "persona_ask"), persona_keyboard(lang))
         return
     if action == "temperature":
-        await message.edit_text(  # type: ignore[union-attr]
-            t(profile.lang, "temperature_ask"),
-            reply_markup=temperature_keyboard(profile.lang, profile.user.temperature),
-        )
+        markup = temperature_keyboard(lang, profile.user.temperature)
+        await redraw(query, callback_answer, lang, t(lang, "temperature_ask"), markup)
         return
     if action in ("vision", "image"):
         ids = await models.ids_of_kind(action)
         current = profile.user.vision_model if action == "vision" else profile.user.image_model
-        title = t(profile.lang, f"pick_{action}_model")
+        title = t(lang, f"pick_{action}_model")
         if not ids:
-            title += "\n" + t(profile.lang, "no_models_of_kind")
-        await message.edit_text(  # type: ignore[union-attr]
-            title, reply_markup=media_models_keyboard(profile.lang, action, ids, current)
-        )
+            title += "\n" + t(lang, "no_models_of_kind")
+        markup = media_models_keyboard(lang, action, ids, current)
+        await redraw(query, callback_answer, lang, title, markup)
         return
     if action == "voice":
-        await message.edit_text(  # type: ignore[union-attr]
-            t(profile.lang, "pick_voice"),
-            reply_markup=voices_keyboard(profile.lang, VOICES, profile.user.tts_voice),
-        )
+        markup = voices_keyboard(lang, VOICES, profile.user.tts_voice)
+        await redraw(query, callback_answer, lang, t(lang, "pick_voice"), markup)
         return
     if action == "reply":
-        await message.edit_text(  # type: ignore[union-attr]
-            t(profile.lang, "pick_reply_mode"),
-            reply_markup=reply_mode_keyboard(profile.lang, profile.user.reply_mode),
-        )
+        markup = reply_mode_keyboard(lang, profile.user.reply_mode)
+        await redraw(query, callback_answer, lang, t(lang, "pick_reply_mode"), markup)
         return
     if action == "persona_clear":
         await state.clear()
@@ -143,16 +135,19 @@ async def settings_action(
     elif action == "reset":
         await state.clear()
         profile = await users.reset(query.from_user.id)
-    else:  # back
+    elif action == "back":
         await state.clear()
-    await message.edit_text(  # type: ignore[union-attr]
-        settings_text(profile, chat, media_defaults), reply_markup=settings_keyboard(profile.lang)
-    )
+    else:  # forged: no such button was ever drawn
+        expire(callback_answer, lang)
+        return
+    await _show_settings(query, callback_answer, profile, chat, media_defaults)
 
 
 async def temperature_chosen(
     query: CallbackQuery,
     callback_data: SetTemperature,
+    callback_answer: CallbackAnswer,
+    profile: Profile,
     users: UserService,
     chat: ChatService,
     media_defaults: MediaDefaults,
@@ -160,72 +155,84 @@ async def temperature_chosen(
     value = None if callback_data.tenths < 0 else callback_data.tenths / 10
     try:
         profile = await users.set_temperature(query.from_user.id, value)
-    except ValueError:
-        await query.answer()
+    except ValueError:  # out of range: not one of the buttons drawn
+        expire(callback_answer, profile.lang)
         return
     shown = f"{value:g}" if value is not None else t(profile.lang, "temperature_default")
-    await query.answer(t(profile.lang, "temperature_set", temperature=shown))
-    if query.message is not None:
-        await query.message.edit_text(  # type: ignore[union-attr]
-            settings_text(profile, chat, media_defaults),
-            reply_markup=settings_keyboard(profile.lang),
-        )
+    callback_answer.text = t(profile.lang, "temperature_set", temperature=shown)
+    await _show_settings(query, callback_answer, profile, chat, media_defaults)
 
 
 async def media_model_chosen(
     query: CallbackQuery,
     callback_data: PickMediaModel,
+    callback_answer: CallbackAnswer,
+    profile: Profile,
     users: UserService,
     models: ModelChooser,
     chat: ChatService,
     media_defaults: MediaDefaults,
 ) -> None:
+    if callback_data.kind not in ("vision", "image"):
+        expire(callback_answer, profile.lang)
+        return
     field = "vision_model" if callback_data.kind == "vision" else "image_model"
     if callback_data.digest:
-        profile = await models.choose_kind_by_digest(
+        chosen = await models.choose_kind_by_digest(
             query.from_user.id, callback_data.kind, callback_data.digest
         )
-        if profile is None:
-            await query.answer()
+        if chosen is None:  # the model left the list since the menu was drawn
+            expire(callback_answer, profile.lang)
             return
+        profile = chosen
     else:
         profile = await users.set_media_choice(query.from_user.id, field, None)
-    await _back_to_settings(query, profile, chat, media_defaults)
+    await _show_settings(query, callback_answer, profile, chat, media_defaults)
 
 
 async def voice_chosen(
     query: CallbackQuery,
     callback_data: PickVoice,
+    callback_answer: CallbackAnswer,
+    profile: Profile,
     users: UserService,
     chat: ChatService,
     media_defaults: MediaDefaults,
 ) -> None:
-    voice = callback_data.voice if callback_data.voice in VOICES else None
+    if callback_data.voice and callback_data.voice not in VOICES:
+        expire(callback_answer, profile.lang)
+        return
+    voice = callback_data.voice or None
     profile = await users.set_media_choice(query.from_user.id, "tts_voice", voice)
-    await _back_to_settings(query, profile, chat, media_defaults)
+    await _show_settings(query, callback_answer, profile, chat, media_defaults)
 
 
 async def reply_mode_chosen(
     query: CallbackQuery,
     callback_data: PickReplyMode,
+    callback_answer: CallbackAnswer,
+    profile: Profile,
     users: UserService,
     chat: ChatService,
     media_defaults: MediaDefaults,
 ) -> None:
-    mode = callback_data.mode if callback_data.mode in ("text", "voice", "both") else None
+    if callback_data.mode not in ("text", "voice", "both", "auto"):
+        expire(callback_answer, profile.lang)
+        return
+    mode = None if callback_data.mode == "auto" else callback_data.mode
     profile = await users.set_media_choice(query.from_user.id, "reply_mode", mode)
-    await _back_to_settings(query, profile, chat, media_defaults)
+    await _show_settings(query, callback_answer, profile, chat, media_defaults)
 
 
-async def _back_to_settings(
-    query: CallbackQuery, profile: Profile, chat: ChatService, media_defaults: MediaDefaults
+async def _show_settings(
+    query: CallbackQuery,
+    callback_answer: CallbackAnswer,
+    profile: Profile,
+    chat: ChatService,
+    media_defaults: MediaDefaults,
 ) -> None:
-    await query.answer()
-    if query.message is not None:
-        await query.message.edit_text(  # type: ignore[union-attr]
-            settings_text(profile, chat, media_defaults),
-            reply_markup=settings_keyboard(profile.lang),
-        )
+    text = settings_text(profile, chat, media_defaults)
+    await redraw(query, callback_answer, profile.lang, text, settings_keyboard(profile.lang))
 
 
 async def cancel(message: Message, profile: Profile, state: FSMContext) -> None:

@@ -36,7 +36,6 @@ async def lang_menu(message: Message, profile: Profile) -> None:
 async def lang_chosen(query: CallbackQuery, callback_data: SetLanguage, users: UserService) -> None:
     code = None if callback_data.code == "auto" else callback_data.code
     updated = await users.set_language(query.from_user.id, code)
-    await query.answer()
     if query.message is not None:
         await query.message.edit_text(  # type: ignore[union-attr]
             t(updated.lang, "lang_set"),

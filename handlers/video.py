@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import html
+import logging
 
 from aiogram import Bot, Router
+from aiogram.exceptions import TelegramAPIError
 from aiogram.filters import Command, CommandObject
 from aiogram.types import Message
 
@@ -18,6 +20,8 @@ from services.images import ImageError, prepare_image_async, to_data_url
 from services.llm import UpstreamError
 from services.users import Profile
 from services.video import TooManyVideoJobs, VideoService
+
+log = logging.getLogger(__name__)
 
 
 async def video_command(
@@ -42,7 +46,13 @@ async def video_command(
     if not prompt:
         await message.reply(t(profile.lang, "video_usage"))
         return
-    progress = await message.reply(t(profile.lang, "video_queued", elapsed=elapsed_text(0)))
+    progress: Message | None = None
+    try:
+        progress = await message.reply(t(profile.lang, "video_queued", elapsed=elapsed_text(0)))
+    except TelegramAPIError as error:
+        # The progress view is a nicety: the video is still made, and the result (or the
+        # failure) then comes as a message of its own.
+        log.warning("video progress not shown in chat %s: %s", message.chat.id, error)
     try:
         await videos.submit(
             user_id=profile.user.user_id,
@@ -51,15 +61,25 @@ async def video_command(
             prompt=prompt,
             lang=profile.lang,
             image_data_url=image_url,
-            progress_message_id=progress.message_id,
+            progress_message_id=progress.message_id if progress else None,
         )
     except TooManyVideoJobs as error:
-        await progress.edit_text(t(profile.lang, "video_too_many", limit=error.limit))
+        await _show(message, progress, t(profile.lang, "video_too_many", limit=error.limit))
     except UpstreamError as error:
         model = html.escape(videos.default_model)
-        await progress.edit_text(
-            error_text(error, profile.lang, model=model, is_admin=profile.is_admin)
-        )
+        text = error_text(error, profile.lang, model=model, is_admin=profile.is_admin)
+        await _show(message, progress, text)
+
+
+async def _show(message: Message, progress: Message | None, text: str) -> None:
+    """Put `text` in the progress message, or reply with it when there is none."""
+    try:
+        if progress is not None:
+            await progress.edit_text(text)
+        else:
+            await message.reply(text)
+    except TelegramAPIError as error:
+        log.warning("video notice not shown in chat %s: %s", message.chat.id, error)
 
 
 def create_router() -> Router:

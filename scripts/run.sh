@@ -11,10 +11,8 @@ if ! command -v ffmpeg >/dev/null 2>&1; then
     echo "note: ffmpeg is not installed; voice features need it (apt-get install ffmpeg)" >&2
   fi
 fi
-if [ ! -x .venv/bin/python ]; then
-  python3 -m venv .venv
-fi
-.venv/bin/pip install -q --disable-pip-version-check -e . 2>&1 | grep -v "^WARNING: Location" || true
+. scripts/venv.sh
+ensure_venv
 if [ ! -f .env ] && [ -z "${BOT_TOKEN:-}" ]; then
   echo "Set BOT_TOKEN and LLM_API_KEY in the environment or in .env (cp .env.example .env)." >&2
   exit 2

@@ -15,12 +15,11 @@ if [ ${#missing[@]} -gt 0 ]; then
     echo "warning: ${missing[*]} missing; install them (apt-get install ${missing[*]})" >&2
   fi
 fi
-if [ ! -x .venv/bin/python ]; then
-  python3 -m venv .venv
-fi
-.venv/bin/pip install -q --disable-pip-version-check -e ".[test]" 2>&1 | grep -v "^WARNING: Location" || true
+. scripts/venv.sh
+ensure_venv test
 
 .venv/bin/ruff check .
+.venv/bin/mypy
 set +e
 .venv/bin/python -m pytest "$@"
 status=$?

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from services.llm import Balance, MediaClient
@@ -21,7 +22,9 @@ def start_of_day(now: float) -> float:
 
 
 class AccountService:
-    def __init__(self, media: MediaClient, storage: Storage, *, clock=time.time) -> None:
+    def __init__(
+        self, media: MediaClient, storage: Storage, *, clock: Callable[[], float] = time.time
+    ) -> None:
         self._media = media
         self._storage = storage
         self._clock = clock

@@ -15,13 +15,17 @@ import time
 from collections.abc import AsyncIterator, Hashable
 from dataclasses import dataclass
 
-from services.conversation import ConversationService, PreparedRequest
+from services.conversation import (
+    PARTLY_DELIVERED,
+    UNDELIVERED,
+    ConversationService,
+    PreparedRequest,
+)
 from services.image_memory import ImageMemory, RememberedImages
 from services.llm import (
     CircuitOpen,
     ContextTooLong,
     LLMClient,
-    ServiceUnavailable,
     StreamInterrupted,
     UpstreamError,
     Usage,
@@ -43,6 +47,9 @@ class ReplyStatus(enum.StrEnum):
     STOPPED = "stopped"
     INTERRUPTED = "interrupted"  # the stream broke after text was shown
     FAILED = "failed"  # nothing usable came back
+    # Put off by a shutdown before the upstream answered: nothing is shown or stored; the
+    # question is answered after the restart (the update journal keeps it).
+    DEFERRED = "deferred"
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,6 +70,14 @@ class ReplyOutcome:
     text: str
     model: str
     error: UpstreamError | None = None
+
+
+class DeliveryResult(enum.Enum):
+    """What reached the user of a reply's final message(s), as the Telegram side saw it."""
+
+    FULL = "full"
+    PARTIAL = "partial"  # some parts were lost; the user was told
+    NONE = "none"  # nothing of the answer arrived
 
 
 class StopResult(enum.Enum):
@@ -91,10 +106,16 @@ class Reply:
         self._finished = asyncio.Event()
         self._outcome: ReplyOutcome | None = None
         self._stop_requested = False
+        self._deferred = False
+        # Set when the upstream's first response arrives: from then on a shutdown lets the
+        # answer finish (or stops it with its partial text) instead of putting it off.
+        self._upstream_started = False
         # Set once the stream has ended: from then on the answer is complete and a
         # late Stop must not cancel the task while it stores the answer.
         self._finalizing = False
         self._task: asyncio.Task[None] | None = None
+        # The conversation the answer was stored in, once it is (see record_delivery).
+        self._stored_in: int | None = None
 
     # --- read side -------------------------------------------------------------
     @property
@@ -163,13 +184,22 @@ class Reply:
         self._touch()
 
     def stop(self) -> None:
-        if self.done or self._stop_requested or self._finalizing:
+        if self.done or self._stop_requested or self._finalizing or self._deferred:
             return
         self._stop_requested = True
         if self._task is not None:
             # Cancelling the task closes the HTTP stream at once: the upstream sees
             # the disconnect and stops billing for tokens nobody will read.
             self._task.cancel()
+
+    def _defer(self) -> bool:
+        """Cancel a reply the upstream has not answered yet, silently; False if too late."""
+        if self.done or self._stop_requested or self._finalizing or self._upstream_started:
+            return False
+        self._deferred = True
+        if self._task is not None:
+            self._task.cancel()
+        return True
 
     def _finish(self, outcome: ReplyOutcome) -> None:
         if self._outcome is not None:
@@ -205,6 +235,7 @@ class ChatService:
         self._chat_locks: dict[Hashable, tuple[asyncio.Lock, int]] = {}
         self._next_id = random.randint(1, _MAX_ID // 2)
         self._closed = False
+        self._closing = False  # shutdown began: nothing new starts
 
     def model_for(self, user: UserRecord) -> str:
         return user.model or self._default_model
@@ -227,13 +258,10 @@ class ChatService:
             reattach = self._images.recent((request.chat_id, request.thread_id))
             model = self.vision_model_for(user) if reattach else self.model_for(user)
         reply = Reply(self._new_id(), request, model)
-        if self._closed:
-            # Shutting down: storage may already be gone, so nothing is started.
-            reply._finish(
-                ReplyOutcome(
-                    ReplyStatus.FAILED, "", reply.model, ServiceUnavailable(None, "shutdown")
-                )
-            )
+        if self._closing or self._closed:
+            # Shutting down: nothing new starts (storage may already be gone); the question
+            # is put off until the restart rather than refused.
+            reply._finish(ReplyOutcome(ReplyStatus.DEFERRED, "", reply.model))
             return reply
         self._replies[reply.id] = reply
         task = asyncio.create_task(self._run(reply, user, reattach), name=f"reply-{reply.id}")
@@ -265,8 +293,23 @@ class ChatService:
     def active(self) -> int:
         return len(self._replies)
 
+    def begin_shutdown(self) -> int:
+        """First step of a graceful shutdown: start nothing new, and put off every reply the
+        upstream has not answered yet (waiting for this chat's earlier answer, for the rate
+        limiter, for a retry, or for the upstream's first response). They end DEFERRED at
+        once, with nothing shown or stored, and are answered after the restart. Replies
+        already streaming go on; `close()` stops them after the grace period.
+
+        A request already sent but not yet answered is put off too: after the restart it is
+        sent again, a rare second prompt in exchange for never cutting an answer that has
+        not begun. Returns how many were put off.
+        """
+        self._closing = True
+        return sum(reply._defer() for reply in list(self._replies.values()))
+
     async def close(self) -> None:
         """Stop everything still running (shutdown): partial answers are stored."""
+        self._closing = True
         self._closed = True
         for reply in list(self._replies.values()):
             reply.stop()
@@ -321,6 +364,13 @@ class ChatService:
                 # Inside the lock, so the next question in this chat sees this answer.
                 await self._persist_quietly(reply, prepared, status, usage)
         except asyncio.CancelledError:
+            if reply._deferred:
+                current = asyncio.current_task()
+                if current is not None:
+                    current.uncancel()
+                # Nothing reached the user and no answer was paid for: nothing to store.
+                self._finish(reply, ReplyStatus.DEFERRED, None)
+                return
             if not reply.stop_requested:
                 self._finish(reply, ReplyStatus.FAILED, None)
                 raise
@@ -362,6 +412,7 @@ class ChatService:
         )
         try:
             async for chunk in stream:
+                reply._upstream_started = True
                 if chunk.text:
                     if reply.queue_position is not None:
                         reply.queue_position = None
@@ -394,6 +445,7 @@ class ChatService:
         text = reply.text
         if text.strip():
             await self._conversations.save_exchange(prepared, text, status=status.value)
+            reply._stored_in = prepared.conversation_id
             key = (reply.request.chat_id, reply.request.thread_id)
             placeholder = prepared.user_message.content
             if reply.request.images:
@@ -436,6 +488,27 @@ class ChatService:
             )
         except Exception:
             log.exception("could not record usage for reply %s", reply.id)
+
+    # --- delivery -----------------------------------------------------------------
+    async def record_delivery(self, reply: Reply, result: DeliveryResult) -> None:
+        """Mark in history what the user actually received of a finished reply.
+
+        The final message is sent while the answer is being stored (it must not wait for
+        the database), so the mark comes afterwards: this waits for the reply's task, which
+        ends once the answer is stored. A full delivery changes nothing.
+        """
+        if result is DeliveryResult.FULL:
+            return
+        task = reply._task
+        if task is not None and not task.done():
+            await asyncio.wait({task})
+        if reply._stored_in is None:
+            return  # nothing was stored (a failed reply, or storage failed)
+        status = UNDELIVERED if result is DeliveryResult.NONE else PARTLY_DELIVERED
+        try:
+            await self._conversations.mark_answer(reply._stored_in, reply.text, status)
+        except Exception:
+            log.exception("could not mark reply %s as %s", reply.id, status)
 
     def _chat_lock(self, key: Hashable) -> _HeldLock:
         return _HeldLock(self._chat_locks, key)

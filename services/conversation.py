@@ -26,6 +26,11 @@ HISTORY_MAX_MESSAGES = 1024
 # an image of up to 2048 px; the higher figure keeps trimmed requests inside the window.
 IMAGE_TOKENS = 1100
 GONE_NOTE = " (the image itself is no longer available; ask the user to send it again if needed)"
+# An answer whose final message Telegram never took: kept in storage (its usage was paid),
+# but left out of what the model is told, with its question (see `_recent_within`).
+UNDELIVERED = "undelivered"
+# An answer some of whose parts did not reach the user (who was told so).
+PARTLY_DELIVERED = "partly_delivered"
 
 
 def content_with_images(text: str, images: Sequence[str]) -> str | list[dict[str, Any]]:
@@ -169,12 +174,23 @@ class ConversationService:
         before_id: int | None = None
         used = 0
         size = HISTORY_PAGE
+        # Set after an undelivered answer: its question (the next older message) goes too.
+        # The user never saw the answer and was told to ask again; a question left without
+        # its answer would also break the user/assistant alternation some providers require.
+        skip_question = False
         while len(newest_first) < HISTORY_MAX_MESSAGES:
             size = min(size, HISTORY_MAX_MESSAGES - len(newest_first))
             page = await self._storage.recent_messages(conversation_id, size, before_id=before_id)
             if not page:
                 break
             for message in reversed(page):
+                if message.role == "assistant" and message.status == UNDELIVERED:
+                    skip_question = True
+                    continue
+                if skip_question:
+                    skip_question = False
+                    if message.role == "user":
+                        continue
                 newest_first.append(message)
                 used += message.tokens
             if used > budget or len(page) < size:
@@ -195,6 +211,10 @@ class ConversationService:
             status=status,
         )
         await self._storage.add_exchange(prepared.conversation_id, prepared.user_message, assistant)
+
+    async def mark_answer(self, conversation_id: int, answer: str, status: str) -> None:
+        """Record what became of a stored answer's delivery (UNDELIVERED, PARTLY_DELIVERED)."""
+        await self._storage.set_answer_status(conversation_id, answer, status)
 
     async def start_new(self, chat_id: int, thread_id: int | None) -> None:
         await self._storage.new_conversation(chat_id, thread_id)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import contextlib
 import io
 
-from PIL import Image, ImageOps
+from PIL import Image, ImageOps, UnidentifiedImageError
 
 from services.images import ImageError, ImageProblem
 
@@ -70,7 +70,7 @@ def _open(data: bytes) -> Image.Image:
 def _decode(data: bytes, *, max_side: int, max_pixels: int, kind: str | None) -> Image.Image:
     try:
         probe = _open(data)
-    except Image.UnidentifiedImageError as exc:
+    except UnidentifiedImageError as exc:
         # Pillow could not even parse the header: broken if the magic says it is a format we
         # decode (others were refused earlier), otherwise not an image we know (a PDF, a
         # video, random bytes).
@@ -162,7 +162,7 @@ def _to_rgb(image: Image.Image) -> Image.Image:
 
 
 def _encode_within(image: Image.Image, max_bytes: int) -> bytes:
-    qualities = _QUALITIES
+    qualities: tuple[int, ...] = _QUALITIES
     while True:
         for quality in qualities:
             buffer = io.BytesIO()
@@ -174,6 +174,6 @@ def _encode_within(image: Image.Image, max_bytes: int) -> bytes:
             raise ImageError(ImageProblem.TOO_BIG, f"cannot fit a JPEG into {max_bytes} bytes")
         # Quality alone did not do it: shrink, and retry only the lower qualities so a
         # pathological image (noise) costs a bounded number of encodes.
-        size = (max(1, int(width * _DOWNSCALE_STEP)), max(1, int(height * _DOWNSCALE_STEP)))
-        image = image.resize(size, Image.Resampling.LANCZOS)
+        smaller = (max(1, int(width * _DOWNSCALE_STEP)), max(1, int(height * _DOWNSCALE_STEP)))
+        image = image.resize(smaller, Image.Resampling.LANCZOS)
         qualities = _QUALITIES[-2:]

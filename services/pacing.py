@@ -36,13 +36,25 @@ class TokenBucket:
         self._clock = clock
         self._bucket = _Bucket(self.burst, clock())
 
-    def reserve(self) -> float:
+    def _refill(self) -> _Bucket:
         now = self._clock()
         bucket = self._bucket
         bucket.tokens = min(self.burst, bucket.tokens + (now - bucket.updated) * self.rate)
         bucket.updated = now
+        return bucket
+
+    def reserve(self) -> float:
+        bucket = self._refill()
         bucket.tokens -= 1.0
         return 0.0 if bucket.tokens >= 0 else -bucket.tokens / self.rate
+
+    def available(self) -> bool:
+        """Whether a token can be taken now, without booking one ahead."""
+        return self._refill().tokens >= 1.0
+
+    def take(self) -> None:
+        """Take a token that `available()` said is there."""
+        self._bucket.tokens -= 1.0
 
     def is_full(self) -> bool:
         elapsed = self._clock() - self._bucket.updated
@@ -101,6 +113,14 @@ class KeyedPacer:
             wait = max(wait, self._bucket(key, group).reserve())
         return wait
 
+    def try_spare(self) -> bool:
+        """Take one token of the overall budget only if it is free now: what is left over
+        by the sends that wait for their turn (they book tokens ahead of time)."""
+        if not self._global.available():
+            return False
+        self._global.take()
+        return True
+
     async def wait(self, key: Hashable | None, *, group: bool = False) -> None:
         delay = self.delay_for(key, group=group)
         if delay > 0:
@@ -108,3 +128,43 @@ class KeyedPacer:
 
     def __len__(self) -> int:
         return len(self._buckets)
+
+
+class DraftBudget:
+    """A shared, non-blocking budget for drafts (and other live progress calls).
+
+    Drafts are previews: one that cannot go out now is simply skipped, and the next one
+    (newer content) replaces it. Every draft takes a token of the drafts' own bucket
+    (their configured share of Telegram's overall limit); progress drafts (a queue
+    position, "working…") also take one of a smaller progress bucket, so a crowd of
+    waiting users cannot crowd out the answers being written. With `overall`, a draft
+    also needs a spare token of the bot's overall pacer: messages book theirs ahead, so
+    drafts only use what messages leave free and the bot's total stays within its rate.
+    """
+
+    def __init__(
+        self,
+        rate: float,
+        progress_rate: float,
+        *,
+        overall: KeyedPacer | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        # A second's worth of burst: a few answers starting together all show a draft.
+        self._drafts = TokenBucket(rate, max(rate, 1.0), clock)
+        self._progress = TokenBucket(progress_rate, max(progress_rate, 1.0), clock)
+        self._overall = overall
+        self.skipped = 0  # drafts not sent for want of budget (for tests and profiling)
+
+    def allow(self, *, progress: bool = False) -> bool:
+        """Take the budget for one draft now, or say it must be skipped."""
+        if (progress and not self._progress.available()) or not self._drafts.available():
+            self.skipped += 1
+            return False
+        if self._overall is not None and not self._overall.try_spare():
+            self.skipped += 1
+            return False
+        self._drafts.take()
+        if progress:
+            self._progress.take()
+        return True

@@ -15,6 +15,7 @@ job DELIVERED, the next start delivers it again (a duplicate beats a lost paid v
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
 from collections.abc import Callable, Hashable
@@ -270,7 +271,7 @@ class VideoService:
             return  # stays active in storage; the next start() resumes it
         task = asyncio.create_task(self._run(job, first_delay), name=f"video-job-{job.id}")
         self._pollers[job.id] = task
-        task.add_done_callback(lambda done, job_id=job.id: self._forget(job_id, done))
+        task.add_done_callback(functools.partial(self._forget, job.id))
 
     def _forget(self, job_id: int, task: asyncio.Task[None]) -> None:
         if self._pollers.get(job_id) is task:

@@ -16,7 +16,7 @@ import html
 import logging
 import re
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from aiogram import Bot
 from aiogram.enums import ChatAction, ParseMode
@@ -34,7 +34,7 @@ from handlers.ui.errors import error_text
 from handlers.ui.keyboards import stop_keyboard
 from handlers.ui.texts import t
 from services.audio import AudioError
-from services.chat import Reply, ReplyOutcome, ReplyStatus
+from services.chat import DeliveryResult, Reply, ReplyOutcome, ReplyStatus
 from services.formatting import (
     markdown_to_html_parts,
     preview_tail,
@@ -42,6 +42,7 @@ from services.formatting import (
     split_plain,
 )
 from services.llm import UpstreamError
+from services.pacing import DraftBudget
 from services.users import Profile
 from services.voice import VoiceService
 
@@ -61,6 +62,8 @@ class RenderConfig:
     edit_interval: float = 1.0
     # Short enough to go unnoticed, long enough that a fast upstream needs no chat action.
     typing_delay: float = 0.3
+    # The bot-wide budget of drafts (and live queue-position edits); None: unpaced.
+    drafts: DraftBudget | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,29 +84,25 @@ async def _typing_until(bot: Bot, target: Target, reply: Reply, delay: float) ->
     in the same chat has that answer's draft (or its "typing…") on screen already. Nothing
     is sent during the first `delay` seconds of work: an answer that starts that quickly
     puts its draft on screen first, and the chat action would be a wasted call.
+
+    It only sleeps: the caller cancels it as soon as there is something to draw (or the
+    reply ends), so it never wakes to find the answer already on screen. Plain sleeps, not
+    timeouts around an event: a backlog of questions keeps one of these per question
+    waiting, and a timeout costs an object, a cancelled wait and an exception per wake-up.
     """
-    wait = delay
-    while True:
-        if wait > 0:
-            try:
-                async with asyncio.timeout(wait):
-                    await reply.wait()
-            except TimeoutError:
-                pass
-        if reply.done or reply.text or reply.queue_position is not None:
-            return
-        if reply.working_since is None:
-            wait = delay  # still queued behind this chat's earlier answer
-            continue
-        worked = time.monotonic() - reply.working_since
-        if worked < delay:
-            wait = delay - worked
-            continue
+    while reply.working_since is None:  # noqa: ASYNC110 - there is no event to await
+        # Still queued behind this chat's earlier answer. `Reply` marks the start of work
+        # with a timestamp only (no event to await), so look again every `delay`: the same
+        # precision as before, at the price of one timer per look.
+        await asyncio.sleep(delay)
+    await asyncio.sleep(reply.working_since + delay - time.monotonic())
+    while not (reply.done or reply.text or reply.queue_position is not None):
+        # (Checked again: what woke the caller may not have reached it yet.)
         with contextlib.suppress(TelegramAPIError):
             await bot.send_chat_action(
                 target.chat_id, ChatAction.TYPING, message_thread_id=target.thread_id
             )
-        wait = ACTION_REPEAT
+        await asyncio.sleep(ACTION_REPEAT)
 
 
 def _live_text(reply: Reply, lang: str, limit: int) -> str | None:
@@ -124,7 +123,12 @@ async def stream_private(
     try:
         async for _ in reply.watch(config.draft_interval):
             content = _live_text(reply, lang, RICH_LIMIT if rich else CLASSIC_LIMIT)
+            if content:
+                typing.cancel()  # something else to see now (a no-op once it has ended)
             if not content or content == last or reply.stop_requested:
+                continue
+            # Over the shared budget the draft is skipped; the next change replaces it.
+            if config.drafts is not None and not config.drafts.allow(progress=not reply.text):
                 continue
             try:
                 if rich:
@@ -181,6 +185,11 @@ async def stream_group(
             content = _live_text(reply, lang, CLASSIC_LIMIT)
             if not content or content == last or reply.stop_requested:
                 continue
+            # A queue position is progress, paced bot-wide like the drafts that show it.
+            if not reply.text and config.drafts is not None and not config.drafts.allow(
+                progress=True
+            ):
+                continue
             try:
                 await bot.edit_message_text(
                     text=content,
@@ -220,6 +229,33 @@ def compose_final(outcome: ReplyOutcome, lang: str, *, is_admin: bool) -> tuple[
     return "html", error_text(outcome.error, lang, model=outcome.model, is_admin=is_admin)
 
 
+@dataclass(slots=True)
+class FinalDelivery:
+    """How the final messages of one answer fared."""
+
+    sent: int = 0  # messages that reached the chat (the placeholder edit included)
+    failed: int = 0  # messages of the answer Telegram did not take, after the session's retries
+    # The placeholder could not be edited into the answer: it still shows a partial text
+    # and, in groups, the Stop button.
+    placeholder_stale: bool = False
+
+    @property
+    def result(self) -> DeliveryResult:
+        if not self.failed:
+            return DeliveryResult.FULL
+        return DeliveryResult.PARTIAL if self.sent else DeliveryResult.NONE
+
+
+@dataclass(slots=True)
+class _Sending:
+    """State shared by the messages of one final answer while they go out."""
+
+    target: Target
+    edit_id: int | None  # the placeholder, while the first message is still to go into it
+    rich: bool = True  # Telegram took (or has not yet refused) rich messages
+    delivery: FinalDelivery = field(default_factory=FinalDelivery)
+
+
 async def send_final(
     bot: Bot,
     target: Target,
@@ -227,59 +263,159 @@ async def send_final(
     text: str,
     *,
     edit_message_id: int | None = None,
-) -> list[Message | bool]:
-    """Send (or, for the first part, edit into place) the final answer."""
+) -> FinalDelivery:
+    """Send (or, for the first part, edit into place) the final answer.
+
+    Never raises for Telegram's sake: a message that still fails after the session's own
+    retries is counted and the later parts are still sent. A placeholder that cannot be
+    edited gets the answer as a new message instead and is then removed (or at least loses
+    its Stop button).
+    """
+    sending = _Sending(target, edit_message_id)
     if kind == "html":
-        return await _send_html_parts(bot, target, [text], edit_message_id)
-    sent: list[Message | bool] = []
-    parts = split_markdown(text, RICH_LIMIT)
-    for index, part in enumerate(parts):
-        edit = edit_message_id if index == 0 else None
+        await _send_html_part(bot, sending, text)
+    else:
+        for part in split_markdown(text, RICH_LIMIT):
+            await _send_markdown_part(bot, sending, part)
+    delivery = sending.delivery
+    if delivery.placeholder_stale and edit_message_id is not None:
+        await _clear_placeholder(bot, target, edit_message_id, answered=delivery.sent > 0)
+    return delivery
+
+
+async def _send_markdown_part(bot: Bot, sending: _Sending, part: str) -> None:
+    if sending.rich:
         try:
-            sent.append(await _send_rich(bot, target, part, edit))
+            await _put(bot, sending, rich=InputRichMessage(markdown=part))
+            return
         except TelegramBadRequest as error:
+            # A client or server without rich messages: this part and the later ones go
+            # as HTML.
             log.info("rich message rejected (%s); sending HTML", error.message)
-            rest = "\n\n".join(parts[index:])
-            html_parts = markdown_to_html_parts(rest, CLASSIC_LIMIT)
-            sent.extend(await _send_html_parts(bot, target, html_parts, edit))
-            break
-    return sent
+            sending.rich = False
+    for html_part in markdown_to_html_parts(part, CLASSIC_LIMIT):
+        await _send_html_part(bot, sending, html_part)
 
 
-async def _send_rich(bot: Bot, target: Target, markdown: str, edit: int | None) -> Message | bool:
-    rich = InputRichMessage(markdown=markdown)
-    if edit is not None:
-        return await bot.edit_message_text(
-            chat_id=target.chat_id, message_id=edit, rich_message=rich, reply_markup=_NO_KEYBOARD
-        )
-    return await bot.send_rich_message(
-        chat_id=target.chat_id,
-        rich_message=rich,
-        message_thread_id=target.thread_id,
-        reply_parameters=_reply_params(target),
+async def _send_html_part(bot: Bot, sending: _Sending, part: str) -> None:
+    try:
+        await _put(bot, sending, text=part, parse_mode=ParseMode.HTML)
+        return
+    except TelegramBadRequest as error:
+        log.warning("HTML part rejected (%s); sending plain text", error.message)
+    plain = html.unescape(_TAG.sub("", part))
+    for piece in split_plain(plain, CLASSIC_LIMIT):
+        await _put(bot, sending, text=piece, parse_mode=None)
+
+
+def _edit_target_gone(error: TelegramBadRequest) -> bool:
+    """The placeholder itself cannot take the edit (deleted, too old), whatever its content."""
+    message = error.message.lower()
+    return (
+        "message to edit not found" in message
+        or "can't be edited" in message
+        or "message_id_invalid" in message
     )
 
 
-async def _send_html_parts(
-    bot: Bot, target: Target, parts: list[str], edit: int | None
-) -> list[Message | bool]:
-    sent: list[Message | bool] = []
-    for index, part in enumerate(parts):
-        edit_id = edit if index == 0 else None
+async def _put(
+    bot: Bot,
+    sending: _Sending,
+    *,
+    rich: InputRichMessage | None = None,
+    text: str = "",
+    parse_mode: str | None = None,
+) -> None:
+    """One message of the answer: into the placeholder when it is still to be used, else new.
+
+    Raises TelegramBadRequest only for a formatted message Telegram refused (the caller
+    falls back to a plainer format); every other failure is logged and counted.
+    """
+    target = sending.target
+    delivery = sending.delivery
+    formatted = rich is not None or parse_mode is not None
+    edit = sending.edit_id
+    if edit is not None:
+        sending.edit_id = None  # only the first message goes into the placeholder
         try:
-            sent.append(await _send_classic(bot, target, part, ParseMode.HTML, edit_id))
+            if rich is not None:
+                await bot.edit_message_text(
+                    chat_id=target.chat_id,
+                    message_id=edit,
+                    rich_message=rich,
+                    reply_markup=_NO_KEYBOARD,
+                )
+            else:
+                await _send_classic(bot, target, text, parse_mode, edit)
+            delivery.sent += 1
+            return
         except TelegramBadRequest as error:
             if _is_not_modified(error):
-                continue
-            log.warning("HTML part rejected (%s); sending plain text", error.message)
-            plain = html.unescape(_TAG.sub("", part))
-            for piece_index, piece in enumerate(split_plain(plain, CLASSIC_LIMIT)):
-                sent.append(
-                    await _send_classic(
-                        bot, target, piece, None, edit_id if piece_index == 0 else None
-                    )
-                )
-    return sent
+                delivery.sent += 1
+                return
+            if formatted and not _edit_target_gone(error):
+                sending.edit_id = edit  # the plainer format edits the placeholder again
+                raise
+            log.warning("final edit in chat %s refused (%s); sending anew", target.chat_id, error)
+        except TelegramAPIError as error:
+            log.warning("final edit in chat %s failed (%s); sending anew", target.chat_id, error)
+        delivery.placeholder_stale = True
+    try:
+        if rich is not None:
+            await bot.send_rich_message(
+                chat_id=target.chat_id,
+                rich_message=rich,
+                message_thread_id=target.thread_id,
+                reply_parameters=_reply_params(target),
+            )
+        else:
+            await _send_classic(bot, target, text, parse_mode, None)
+    except TelegramBadRequest as error:
+        if formatted:
+            raise
+        log.warning("answer part not delivered to chat %s: %s", target.chat_id, error)
+        delivery.failed += 1
+        return
+    except TelegramAPIError as error:
+        log.warning("answer part not delivered to chat %s: %s", target.chat_id, error)
+        delivery.failed += 1
+        return
+    delivery.sent += 1
+
+
+async def _clear_placeholder(bot: Bot, target: Target, message_id: int, *, answered: bool) -> None:
+    """A placeholder the answer could not be edited into must not keep its Stop button.
+
+    When the answer went out as a new message the placeholder (a stale partial text) is
+    deleted; otherwise it stays, without the button, beside the notice that follows.
+    """
+    if answered:
+        try:
+            await bot.delete_message(target.chat_id, message_id)
+            return
+        except TelegramAPIError as error:
+            log.info("stale placeholder in chat %s not deleted: %s", target.chat_id, error)
+    try:
+        await bot.edit_message_reply_markup(
+            chat_id=target.chat_id, message_id=message_id, reply_markup=_NO_KEYBOARD
+        )
+    except TelegramAPIError as error:
+        log.warning("Stop button in chat %s not removed: %s", target.chat_id, error)
+
+
+async def tell(bot: Bot, target: Target, text: str) -> bool:
+    """A short notice (HTML) to the chat; False, logged, when even that cannot be sent."""
+    try:
+        await bot.send_message(
+            target.chat_id,
+            text,
+            message_thread_id=target.thread_id,
+            reply_parameters=_reply_params(target),
+        )
+    except TelegramAPIError as error:
+        log.warning("notice not delivered to chat %s: %s", target.chat_id, error)
+        return False
+    return True
 
 
 async def _send_classic(

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import io
+
 from aiogram import Bot
 from aiogram.exceptions import TelegramBadRequest
 
@@ -21,6 +23,6 @@ async def download(bot: Bot, file_id: str, size: int | None) -> bytes:
         if "too big" in error.message:
             raise FileTooBig from error
         raise
-    if buffer is None:  # only when a destination is given; kept for the type checker
+    if not isinstance(buffer, io.BytesIO):  # only when a destination is given
         return b""
-    return buffer.getvalue()  # type: ignore[attr-defined]
+    return buffer.getvalue()

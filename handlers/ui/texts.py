@@ -89,6 +89,11 @@ _TEXTS: Final = MappingProxyType(
             "ru": "⏳ Сейчас много запросов — вы {position}-й в очереди.",
         },
         "thinking": {"en": "…", "ru": "…"},
+        # Before the first answer replayed after a crash or a restart, once per chat.
+        "restart_note": {
+            "en": "🔄 The bot has restarted and is answering again.",
+            "ru": "🔄 Бот перезапустился и снова отвечает.",
+        },
         "stop_button": {"en": "⏹ Stop", "ru": "⏹ Стоп"},
         "stop_not_yours": {
             "en": "Only the person who asked can stop this answer.",
@@ -497,6 +502,30 @@ _TEXTS: Final = MappingProxyType(
         "lang_ask": {"en": "Choose the language:", "ru": "Выберите язык:"},
         "lang_set": {"en": "✅ Language: English", "ru": "✅ Язык: русский"},
         "lang_auto": {"en": "Auto (from Telegram)", "ru": "Авто (как в Telegram)"},
+        # Delivery: Telegram did not take a message that carried an answer.
+        "answer_undelivered": {
+            "en": "⚠️ Telegram did not accept my answer, so it could not be delivered. "
+            "Please ask again.",
+            "ru": "⚠️ Telegram не принял мой ответ, и он не дошёл. Пожалуйста, спросите ещё раз.",
+        },
+        "answer_partly_delivered": {
+            "en": "⚠️ Part of the answer could not be delivered. "
+            "Ask me to repeat it if you need it.",
+            "ru": "⚠️ Часть ответа не удалось доставить. Попросите повторить, если она нужна.",
+        },
+        "image_undelivered": {
+            "en": "⚠️ The picture is ready, but Telegram did not accept it. Please try again.",
+            "ru": "⚠️ Картинка готова, но Telegram её не принял. Попробуйте ещё раз.",
+        },
+        "video_undelivered": {
+            "en": "⚠️ The video is ready, but Telegram did not accept it. Please try again.",
+            "ru": "⚠️ Видео готово, но Telegram его не принял. Попробуйте ещё раз.",
+        },
+        # Callbacks: a forged button, or one whose reply, menu or page no longer exists.
+        "button_expired": {
+            "en": "This button has expired.",
+            "ru": "Эта кнопка устарела.",
+        },
     }
 )
 

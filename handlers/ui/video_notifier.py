@@ -6,7 +6,6 @@ everything it needs is in the stored job (chat, message id, language).
 
 from __future__ import annotations
 
-import contextlib
 import html
 import logging
 
@@ -67,11 +66,22 @@ class TelegramVideoNotifier:
             )
             await self._edit(job, t(job.lang, "video_done"))
         except (TelegramAPIError, ValueError) as error:
-            log.info("video %s not uploaded (%s); sending a link", job.id, error)
-            text = t(job.lang, "video_link", url=html.escape(job.url or ""))
-            if not await self._edit(job, text):
-                with contextlib.suppress(TelegramAPIError):
-                    await self._bot.send_message(job.chat_id, text, message_thread_id=job.thread_id)
+            log.warning("video %s not uploaded to chat %s: %s", job.id, job.chat_id, error)
+            # A link still delivers the video; without one the user at least knows.
+            if job.url:
+                text = t(job.lang, "video_link", url=html.escape(job.url))
+            else:
+                text = t(job.lang, "video_undelivered")
+            await self._tell(job, text)
+
+    async def _tell(self, job: VideoJob, text: str) -> None:
+        """In the progress message, or as a message of its own when that cannot be edited."""
+        if await self._edit(job, text):
+            return
+        try:
+            await self._bot.send_message(job.chat_id, text, message_thread_id=job.thread_id)
+        except TelegramAPIError as error:
+            log.warning("video %s: the user could not be told (%s)", job.id, error)
 
     async def failed(self, job: VideoJob) -> None:
         if job.state == "TIMEOUT":
@@ -82,9 +92,7 @@ class TelegramVideoNotifier:
         else:
             # Other errors carry internal or account details: keep them out of the chat.
             text = t(job.lang, "video_failed", reason=t(job.lang, "unknown_reason"))
-        if not await self._edit(job, text):
-            with contextlib.suppress(TelegramAPIError):
-                await self._bot.send_message(job.chat_id, text, message_thread_id=job.thread_id)
+        await self._tell(job, text)
 
 
 def _caption(prompt: str) -> str:

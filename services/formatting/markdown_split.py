@@ -348,7 +348,7 @@ def _plan_continuations(
             continue
         # Keep quote markers; list markers become spaces so the re-opened fence stays in place.
         prefix = "".join(ch if ch == ">" or ch.isspace() else " " for ch in opener[:col])
-        head = prefix + opener[col:]
+        opener_line = prefix + opener[col:]
         close = prefix + tok.markup
         closed = end - 1 > open_line and _is_closing(lines[end - 1], tok.markup)
         content_end = min(end - 1 if closed else end, last)
@@ -356,10 +356,10 @@ def _plan_continuations(
         if closed:
             plan.closers.add(end - 1)
             close_size = max(close_size, utf16_len(lines[end - 1].rstrip()))
-        head_size = utf16_len(head)
+        head_size = utf16_len(opener_line)
         if head_size + close_size + 2 > budget:
             continue  # a huge info string: better a plain line split than parts of overhead
-        reopen = _Reopen([head], head_size, close, close_size)
+        reopen = _Reopen([opener_line], head_size, close, close_size)
         for i in range(open_line + 1, content_end):
             plan.reopen[i] = reopen
         if open_line + 1 < content_end:

@@ -3,12 +3,18 @@
 When the upstream is down, sending every user's request into it only lengthens its recovery and
 makes each user wait for the retries; an open breaker fails fast instead. After `cooldown` one
 probe request is let through: its success closes the breaker, its failure re-opens it.
+
+It judges the service, not one request: callers report each request once (not each attempt),
+with the key of whoever sent it. The breaker opens only when the failures since the last
+success come from at least `min_keys` different keys, so one user repeating a question the
+upstream chokes on (a 5xx on that input only) cannot shut the bot for everyone; any success
+resets the count. A failure without a key counts as a key of its own.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Hashable
 
 from services.llm.errors import CircuitOpen
 
@@ -25,10 +31,18 @@ class CircuitBreaker:
         failure_threshold: int = 8,
         cooldown: float = 30.0,
         clock: Callable[[], float] = time.monotonic,
+        *,
+        min_keys: int = 2,
     ) -> None:
         if failure_threshold < 1:
             raise ValueError("failure_threshold must be at least 1")
+        if min_keys < 1:
+            raise ValueError("min_keys must be at least 1")
         self._threshold = failure_threshold
+        # A threshold below min_keys asks for a breaker that opens sooner: it wins.
+        self._min_keys = min(min_keys, failure_threshold)
+        # Distinct keys among the failures since the last success; kept only up to min_keys.
+        self._keys: set[Hashable] = set()
         self._cooldown = cooldown
         self._clock = clock
         self._failures = 0
@@ -66,21 +80,26 @@ class CircuitBreaker:
             )
         self._probe_at = now
 
-    def record_success(self) -> None:
+    def record_success(self, key: Hashable = None) -> None:
+        """A request got an answer (any key's success shows the service works)."""
         self._failures = 0
+        self._keys.clear()
         self._opened_at = None
         self._probe_at = None
 
-    def record_failure(self) -> None:
-        """Count an upstream-health failure (5xx, 429, timeout, network error)."""
+    def record_failure(self, key: Hashable = None) -> None:
+        """Count a request that failed for upstream-health reasons (5xx, 429, timeout,
+        network error) after its retries; `key` says whose request it was."""
         self._failures += 1
+        if len(self._keys) < self._min_keys:
+            self._keys.add(object() if key is None else key)
         if self._opened_at is not None:
             # A failed probe (or a straggler from before opening) restarts the cooldown.
             if self._probe_at is not None:
                 self._opened_at = self._clock()
                 self._probe_at = None
             return
-        if self._failures >= self._threshold:
+        if self._failures >= self._threshold and len(self._keys) >= self._min_keys:
             self._opened_at = self._clock()
             self._probe_at = None
 

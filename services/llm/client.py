@@ -8,6 +8,10 @@ read outside the retry loop, where any break is a StreamInterrupted.
 
 The hot path (one SSE chunk) is: a line split from the raw bytes, one `json.loads`, a few dict
 lookups, one small frozen dataclass — no logging, no copies.
+
+A 200 answer that is not an event stream or JSON (a proxy's HTML page), invalid JSON, an
+endless line or a body that stalls between lines is a failure that is not retried: the
+request may have been paid for, and a gateway answering garbage once usually does again.
 """
 
 from __future__ import annotations
@@ -15,7 +19,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Hashable
+from collections.abc import AsyncGenerator, Awaitable, Callable, Hashable
 from typing import Any
 
 import httpx
@@ -24,8 +28,8 @@ from services.llm.breaker import CircuitBreaker
 from services.llm.errors import StreamInterrupted
 from services.llm.limiter import FairRateLimiter
 from services.llm.retry import RetryPolicy
-from services.llm.sse import DONE, iter_sse_data
-from services.llm.transport import Failure, UpstreamTransport, is_health_failure
+from services.llm.sse import DONE, MAX_LINE, SSELineTooLong, SSEStalled, iter_sse_data
+from services.llm.transport import Failure, UpstreamTransport, is_health_failure, request_id_of
 from services.llm.types import (
     ModelInfo,
     StreamChunk,
@@ -38,9 +42,11 @@ __all__ = ["LLMClient"]
 
 
 class _StreamState:
-    __slots__ = ("done", "failure", "finish", "usage")
+    __slots__ = ("attempt", "done", "events", "failure", "finish", "usage")
 
-    def __init__(self) -> None:
+    def __init__(self, attempt: int = 1) -> None:
+        self.attempt = attempt  # which attempt opened the stream (for the log)
+        self.events = 0  # SSE payloads seen
         self.done = False  # [DONE] seen
         self.failure: Failure | None = None
         self.finish: str | None = None
@@ -86,6 +92,9 @@ class LLMClient:
         retry: RetryPolicy = RetryPolicy(),  # noqa: B008 - frozen dataclass, safe as a default
         app_title: str | None = None,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        deadline: float | None = None,
+        stream_gap: float | None = None,
+        max_line: int = MAX_LINE,
     ) -> None:
         self._t = UpstreamTransport(
             http,
@@ -96,9 +105,13 @@ class LLMClient:
             retry=retry,
             app_title=app_title,
             sleep=sleep,
+            deadline=deadline,
         )
         self._http = http
         self._breaker = breaker
+        # The longest wait for a complete SSE line (see iter_sse_data), and its longest length.
+        self._stream_gap = stream_gap
+        self._max_line = max_line
         # Parsed once: httpx re-parses (and IP-checks) a str URL on every request.
         self._chat_url = httpx.URL(self._t.url("chat/completions"))
         # The streamed request is built once per attempt from these, not through the
@@ -123,11 +136,20 @@ class LLMClient:
         """A stream request answered with one JSON body: an error with status 200, or a whole
         non-streamed completion (some gateways do either)."""
         try:
-            obj = json.loads(await response.aread())
-        except (ValueError, httpx.RequestError) as exc:
+            raw = await response.aread()
+        except httpx.RequestError as exc:
             return self._t.network_failure(exc)
+        try:
+            obj = json.loads(raw)
+        except ValueError as exc:
+            failure = self._t.malformed(
+                f"malformed JSON reply: {raw[:200].decode('utf-8', 'replace')!r}",
+                response.status_code,
+            )
+            failure.error.__cause__ = exc
+            return failure
         if not isinstance(obj, dict):
-            return self._t.network_failure(ValueError("malformed JSON reply"))
+            return self._t.malformed("malformed JSON reply: not an object", response.status_code)
         if obj.get("error"):
             return self._t.body_failure(obj["error"])
         text, finish = "", None
@@ -144,6 +166,7 @@ class LLMClient:
 
     def _on_data(self, data: str, state: _StreamState) -> str | None:
         """Digest one SSE payload; return its text delta (or None) and update `state`."""
+        state.events += 1
         if data == DONE:
             state.done = True
             return None
@@ -153,9 +176,7 @@ class LLMClient:
             if data.strip() == DONE:
                 state.done = True
             else:
-                state.failure = self._t.network_failure(
-                    ValueError(f"malformed SSE data: {data[:200]!r}")
-                )
+                state.failure = self._t.malformed(f"malformed SSE data: {data[:200]!r}")
             return None
         if type(obj) is not dict:
             return None
@@ -198,7 +219,17 @@ class LLMClient:
             usage = parse_usage(state.usage, credits)
         return StreamChunk("", usage, state.finish)
 
-    async def _open_stream(self, body: bytes) -> _Opened | Failure:
+    def _stream_failure(self, exc: Exception) -> Failure:
+        """What a broken read of the event stream means."""
+        if isinstance(exc, SSELineTooLong):
+            failure = self._t.malformed(f"protocol error: {exc}")
+            failure.error.__cause__ = exc
+            return failure
+        if isinstance(exc, SSEStalled):
+            return self._t.stalled(self._stream_gap or 0.0)
+        return self._t.network_failure(exc)
+
+    async def _open_stream(self, body: bytes, attempt: int = 1) -> _Opened | Failure:
         """One attempt: send, then read up to the first text delta (or the end)."""
         request = httpx.Request(
             "POST",
@@ -216,13 +247,27 @@ class LLMClient:
         try:
             if not response.is_success:
                 return await self._t.status_failure(response)
-            if "json" in response.headers.get("content-type", ""):
-                return await self._json_reply(response)
-            state = _StreamState()
+            content_type = response.headers.get("content-type", "").lower()
+            if "json" in content_type:
+                outcome = await self._json_reply(response)
+                if isinstance(outcome, Failure) and outcome.request_id is None:
+                    outcome.request_id = request_id_of(response.headers)
+                return outcome
+            if content_type and "event-stream" not in content_type:
+                # An HTML login page, a proxy's notice: not an answer, and not worth paying
+                # for again. The content type only is kept; the page may be huge.
+                failure = self._t.malformed(
+                    f"unexpected content type {content_type[:100]!r}", response.status_code
+                )
+                failure.request_id = request_id_of(response.headers)
+                return failure
+            state = _StreamState(attempt)
             # A server that compresses anyway is decoded by httpx; otherwise bytes go as read.
             encoded = "content-encoding" in response.headers
             chunks = response.aiter_bytes() if encoded else response.aiter_raw()
-            events = iter_sse_data(chunks, stop_at_done=False)
+            events = iter_sse_data(
+                chunks, stop_at_done=False, max_line=self._max_line, gap=self._stream_gap
+            )
             try:
                 async for data in events:
                     if state.done:
@@ -233,10 +278,14 @@ class LLMClient:
                         return _Opened(text, response=response, events=events, state=state)
                     if state.failure is not None:
                         break
-            except httpx.RequestError as exc:
-                state.failure = self._t.network_failure(exc)
+            except (httpx.RequestError, SSELineTooLong, SSEStalled) as exc:
+                state.failure = self._stream_failure(exc)
+            if state.failure is None and state.events == 0 and not content_type:
+                # No content type and not a single event: whatever it was, it was no stream.
+                state.failure = self._t.malformed("an answer without any event")
             ending = self._ending(response, state)
             if isinstance(ending, Failure):
+                ending.request_id = ending.request_id or request_id_of(response.headers)
                 return ending
             return _Opened("", final=ending)
         except BaseException:
@@ -261,7 +310,7 @@ class LLMClient:
         temperature: float | None = None,
         user_key: Hashable = None,
         on_wait: Callable[[int], Awaitable[None]] | None = None,
-    ) -> AsyncIterator[StreamChunk]:
+    ) -> AsyncGenerator[StreamChunk, None]:
         """Stream an answer as StreamChunks; the last one carries usage and finish_reason.
 
         Use `contextlib.aclosing()` (or cancel the consuming task) to stop early: the HTTP
@@ -279,8 +328,15 @@ class LLMClient:
             payload["temperature"] = temperature
         # Encoded once: retries resend the same bytes.
         body = json.dumps(payload, ensure_ascii=False).encode()
+        attempts = 0
+
+        def attempt() -> Awaitable[_Opened | Failure]:
+            nonlocal attempts
+            attempts += 1
+            return self._open_stream(body, attempts)
+
         opened = await self._t.run(
-            lambda: self._open_stream(body), paced=True, user_key=user_key, on_wait=on_wait
+            attempt, paced=True, user_key=user_key, on_wait=on_wait, model=model
         )
         response, events, state = opened.response, opened.events, opened.state
         if response is None or events is None or state is None:
@@ -300,13 +356,17 @@ class LLMClient:
                         yield StreamChunk(text)
                     elif state.failure is not None:
                         break
-            except httpx.RequestError as exc:
-                state.failure = self._t.network_failure(exc)
+            except (httpx.RequestError, SSELineTooLong, SSEStalled) as exc:
+                state.failure = self._stream_failure(exc)
             ending = self._ending(response, state)
             if isinstance(ending, Failure):
                 error = ending.error
+                ending.request_id = ending.request_id or request_id_of(response.headers)
+                self._t.log_failure(
+                    ending, model=model, attempt=state.attempt, retrying=False, stage="stream"
+                )
                 if is_health_failure(error):
-                    self._breaker.record_failure()
+                    self._breaker.record_failure(user_key)
                 raise StreamInterrupted(
                     error.status, error.detail or type(error).__name__
                 ) from error

@@ -194,6 +194,7 @@ class MediaClient:
         retry: RetryPolicy = RetryPolicy(),  # noqa: B008 - frozen dataclass, safe as a default
         app_title: str | None = None,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        deadline: float | None = None,
     ) -> None:
         self._t = UpstreamTransport(
             http,
@@ -204,6 +205,7 @@ class MediaClient:
             retry=retry,
             app_title=app_title,
             sleep=sleep,
+            deadline=deadline,
         )
         self._origin = _origin(httpx.URL(self._t.base_url))
 
@@ -250,6 +252,7 @@ class MediaClient:
             parse,
             paced=True,
             user_key=user_key,
+            model=model,
             files={"file": (filename, audio, mime)},
             data=form,
         )
@@ -299,12 +302,13 @@ class MediaClient:
                         return audio
             return t.malformed(f"speech answer without audio: {body[:200]!r}")
 
-        result = await t.request(
+        result: bytes | str = await t.request(
             "POST",
             t.url("audio/speech"),
             parse,
             paced=True,
             user_key=user_key,
+            model=model,
             headers=t.json_headers,
             content=json.dumps(payload, ensure_ascii=False).encode(),
             max_bytes=MAX_SPEECH_BYTES,
@@ -347,6 +351,7 @@ class MediaClient:
             parse,
             paced=True,
             user_key=user_key,
+            model=model,
             headers=t.json_headers,
             content=json.dumps(payload, ensure_ascii=False).encode(),
         )
@@ -388,6 +393,7 @@ class MediaClient:
             parse,
             paced=True,
             user_key=user_key,
+            model=model,
             headers=t.json_headers,
             content=json.dumps(payload, ensure_ascii=False).encode(),
         )

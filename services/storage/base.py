@@ -173,6 +173,16 @@ class BotStatistics:
     top_models: tuple[ModelUse, ...]  # last 30 days, most requests first, at most 5
 
 
+@dataclass(frozen=True, slots=True)
+class JournalEntry:
+    """An incoming update recorded before it was handled and not finished since."""
+
+    update_id: int
+    payload: str | None  # the update's JSON (message updates); None: nothing to replay
+    replays: int  # start-up replays so far; an update is replayed at most once
+    created_at: float  # unix time it was recorded
+
+
 @runtime_checkable
 class Storage(Protocol):
     async def connect(self) -> None:
@@ -315,4 +325,41 @@ class Storage(Protocol):
     async def bot_statistics(self, now: float) -> BotStatistics:
         """Figures relative to ``now`` (unix time). May take a while on a big database; a
         backend should run it without holding up the chat's own queries."""
+        ...
+
+    # ------------------------------------------------------------------------ update journal
+
+    async def journal_record(self, update_id: int, payload: str | None) -> bool:
+        """Record an incoming update, unfinished (created_at = now); False if its id is
+        recorded already (a duplicate delivery). Atomic: of two calls for one id, one wins."""
+        ...
+
+    async def journal_finish(self, update_id: int) -> None:
+        """Mark the update handled (finished_at = now) and drop its payload; the id stays
+        for dedupe until pruned."""
+        ...
+
+    async def journal_reset_replays(self, update_id: int) -> None:
+        """Set an unfinished update's replay count back to 0 (put off by a clean shutdown)."""
+        ...
+
+    async def journal_unfinished(self) -> list[JournalEntry]:
+        """Every unfinished update, in update_id order."""
+        ...
+
+    async def journal_begin_replay(self, update_id: int) -> bool:
+        """Count a replay of an unfinished update that was never replayed; False otherwise."""
+        ...
+
+    async def journal_prune(self, finished_before: float, limit: int) -> int:
+        """Delete up to ``limit`` rows finished before ``finished_before``; how many went."""
+        ...
+
+    # ------------------------------------------------------------- answers: delivery marks
+
+    async def set_answer_status(self, conversation_id: int, content: str, status: str) -> bool:
+        """Set ``status`` on the newest assistant message of the conversation whose content is
+        exactly ``content`` (e.g. "undelivered" when Telegram never took the final message).
+        False when there is no such message. Only runs after a failed delivery, so it needs
+        no index of its own."""
         ...

@@ -172,6 +172,36 @@ MIGRATIONS: tuple[Migration, ...] = (
             "CREATE INDEX usage_records_time_user_idx ON usage_records (created_at, user_id)",
         ),
     ),
+    Migration(
+        version=4,
+        description="update journal: dedupe by update id, replay after a crash",
+        statements=(
+            # One row per incoming Telegram update, written before it is handled. payload is the
+            # update's JSON for message updates (replayed after a crash) and NULL otherwise; it
+            # is dropped when the update is finished, so users' texts do not linger here.
+            # replays counts start-up replays: an update is replayed once, never twice.
+            """
+            CREATE TABLE update_journal (
+                update_id   INTEGER PRIMARY KEY,
+                payload     TEXT,
+                replays     INTEGER NOT NULL DEFAULT 0,
+                created_at  REAL NOT NULL,
+                finished_at REAL
+            )
+            """,
+            # Start-up reads the unfinished rows only, a handful among a day of finished ones.
+            # Queries must repeat this exact WHERE clause for SQLite to match the index.
+            """
+            CREATE INDEX update_journal_unfinished_idx ON update_journal (update_id)
+            WHERE finished_at IS NULL
+            """,
+            # Pruning deletes the oldest finished rows by a range of this index.
+            """
+            CREATE INDEX update_journal_finished_idx ON update_journal (finished_at)
+            WHERE finished_at IS NOT NULL
+            """,
+        ),
+    ),
 )
 
 SCHEMA_VERSION: int = MIGRATIONS[-1].version

@@ -43,6 +43,7 @@ from .base import (
     VIDEO_JOB_UPDATE_FIELDS,
     BotStatistics,
     Broadcast,
+    JournalEntry,
     ModelUse,
     StoredMessage,
     UsageRecord,
@@ -200,6 +201,39 @@ _TOP_MODELS = 5
 _SQL_TOP_MODELS = f"""
 SELECT model, COUNT(*) AS requests FROM usage_records WHERE created_at >= ?
 GROUP BY model ORDER BY requests DESC, model LIMIT {_TOP_MODELS}
+"""
+
+# ----------------------------------------------------------------------------- update journal
+# Each is one statement (see the module docstring). The id is the primary key, so recording an
+# update and detecting a duplicate are the same atomic INSERT.
+_SQL_JOURNAL_RECORD = """
+INSERT INTO update_journal (update_id, payload, created_at) VALUES (?, ?, ?)
+ON CONFLICT (update_id) DO NOTHING
+RETURNING update_id
+"""
+_SQL_JOURNAL_FINISH = (
+    "UPDATE update_journal SET finished_at = ?, payload = NULL "
+    "WHERE update_id = ? AND finished_at IS NULL"
+)
+_SQL_JOURNAL_RESET_REPLAYS = (
+    "UPDATE update_journal SET replays = 0 WHERE update_id = ? AND finished_at IS NULL"
+)
+# Must be the exact text of the partial index's WHERE clause (migration 4).
+_SQL_JOURNAL_UNFINISHED = (
+    "SELECT update_id, payload, replays, created_at FROM update_journal "
+    "WHERE finished_at IS NULL ORDER BY update_id"
+)
+_SQL_JOURNAL_BEGIN_REPLAY = """
+UPDATE update_journal SET replays = replays + 1
+WHERE update_id = ? AND finished_at IS NULL AND replays = 0
+RETURNING update_id
+"""
+# In bounded batches, so a day of rows never holds the database's one worker thread for long.
+_SQL_JOURNAL_PRUNE = """
+DELETE FROM update_journal WHERE update_id IN (
+    SELECT update_id FROM update_journal
+    WHERE finished_at IS NOT NULL AND finished_at < ? LIMIT ?
+)
 """
 
 
@@ -766,3 +800,51 @@ class SQLiteStorage:
             credits_month=float(credits_month),
             top_models=tuple(ModelUse(str(model), int(count)) for model, count in top),
         )
+
+    # ------------------------------------------------------------- answers: delivery marks
+
+    async def set_answer_status(self, conversation_id: int, content: str, status: str) -> bool:
+        # The conversation's messages are found through messages_conversation_idx; comparing
+        # their content only happens on this rare path (a failed delivery).
+        rows = list(
+            await self._conn.execute_fetchall(
+                "UPDATE messages SET status = ? WHERE id = ("
+                "SELECT id FROM messages WHERE conversation_id = ? AND role = 'assistant' "
+                "AND content = ? ORDER BY id DESC LIMIT 1) RETURNING id",
+                (status, conversation_id, content),
+            )
+        )
+        return bool(rows)
+
+    # ------------------------------------------------------------------------ update journal
+
+    async def journal_record(self, update_id: int, payload: str | None) -> bool:
+        rows = list(
+            await self._conn.execute_fetchall(
+                _SQL_JOURNAL_RECORD, (update_id, payload, self._clock())
+            )
+        )
+        return bool(rows)
+
+    async def journal_finish(self, update_id: int) -> None:
+        await self._conn.execute_fetchall(_SQL_JOURNAL_FINISH, (self._clock(), update_id))
+
+    async def journal_reset_replays(self, update_id: int) -> None:
+        await self._conn.execute_fetchall(_SQL_JOURNAL_RESET_REPLAYS, (update_id,))
+
+    async def journal_unfinished(self) -> list[JournalEntry]:
+        rows = await self._conn.execute_fetchall(_SQL_JOURNAL_UNFINISHED)
+        return [
+            JournalEntry(int(update_id), payload, int(replays), float(created))
+            for update_id, payload, replays, created in rows
+        ]
+
+    async def journal_begin_replay(self, update_id: int) -> bool:
+        rows = list(await self._conn.execute_fetchall(_SQL_JOURNAL_BEGIN_REPLAY, (update_id,)))
+        return bool(rows)
+
+    async def journal_prune(self, finished_before: float, limit: int) -> int:
+        if limit <= 0:
+            return 0  # SQLite treats a negative LIMIT as "no limit"
+        async with self._conn.execute(_SQL_JOURNAL_PRUNE, (finished_before, limit)) as cursor:
+            return max(0, cursor.rowcount)

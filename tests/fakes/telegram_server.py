@@ -440,6 +440,10 @@ class Call:
     files: dict[str, tuple[str, bytes]]  # multipart file parts: part name -> (filename, content)
     at: float  # time.monotonic() when received
     response: Any = None  # the {"ok": ...} body that was answered
+    # drop_next(): the connection was closed without an answer. `response` is None when the
+    # call was not carried out, the body that was lost on the way back when it was.
+    dropped: bool = False
+    peer: tuple[str, int] | None = None  # the client's address: one per connection it used
 
     @property
     def ok(self) -> bool:
@@ -494,6 +498,13 @@ class _Fault:
     error: ApiError
     times: int
     chat_id: int | None
+
+
+@dataclass(slots=True)
+class _Drop:
+    times: int
+    chat_id: int | None
+    after_processing: bool
 
 
 @dataclass(slots=True)
@@ -732,8 +743,11 @@ class FakeTelegram:
 
     def _init_state(self) -> None:
         self._updates: deque[dict[str, Any]] = deque()
+        # deliver_again(): updates served once more whatever the poller's offset says.
+        self._again: deque[dict[str, Any]] = deque()
         self._allowed_updates: frozenset[str] | None = None
         self._faults: dict[str, list[_Fault]] = {}
+        self._drops: dict[str, list[_Drop]] = {}
         self._rejected: dict[str, ApiError] = {}
         self._global_rate: _RateWindow | None = None
         self._per_chat_rate: float | None = None
@@ -885,6 +899,13 @@ class FakeTelegram:
             self._updates.append(update)
             self._updates_event.set()
         return update
+
+    def deliver_again(self, update: dict[str, Any]) -> None:
+        """Deliver an update once more with its own update_id, as Telegram does when the offset
+        that confirmed it never reached it: the next getUpdates returns it first even if the
+        poller's offset is already past it."""
+        self._again.append(update)
+        self._updates_event.set()
 
     def send_message(
         self,
@@ -1126,6 +1147,21 @@ class FakeTelegram:
         fault = _Fault(ApiError(status, description, retry_after), times, chat_id)
         self._faults.setdefault(self._canonical(method), []).append(fault)
 
+    def drop_next(
+        self,
+        method: str,
+        *,
+        times: int = 1,
+        chat_id: int | None = None,
+        after_processing: bool = False,
+    ) -> None:
+        """Close the connection of the next `times` calls of `method` (only for `chat_id` if
+        given) without any HTTP response. With `after_processing` the call is carried out first
+        (a message really is sent and stored: the answer was lost on the way back); otherwise
+        nothing happens. Such calls are recorded with `dropped=True`."""
+        drop = _Drop(times, chat_id, after_processing)
+        self._drops.setdefault(self._canonical(method), []).append(drop)
+
     def reject_method(
         self, method: str, *, status: int = 400, description: str = "Bad Request: ..."
     ) -> None:
@@ -1151,6 +1187,23 @@ class FakeTelegram:
     def _canonical(self, method: str) -> str:
         entry = self._handlers.get(method.lower())
         return entry[0] if entry else method
+
+    def _injected_drop(self, method: str, params: dict[str, Any]) -> _Drop | None:
+        drops = self._drops.get(method)
+        if not drops:
+            return None
+        for index, drop in enumerate(drops):
+            if drop.chat_id is not None:
+                try:
+                    if int(params.get("chat_id", "")) != drop.chat_id:
+                        continue
+                except (TypeError, ValueError):
+                    continue
+            drop.times -= 1
+            if drop.times <= 0:
+                del drops[index]
+            return drop
+        return None
 
     def _injected_fault(self, method: str, params: dict[str, Any]) -> ApiError | None:
         rejected = self._rejected.get(method)
@@ -1259,12 +1312,18 @@ class FakeTelegram:
             params, files = {}, {}
         entry = self._handlers.get(method.lower())
         call = Call(entry[0] if entry else method, params, files, at)
+        if request.transport is not None:
+            call.peer = request.transport.get_extra_info("peername")
+        drop: _Drop | None = None
         try:
             if request.match_info["token"] != self.token:
                 raise ApiError(401, "Unauthorized")
             if entry is None:
                 raise ApiError(404, "Not Found: method not found")
             name, handler = entry
+            drop = self._injected_drop(name, params)
+            if drop is not None and not drop.after_processing:
+                return await self._drop_connection(request, call)
             fault = self._injected_fault(name, params)
             if fault is not None:
                 raise fault
@@ -1289,6 +1348,8 @@ class FakeTelegram:
             }
             status = 500
         call.response = body
+        if drop is not None:
+            return await self._drop_connection(request, call)
         self.calls.append(call)
         if self._call_waiters:
             async with self._cond:
@@ -1298,6 +1359,20 @@ class FakeTelegram:
             status=status,
             content_type="application/json",
         )
+
+    async def _drop_connection(self, request: web.Request, call: Call) -> web.Response:
+        call.dropped = True
+        self.calls.append(call)
+        if self._call_waiters:
+            async with self._cond:
+                self._cond.notify_all()
+        # Close at once, before any byte of the answer: the client sees the connection end
+        # with no status line, as after a network failure or a crash between the two.
+        transport = request.transport
+        if transport is not None:
+            transport.abort()
+        # aiohttp writes this to the aborted transport, which discards it.
+        return web.Response(status=204)
 
     async def _handle_download(self, request: web.Request) -> web.StreamResponse:
         stored = self._file_paths.get(request.match_info["path"])
@@ -1322,10 +1397,10 @@ class FakeTelegram:
         generation = self._poll_generation
         self._updates_event.set()
         # self._updates is re-read after every wait: reset() replaces the deque.
-        if not self._updates and timeout and not self._closing:
+        if not self._updates and not self._again and timeout and not self._closing:
             loop = asyncio.get_running_loop()
             deadline = loop.time() + timeout
-            while not self._updates and not self._closing:
+            while not self._updates and not self._again and not self._closing:
                 remaining = deadline - loop.time()
                 if remaining <= 0:
                     break
@@ -1339,7 +1414,8 @@ class FakeTelegram:
                     raise ApiError(409, CONFLICT)
         if generation != self._poll_generation:
             raise ApiError(409, CONFLICT)
-        return list(itertools.islice(self._updates, limit))
+        again = [self._again.popleft() for _ in range(min(limit, len(self._again)))]
+        return again + list(itertools.islice(self._updates, limit - len(again)))
 
     def _confirm(self, offset: int) -> None:
         updates = self._updates

@@ -7,7 +7,9 @@ transcriptions`` (multipart), ``/v1/audio/speech`` (a real WAV, or MP3 through f
 ``/v1/video/status`` (a job walking through ``video_steps``, ending in a real MP4),
 ``/v1/balance`` and ``/v1/files/<name>`` (the results the others link to). Every request is
 recorded as an :class:`UpstreamRequest`; faults (HTTP errors, broken streams, in-stream errors,
-a request-rate rule) are injected through methods on :class:`FakeUpstream`.
+a request-rate rule) are injected through methods on :class:`FakeUpstream`, and so is outright
+misbehaviour (``misbehave_next``: huge response headers, an endless SSE line, a body that
+drips a byte at a time; ``redirect_file``: a result link that redirects elsewhere).
 
 Disconnects are detected through aiohttp's ``handler_cancellation``: when the peer's socket
 closes, aiohttp cancels the handler task, so a handler sleeping between chunks wakes up at once
@@ -26,6 +28,7 @@ import copy
 import io
 import json as jsonlib
 import math
+import ssl
 import struct
 import sys
 import tempfile
@@ -255,9 +258,22 @@ class UpstreamRequest:
     form: dict[str, str] = field(default_factory=dict)  # multipart/urlencoded plain fields
     files: dict[str, bytes] = field(default_factory=dict, repr=False)  # multipart file parts
     filenames: dict[str, str] = field(default_factory=dict)  # multipart part → its filename
+    bytes_sent: int = 0  # body (or raw head) bytes written by a misbehaving answer
 
 
 _Handler = Callable[[UpstreamRequest], Awaitable[web.StreamResponse]]
+
+
+MISBEHAVIOURS = ("huge_headers", "endless_line", "drip")
+_RAW_PIECE = 64 * 1024
+
+
+@dataclass(slots=True)
+class _Misbehaviour:
+    kind: str
+    size: int
+    interval: float
+    remaining: int
 
 
 @dataclass(slots=True)
@@ -341,8 +357,11 @@ class FakeUpstream:
     ``rejected_429``, ``speech_inputs``, ``video_jobs``, ``video_polls``.
     """
 
-    def __init__(self, api_key: str = "test-key") -> None:
+    def __init__(
+        self, api_key: str = "test-key", *, ssl_context: ssl.SSLContext | None = None
+    ) -> None:
         self.api_key = api_key
+        self._ssl_context = ssl_context  # serve HTTPS with it (a test CA's certificate)
         self._runner: web.AppRunner | None = None
         self._port: int | None = None
         self._stopping = False
@@ -376,7 +395,7 @@ class FakeUpstream:
             app, access_log=None, handler_cancellation=True, shutdown_timeout=1.0
         )
         await runner.setup()
-        site = web.TCPSite(runner, "127.0.0.1", 0, backlog=2048)
+        site = web.TCPSite(runner, "127.0.0.1", 0, backlog=2048, ssl_context=self._ssl_context)
         await site.start()
         self._runner = runner
         self._port = runner.addresses[0][1]
@@ -405,7 +424,9 @@ class FakeUpstream:
     def url(self) -> str:
         if self._port is None:
             raise RuntimeError("FakeUpstream is not started")
-        return f"http://127.0.0.1:{self._port}/v1"
+        scheme = "https" if self._ssl_context is not None else "http"
+        host = "localhost" if self._ssl_context is not None else "127.0.0.1"
+        return f"{scheme}://{host}:{self._port}/v1"
 
     def reset(self) -> None:
         """Back to defaults: clears records, faults and behaviour overrides (api_key is kept)."""
@@ -419,6 +440,10 @@ class FakeUpstream:
         self.credits: str | None = "0.0123"
         self.rejected_429: int = 0
         self._faults: dict[str, deque[_Fault]] = {}
+        self._misbehaviours: dict[str, deque[_Misbehaviour]] = {}
+        self._redirects: dict[str, tuple[str, int]] = {}  # file name → (Location, status)
+        self._mirror: FakeUpstream | None = None  # result links redirect there
+        self._mirror_hops = 1
         self._breaks: deque[list[int]] = deque()  # [chunks, remaining times]
         self._stream_errors: deque[list[Any]] = deque()  # [message, remaining times]
         self._rps: float | None = None
@@ -522,6 +547,44 @@ class FakeUpstream:
             _Fault(status, body, dict(headers) if headers else None, times)
         )
 
+    def misbehave_next(
+        self,
+        kind: str,
+        *,
+        path: str = CHAT_PATH,
+        times: int = 1,
+        size: int = 8 * 1024 * 1024,
+        interval: float = 0.5,
+    ) -> None:
+        """The next `times` requests to `path` get a misbehaving answer (before any key check):
+
+        - ``huge_headers``: ``HTTP/1.1 200`` then `size` bytes of 4 KB header lines, written
+          raw, with no end of the head;
+        - ``endless_line``: a 200 event stream whose first line (``data: aaaa…``) runs for
+          `size` bytes without a newline;
+        - ``drip``: a 200 answer (an event stream on the chat path, JSON elsewhere) whose
+          body comes one byte every `interval` seconds, up to `size` bytes.
+
+        ``UpstreamRequest.bytes_sent`` counts what went out; a client that gives up is
+        marked ``disconnected``.
+        """
+        if kind not in MISBEHAVIOURS:
+            raise ValueError(f"unknown misbehaviour {kind!r}")
+        self._misbehaviours.setdefault(_normalize_path(path), deque()).append(
+            _Misbehaviour(kind, size, interval, times)
+        )
+
+    def redirect_file(self, name: str, location: str, *, status: int = 302) -> str:
+        """GET /v1/files/<name> answers `status` with `location`; returns the file's URL."""
+        self._redirects[name] = (location, status)
+        return self.file_url(name)
+
+    def mirror_results_to(self, other: FakeUpstream | None, *, hops: int = 1) -> None:
+        """Result links (images, speech, videos) redirect to `other` (another origin: a CDN),
+        which then serves the file: `hops` redirects in all, the last one to `other`."""
+        self._mirror = other
+        self._mirror_hops = hops
+
     def break_stream_after(self, chunks: int, *, times: int = 1) -> None:
         """The next `times` streams send `chunks` content chunks, then the TCP connection drops."""
         self._breaks.append([chunks, times])
@@ -552,6 +615,66 @@ class FakeUpstream:
         if fault.remaining <= 0:
             queue.popleft()
         return fault
+
+    def _take_misbehaviour(self, path: str) -> _Misbehaviour | None:
+        queue = self._misbehaviours.get(path)
+        if not queue:
+            return None
+        item = queue[0]
+        item.remaining -= 1
+        if item.remaining <= 0:
+            queue.popleft()
+        return item
+
+    async def _misbehave(
+        self, request: web.Request, rec: UpstreamRequest, how: _Misbehaviour
+    ) -> web.StreamResponse:
+        if how.kind == "huge_headers":
+            return await self._huge_headers(request, rec, how.size)
+        is_chat = rec.path == CHAT_PATH
+        headers = _SSE_HEADERS if is_chat else {"Content-Type": "application/json"}
+        resp = web.StreamResponse(status=200, headers=headers)
+        await resp.prepare(request)
+        try:
+            if how.kind == "endless_line":
+                piece = b"a" * _RAW_PIECE
+                await resp.write(b"data: ")
+                while rec.bytes_sent < how.size:
+                    await resp.write(piece)
+                    rec.bytes_sent += len(piece)
+            else:  # drip: a real answer's first bytes, one at a time
+                first = {"choices": [{"index": 0, "delta": {"content": "slow"}}]}
+                body = _sse(first) if is_chat else b'{"text": "' + b"x" * how.size
+                for byte in body[: how.size]:
+                    await resp.write(bytes((byte,)))
+                    rec.bytes_sent += 1
+                    await asyncio.sleep(how.interval)
+            await resp.write_eof()
+        except ConnectionResetError:  # the client gave up
+            self._mark_disconnected(rec)
+        return resp
+
+    async def _huge_headers(
+        self, request: web.Request, rec: UpstreamRequest, size: int
+    ) -> web.StreamResponse:
+        # Raw bytes through the connection's own writer (it waits while the client's reads
+        # lag): aiohttp would not send a head this large, nor leave it unfinished.
+        transport = request.transport
+        assert transport is not None
+        writer = request.writer
+        line = b"X-Filler: " + b"h" * 4086 + b"\r\n"
+        piece = line * (_RAW_PIECE // len(line))
+        try:
+            await writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n")
+            while rec.bytes_sent < size:
+                await writer.write(piece)
+                rec.bytes_sent += len(piece)
+        except ConnectionResetError:  # the client gave up
+            self._mark_disconnected(rec)
+        finally:
+            transport.close()
+        # Nothing more can be written on the closed transport; aiohttp drops this quietly.
+        return web.StreamResponse()
 
     @staticmethod
     def _take(queue: deque[list[Any]]) -> Any:
@@ -604,6 +727,14 @@ class FakeUpstream:
         fault = self._take_fault(rec.path)
         if fault is not None:
             return self._fault_response(rec, fault)
+        misbehaviour = self._take_misbehaviour(rec.path)
+        if misbehaviour is not None:
+            try:
+                return await self._misbehave(request, rec, misbehaviour)
+            except asyncio.CancelledError:
+                if not self._stopping:
+                    self._mark_disconnected(rec)
+                raise
 
         is_file = rec.path.startswith(FILES_PREFIX) and request.method in ("GET", "HEAD")
         if is_file and not self.files_require_auth:
@@ -1018,7 +1149,23 @@ class FakeUpstream:
         return self._json(rec, copy.deepcopy(self.balance_payload))
 
     def _serve_file(self, rec: UpstreamRequest) -> web.Response:
+        redirect = self._redirects.get(rec.path[len(FILES_PREFIX) :])
+        if redirect is not None:
+            location, status = redirect
+            rec.status = status
+            rec.completed = True
+            return web.Response(status=status, headers={"Location": location})
         found = self._files.get(rec.path[len(FILES_PREFIX) :])
+        if found is not None and self._mirror is not None:
+            name = rec.path[len(FILES_PREFIX) :]
+            hop = int(rec.query.get("hop", "0"))
+            if hop + 1 < self._mirror_hops:
+                location = f"{self.file_url(name)}?hop={hop + 1}"
+            else:
+                location = self._mirror.add_file(name, *found)
+            rec.status = 302
+            rec.completed = True
+            return web.Response(status=302, headers={"Location": location})
         if found is None:
             return self._error(rec, 404, f"File not found: {rec.path}")
         content, content_type = found

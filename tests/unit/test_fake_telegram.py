@@ -15,6 +15,7 @@ from aiogram.exceptions import (
     TelegramBadRequest,
     TelegramConflictError,
     TelegramForbiddenError,
+    TelegramNetworkError,
     TelegramRetryAfter,
 )
 from aiogram.types import (
@@ -686,3 +687,40 @@ async def test_allowed_updates_filter_my_chat_member(fake: FakeTelegram, bot: Bo
     fake.unblock_bot(USER, notify=True)
     [update] = await bot.get_updates(timeout=0)
     assert update.event_type == "my_chat_member"
+
+
+async def test_drop_next_closes_without_answer_and_does_nothing(
+    fake: FakeTelegram, bot: Bot
+) -> None:
+    fake.drop_next("sendMessage", times=2)
+
+    for _ in range(2):
+        with pytest.raises(TelegramNetworkError):
+            await bot.send_message(USER, "lost")
+    assert (await bot.send_message(USER, "third")).text == "third"
+    calls = fake.calls_of("sendMessage")
+    assert [(c.dropped, c.ok) for c in calls] == [(True, False), (True, False), (False, True)]
+    assert [m["text"] for m in fake.sent_messages(USER)] == ["third"]
+
+
+async def test_drop_next_after_processing_sends_but_loses_the_answer(
+    fake: FakeTelegram, bot: Bot
+) -> None:
+    fake.drop_next("sendMessage", after_processing=True)
+
+    with pytest.raises(TelegramNetworkError):
+        await bot.send_message(USER, "delivered anyway")
+    [call] = fake.calls_of("sendMessage")
+    assert call.dropped and call.ok
+    assert [m["text"] for m in fake.sent_messages(USER)] == ["delivered anyway"]
+
+
+async def test_drop_next_for_one_chat_only(fake: FakeTelegram, bot: Bot) -> None:
+    fake.drop_next("sendMessage", chat_id=USER)
+
+    await bot.send_message(USER + 1, "unaffected")
+    with pytest.raises(TelegramNetworkError):
+        await bot.send_message(USER, "lost")
+    await bot.send_message(USER, "recovered")
+    assert [m["text"] for m in fake.sent_messages(USER)] == ["recovered"]
+    assert [m["text"] for m in fake.sent_messages(USER + 1)] == ["unaffected"]

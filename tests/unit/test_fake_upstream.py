@@ -594,3 +594,27 @@ async def test_media_client_against_the_fake(upstream: FakeUpstream) -> None:
         upstream.balance_disabled = True
         with pytest.raises(BalanceUnavailable):
             await media.balance()
+
+
+# --- misbehaviour ------------------------------------------------------------------------------
+
+
+async def test_misbehaviours_and_redirects(
+    upstream: FakeUpstream, client: httpx.AsyncClient
+) -> None:
+    with pytest.raises(ValueError):
+        upstream.misbehave_next("explode")
+    upstream.misbehave_next("endless_line", size=256 * 1024)
+    body = (await client.post("/chat/completions", json={})).content
+    assert body.startswith(b"data: aaaa") and b"\n" not in body
+    assert upstream.requests[-1].bytes_sent == 256 * 1024
+    upstream.misbehave_next("drip", path="balance", interval=0.01, size=5)
+    assert (await client.get("/balance")).content == b'{"tex'
+    upstream.misbehave_next("huge_headers", size=1024 * 1024)
+    with pytest.raises(httpx.RemoteProtocolError):
+        await client.post("/chat/completions", json={})
+    upstream.add_file("b.txt", b"hello", "text/plain")
+    link = upstream.redirect_file("a.txt", upstream.file_url("b.txt"))
+    response = await client.get(link, follow_redirects=True)
+    assert response.content == b"hello"
+    assert [r.status for r in upstream.requests[-2:]] == [302, 200]

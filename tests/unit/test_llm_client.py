@@ -527,23 +527,59 @@ async def test_open_breaker_sends_nothing(make) -> None:
 
 
 async def test_upstream_failures_open_the_breaker(make) -> None:
+    # Counted per request (not per attempt), from more than one user.
     breaker = CircuitBreaker(failure_threshold=3, cooldown=60)
     h = make(error(502), breaker=breaker)
+    for user in (1, 2):
+        with pytest.raises(ServiceUnavailable):
+            await h.collect(user_key=user)
+    assert breaker.state == "closed"  # 2 requests (6 attempts): below the threshold
     with pytest.raises(ServiceUnavailable) as info:
-        await h.collect()
+        await h.collect(user_key=3)
     assert not isinstance(info.value, CircuitOpen)
     assert breaker.state == "open"
     with pytest.raises(CircuitOpen):
-        await h.collect()
-    assert len(h.upstream.requests) == 3
+        await h.collect(user_key=4)
+    assert len(h.upstream.requests) == 9
+
+
+async def test_one_users_failing_requests_do_not_open_the_breaker(make) -> None:
+    breaker = CircuitBreaker(failure_threshold=3, cooldown=60)
+    h = make(error(500), breaker=breaker)
+    for _ in range(5):
+        with pytest.raises(ServiceUnavailable) as info:
+            await h.collect(user_key=7)
+        assert not isinstance(info.value, CircuitOpen)
+    assert breaker.state == "closed"
+    h.upstream.script = [answer("fine")]
+    assert texts(await h.collect(user_key=8)) == "fine"  # everybody else is served
+
+
+async def test_another_users_success_resets_the_count(make) -> None:
+    breaker = CircuitBreaker(failure_threshold=2, cooldown=60)
+    h = make(error(500), error(500), error(500), answer("ok"), error(500), breaker=breaker)
+    with pytest.raises(ServiceUnavailable):
+        await h.collect(user_key=1)  # one failed request (3 attempts)
+    assert texts(await h.collect(user_key=2)) == "ok"
+    with pytest.raises(ServiceUnavailable):
+        await h.collect(user_key=3)
+    assert breaker.state == "closed"  # the success in between started the count over
 
 
 async def test_the_breaker_opening_mid_retry_stops_the_retries(make) -> None:
     breaker = CircuitBreaker(failure_threshold=2, cooldown=60)
     h = make(error(500), breaker=breaker)
-    with pytest.raises(CircuitOpen):
+
+    async def others_fail_meanwhile(delay: float) -> None:
+        h.sleeps.append(delay)
+        breaker.record_failure("someone")
+        breaker.record_failure("someone else")
+
+    h.client._t._sleep = others_fail_meanwhile
+    with pytest.raises(ServiceUnavailable) as info:
         await h.collect()
-    assert len(h.upstream.requests) == 2
+    assert not isinstance(info.value, CircuitOpen)  # its own failure, not a refusal
+    assert len(h.upstream.requests) == 1
 
 
 async def test_client_errors_and_successes_keep_the_breaker_closed(make) -> None:

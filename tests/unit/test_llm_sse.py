@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
+import time
 from collections.abc import AsyncIterator
 
-from services.llm.sse import iter_sse_data
+import pytest
+
+from services.llm.sse import SSELineTooLong, SSEStalled, iter_sse_data
 
 
 async def pieces_of(body: bytes, size: int) -> AsyncIterator[bytes]:
@@ -77,3 +81,74 @@ async def test_utf8_split_between_reads_is_decoded_whole() -> None:
 
 async def test_an_empty_body_yields_nothing() -> None:
     assert await collect_body(b"") == []
+
+
+# --- bounds ------------------------------------------------------------------------------------
+
+
+async def test_a_line_longer_than_the_limit_is_a_protocol_error() -> None:
+    read = 0
+
+    async def endless() -> AsyncIterator[bytes]:
+        nonlocal read
+        yield b"data: "
+        while True:
+            read += 4096
+            yield b"a" * 4096
+
+    with pytest.raises(SSELineTooLong):
+        async for _ in iter_sse_data(endless(), max_line=64 * 1024):
+            pass
+    assert read <= 64 * 1024 + 4096  # stopped at the limit, not at the end of the world
+
+
+async def test_the_limit_holds_for_a_line_in_one_read_and_across_reads() -> None:
+    long_line = b"data: " + b"x" * 2000 + b"\n\n"
+    for size in (len(long_line), 100, 1):
+        with pytest.raises(SSELineTooLong):
+            await parse_limited(long_line, size, max_line=1000)
+    # At the limit exactly is fine.
+    ok = b"data: " + b"x" * 994 + b"\n\n"
+    assert await parse_limited(ok, 7, max_line=1000) == ["x" * 994]
+
+
+async def parse_limited(body: bytes, size: int, *, max_line: int) -> list[str]:
+    return [d async for d in iter_sse_data(pieces_of(body, size), max_line=max_line)]
+
+
+async def test_a_long_line_costs_linear_time() -> None:
+    # 4 MB in 1-byte-per-read pieces of 64 bytes: joined once, not re-copied per read.
+    body = b"data: " + b"y" * (4 * 1024 * 1024) + b"\n\n"
+    started = time.perf_counter()
+    [payload] = await parse_limited(body, 64, max_line=8 * 1024 * 1024)
+    assert len(payload) == 4 * 1024 * 1024
+    assert time.perf_counter() - started < 5  # quadratic copying takes minutes
+
+
+async def test_a_stream_that_stalls_between_lines_ends() -> None:
+    async def drip() -> AsyncIterator[bytes]:
+        yield b"data: first\n\n"
+        for byte in b"data: never finished":
+            await asyncio.sleep(0.02)
+            yield bytes((byte,))
+
+    got: list[str] = []
+    with pytest.raises(SSEStalled):
+        async for data in iter_sse_data(drip(), gap=0.1):
+            got.append(data)
+    assert got == ["first"]
+
+
+async def test_keep_alive_comments_and_slow_consumers_do_not_count_as_a_stall() -> None:
+    async def slow_but_alive() -> AsyncIterator[bytes]:
+        for _ in range(4):
+            await asyncio.sleep(0.03)
+            yield b": keep-alive\n"
+        yield b"data: done\n\n"
+        yield b"data: after\n\n"
+
+    got = []
+    async for data in iter_sse_data(slow_but_alive(), gap=0.08):
+        got.append(data)
+        await asyncio.sleep(0.15)  # the consumer's time is its own
+    assert got == ["done", "after"]

@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from services.pacing import KeyedPacer, TokenBucket
+from services.pacing import DraftBudget, KeyedPacer, TokenBucket
 
 
 class Clock:
@@ -47,3 +47,40 @@ def test_idle_chat_state_is_forgotten() -> None:
     clock.now = 100  # everyone idle: buckets refilled
     pacer.delay_for(10_000)
     assert len(pacer) <= 2
+
+
+def test_draft_budget_skips_instead_of_waiting() -> None:
+    clock = Clock()
+    budget = DraftBudget(4, 1, clock=clock)
+    assert [budget.allow() for _ in range(6)] == [True] * 4 + [False] * 2
+    assert budget.skipped == 2
+    clock.now = 0.5
+    assert [budget.allow() for _ in range(3)] == [True, True, False]
+
+
+def test_progress_drafts_take_a_small_share() -> None:
+    clock = Clock()
+    budget = DraftBudget(10, 2, clock=clock)
+    # A crowd of waiting users gets two progress drafts a second ...
+    assert sum(budget.allow(progress=True) for _ in range(300)) == 2
+    # ... and answers being written still have the rest of the drafts' budget.
+    assert sum(budget.allow() for _ in range(300)) == 8
+    sent = 0
+    for tick in range(1, 101):  # 10 s of 300 waiters asking every 0.1 s
+        clock.now = 1 + tick / 10
+        sent += sum(budget.allow(progress=True) for _ in range(300))
+    assert 19 <= sent <= 21
+
+
+def test_drafts_use_only_what_messages_leave_of_the_overall_budget() -> None:
+    clock = Clock()
+    pacer = KeyedPacer(30, 1.0, clock=clock)
+    budget = DraftBudget(100, 100, overall=pacer, clock=clock)
+    assert sum(budget.allow() for _ in range(100)) == 30  # the overall burst, then nothing
+    clock.now = 1.0
+    # Messages waiting for their turn have booked the overall budget ahead: no drafts.
+    for chat in range(40):
+        pacer.delay_for(chat)
+    assert not budget.allow()
+    clock.now = 3.0
+    assert budget.allow()

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from bot.settings import SettingsError, load_settings
@@ -15,13 +17,19 @@ def clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def test_defaults() -> None:
     s = load_settings(_env_file=None, **REQUIRED)
-    assert s.llm_base_url == "https://api.vsegpt.ru/v1"
-    assert s.database_url == "sqlite:///data/bot.db"
-    assert s.default_model == "openai/gpt-4o-mini"
-    assert s.llm_rps == 0.5
-    assert s.admin_ids == frozenset()
-    assert s.telegram_api_url == "https://api.telegram.org"
-    assert s.vision_model and s.stt_model and s.tts_model and s.image_model and s.video_model
+    assert s.llm.base_url == "https://api.vsegpt.ru/v1"
+    assert s.storage.database_url == "sqlite:///data/bot.db"
+    assert s.llm.default_model == "openai/gpt-4o-mini"
+    assert s.llm.rps == 0.5
+    assert s.admin.admin_ids == frozenset()
+    assert s.telegram.api_url == "https://api.telegram.org"
+    assert (
+        s.media.vision_model
+        and s.media.stt_model
+        and s.media.tts_model
+        and s.media.image_model
+        and s.media.video_model
+    )
 
 
 def test_missing_required_names_each_variable() -> None:
@@ -37,8 +45,8 @@ def test_environment_and_admin_ids(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("ADMIN_IDS", "1, 2,3")
     monkeypatch.setenv("LLM_RPS", "0")
     s = load_settings(_env_file=None)
-    assert s.admin_ids == frozenset({1, 2, 3})
-    assert s.llm_rps == 0
+    assert s.admin.admin_ids == frozenset({1, 2, 3})
+    assert s.llm.rps == 0
 
 
 @pytest.mark.parametrize(
@@ -62,17 +70,17 @@ def test_bad_values_name_the_variable_without_echoing_it(name: str, value: str) 
 def test_secrets_are_not_in_repr() -> None:
     s = load_settings(_env_file=None, **REQUIRED)
     assert "secret-key" not in repr(s)
-    assert "abc" not in repr(s.bot_token)
+    assert "abc" not in repr(s.telegram.bot_token)
 
 
 def test_env_example_documents_every_setting() -> None:
     from pathlib import Path
 
-    from bot.settings import Settings
+    from bot.settings import env_names
 
     example = (Path(__file__).parents[2] / ".env.example").read_text()
-    for name in Settings.model_fields:
-        assert name.upper() in example, name
+    for name, _, _ in env_names():
+        assert name in example, name
 
 
 def test_broadcast_rate_may_not_exceed_the_global_rate() -> None:
@@ -87,3 +95,62 @@ def test_broadcast_rate_may_not_exceed_the_global_rate() -> None:
     assert str(error.value) == (
         "BROADCAST_RPS must not exceed TELEGRAM_GLOBAL_RPS (answers need room too)"
     )
+
+
+def test_sections_group_the_flat_names() -> None:
+    s = load_settings(
+        _env_file=None,
+        **REQUIRED,
+        telegram_api_url="http://127.0.0.1:1/",
+        tts_voice="onyx",
+        broadcast_rps=5,
+        database_url="sqlite:///x.db",
+        draft_interval_seconds=0.5,
+    )
+    assert s.telegram.api_url == "http://127.0.0.1:1"
+    assert s.media.tts_voice == "onyx"
+    assert s.admin.broadcast_rps == 5
+    assert s.storage.database_url == "sqlite:///x.db"
+    assert s.limits.draft_interval_seconds == 0.5
+
+
+def test_env_file_is_read_and_the_environment_wins(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    env = tmp_path / ".env"
+    env.write_text("BOT_TOKEN=7:file\nLLM_API_KEY=from-file\nLLM_RPS=2\nTTS_VOICE=echo\n")
+    monkeypatch.setenv("LLM_RPS", "4")
+    s = load_settings(_env_file=str(env))
+    assert s.telegram.bot_token.get_secret_value() == "7:file"
+    assert s.llm.rps == 4
+    assert s.media.tts_voice == "echo"
+
+
+def test_a_wrong_log_level_is_one_line() -> None:
+    with pytest.raises(SettingsError) as info:
+        load_settings(_env_file=None, **REQUIRED, log_level="LOUD")
+    assert str(info.value).startswith("LOG_LEVEL is invalid")
+
+
+def test_proxies_and_ca_bundle(tmp_path: Path) -> None:
+    bundle = tmp_path / "ca.pem"
+    bundle.write_text("-----BEGIN CERTIFICATE-----\n")
+    s = load_settings(
+        _env_file=None,
+        **REQUIRED,
+        telegram_proxy="socks5://u:p@127.0.0.1:1080",
+        llm_proxy="http://127.0.0.1:3128",
+        llm_ca_bundle=str(bundle),
+    )
+    assert s.telegram.proxy == "socks5://u:p@127.0.0.1:1080"
+    assert s.llm.proxy == "http://127.0.0.1:3128"
+    assert s.llm.ca_bundle == str(bundle)
+    with pytest.raises(SettingsError) as info:
+        load_settings(_env_file=None, **REQUIRED, llm_proxy="ftp://x", llm_ca_bundle="/nope.pem")
+    assert "LLM_PROXY is invalid" in str(info.value)
+    assert "LLM_CA_BUNDLE is invalid" in str(info.value)
+
+
+def test_unknown_override_names_are_a_programming_error() -> None:
+    with pytest.raises(TypeError):
+        load_settings(_env_file=None, **REQUIRED, no_such_setting=1)

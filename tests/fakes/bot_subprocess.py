@@ -1,0 +1,115 @@
+"""The real bot (`python -m bot`) in a child process, for tests that kill it.
+
+Settings come from the environment exactly as in production; the child runs in a directory
+without a `.env`. Its stderr goes to a file (a pipe nobody reads could fill up and stall it).
+The fakes it talks to run in the test's own event loop, so everything here is async.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import sys
+from pathlib import Path
+
+from tests.fakes.telegram_server import FakeTelegram
+from tests.fakes.upstream_server import FakeUpstream
+
+ROOT = Path(__file__).resolve().parents[2]
+# Importing aiogram takes seconds on a small, busy machine.
+START_TIMEOUT = 30.0
+
+
+def bot_env(
+    telegram: FakeTelegram, upstream: FakeUpstream, db: Path, **overrides: str
+) -> dict[str, str]:
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(ROOT),
+        "BOT_TOKEN": telegram.token,
+        "TELEGRAM_API_URL": telegram.url,
+        "LLM_BASE_URL": upstream.url,
+        "LLM_API_KEY": upstream.api_key,
+        "DATABASE_URL": f"sqlite:///{db}",
+        "LLM_RPS": "0",
+        "POLLING_TIMEOUT": "1",
+        "DRAFT_INTERVAL_SECONDS": "0.05",
+        "EDIT_INTERVAL_SECONDS": "0.1",
+        "SHUTDOWN_GRACE_SECONDS": "1",
+        "LOG_LEVEL": "WARNING",
+    }
+    env.update(overrides)
+    return env
+
+
+class BotProcess:
+    def __init__(self, env: dict[str, str], workdir: Path, name: str = "bot") -> None:
+        self._env = env
+        self._workdir = workdir
+        self._log = workdir / f"{name}.stderr"
+        self._proc: asyncio.subprocess.Process | None = None
+
+    @property
+    def pid(self) -> int:
+        assert self._proc is not None
+        return self._proc.pid
+
+    @property
+    def returncode(self) -> int | None:
+        return None if self._proc is None else self._proc.returncode
+
+    @property
+    def stderr(self) -> str:
+        return self._log.read_text(errors="replace") if self._log.exists() else ""
+
+    async def spawn(self) -> None:
+        self._workdir.mkdir(parents=True, exist_ok=True)
+        with self._log.open("wb") as err:
+            self._proc = await asyncio.create_subprocess_exec(
+                sys.executable,
+                "-m",
+                "bot",
+                cwd=self._workdir,
+                env=self._env,
+                stdin=asyncio.subprocess.DEVNULL,
+                stdout=asyncio.subprocess.DEVNULL,
+                stderr=err,
+            )
+
+    async def start(self, telegram: FakeTelegram) -> None:
+        """Spawn and wait until it polls Telegram (start-up, replay included, is under way)."""
+        seen = len(telegram.calls_of("getUpdates"))
+        await self.spawn()
+        waiting = asyncio.ensure_future(
+            telegram.wait_for("getUpdates", count=seen + 1, timeout=START_TIMEOUT)
+        )
+        exited = asyncio.ensure_future(self.wait(START_TIMEOUT))
+        done, _ = await asyncio.wait({waiting, exited}, return_when=asyncio.FIRST_COMPLETED)
+        if waiting not in done:
+            waiting.cancel()
+            raise AssertionError(f"the bot exited during start-up:\n{self.stderr}")
+        exited.cancel()
+        waiting.result()
+
+    def kill(self) -> None:
+        """SIGKILL: no shutdown hook, no last write, as a crash or the OOM killer leaves it."""
+        if self._proc is not None and self._proc.returncode is None:
+            self._proc.kill()
+
+    async def terminate(self, timeout: float = 20.0) -> int:  # noqa: ASYNC109
+        if self._proc is not None and self._proc.returncode is None:
+            self._proc.send_signal(signal.SIGTERM)
+        return await self.wait(timeout)
+
+    async def wait(self, timeout: float = 20.0) -> int:  # noqa: ASYNC109
+        assert self._proc is not None
+        return await asyncio.wait_for(self._proc.wait(), timeout)
+
+    async def close(self) -> None:
+        """Make sure the child is gone (for a test's finally)."""
+        if self._proc is not None and self._proc.returncode is None:
+            self._proc.kill()
+            with contextlib.suppress(Exception):
+                await self._proc.wait()
