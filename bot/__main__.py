@@ -56,10 +56,14 @@ def main(argv: Sequence[str] | None = None, *, read_env_file: bool = True) -> in
     )
 
     from bot.factory import build_app
+    from bot.instance_lock import InstanceLocked
     from bot.runtime import freeze_startup_heap, run
 
     try:
         app = build_app(settings)
+    except InstanceLocked as error:  # a second process on the same database
+        print(f"Refusing to start: {error}", file=sys.stderr)
+        return 2
     except ValueError as error:  # e.g. an unsupported DATABASE_URL
         print(f"Configuration error: {error}", file=sys.stderr)
         return 2

@@ -20,7 +20,6 @@ from handlers import (
     start,
     video,
 )
-from handlers.inline_filters import inline_magic_filters
 
 
 class LooksLikeCommand(Filter):
@@ -52,7 +51,7 @@ def get_routers() -> list[Router]:
         video.create_router(),
         admin.create_router(),
     )
-    routers = [
+    return [
         chat.create_router(),
         commands,
         settings.create_form_router(),
@@ -62,4 +61,3 @@ def get_routers() -> list[Router]:
         membership.create_router(),
         errors.create_router(),
     ]
-    return [inline_magic_filters(router) for router in routers]

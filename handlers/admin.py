@@ -15,6 +15,7 @@ from aiogram.fsm.state import State, StatesGroup
 from aiogram.types import CallbackQuery, Message
 from aiogram.utils.callback_answer import CallbackAnswer
 
+from handlers.filters import Magic
 from handlers.ui.broadcast import duration_text, number
 from handlers.ui.callbacks import BroadcastAction
 from handlers.ui.keyboards import broadcast_confirm_keyboard, broadcast_stop_keyboard
@@ -188,6 +189,6 @@ def create_form_router() -> Router:
     """What is sent while /broadcast waits for its message: after the commands (so /cancel
     works), before media and the catch-alls (a photo or a voice note is what to send)."""
     router = Router(name=f"{__name__}.form")
-    router.message.filter(StateFilter(BroadcastForm.message), F.chat.type == "private")
+    router.message.filter(StateFilter(BroadcastForm.message), Magic(F.chat.type == "private"))
     router.message.register(broadcast_message_received)
     return router

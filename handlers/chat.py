@@ -8,6 +8,7 @@ from aiogram.filters import Filter, StateFilter
 from aiogram.types import CallbackQuery, Message, MessageGenerationStopped, User
 from aiogram.utils.callback_answer import CallbackAnswer
 
+from handlers.filters import Magic
 from handlers.ui.answer import (
     RenderConfig,
     Target,
@@ -207,16 +208,16 @@ def create_router() -> Router:
     router = Router(name=__name__)
     router.message.register(
         private_question,
-        F.chat.type == ChatType.PRIVATE,
-        F.text,
-        ~F.text.startswith("/"),
+        Magic(F.chat.type == ChatType.PRIVATE),
+        Magic(F.text),
+        Magic(~F.text.startswith("/")),
         StateFilter(None),
     )
     router.message.register(
         group_question,
-        F.chat.type.in_(GROUP_TYPES),
-        F.text,
-        ~F.text.startswith("/"),
+        Magic(F.chat.type.in_(GROUP_TYPES)),
+        Magic(F.text),
+        Magic(~F.text.startswith("/")),
         StateFilter(None),
         AddressedToBot(),
     )
@@ -229,7 +230,11 @@ def create_fallback_router() -> Router:
     """Private messages nothing else took: unknown commands and unsupported content."""
     router = Router(name=f"{__name__}.fallback")
     router.message.register(
-        private_unknown_command, F.chat.type == ChatType.PRIVATE, F.text.startswith("/")
+        private_unknown_command,
+        Magic(F.chat.type == ChatType.PRIVATE),
+        Magic(F.text.startswith("/")),
     )
-    router.message.register(private_unsupported, F.chat.type == ChatType.PRIVATE, ~F.text)
+    router.message.register(
+        private_unsupported, Magic(F.chat.type == ChatType.PRIVATE), Magic(~F.text)
+    )
     return router

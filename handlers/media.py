@@ -12,6 +12,7 @@ from aiogram.types import Message, PhotoSize
 from aiogram.utils.chat_action import ChatActionSender
 
 from handlers.chat import GROUP_TYPES, AddressedToBot, addressed_question, respond, thread_of
+from handlers.filters import Magic
 from handlers.ui.answer import RenderConfig
 from handlers.ui.errors import error_text
 from handlers.ui.files import FileTooBig, download
@@ -188,18 +189,20 @@ async def voice_question(
     )
 
 
-IS_IMAGE = F.photo | F.document.mime_type.startswith("image/")
-IS_AUDIO = F.voice | F.audio | F.video_note
-NOT_VIDEO_COMMAND = ~F.caption.startswith("/video")
+IS_IMAGE = Magic(F.photo | F.document.mime_type.startswith("image/"))
+IS_AUDIO = Magic(F.voice | F.audio | F.video_note)
+NOT_VIDEO_COMMAND = Magic(~F.caption.startswith("/video"))
 
 
 def create_router() -> Router:
     router = Router(name=__name__)
-    private = F.chat.type == ChatType.PRIVATE
-    group = F.chat.type.in_(GROUP_TYPES)
+    private = Magic(F.chat.type == ChatType.PRIVATE)
+    group = Magic(F.chat.type.in_(GROUP_TYPES))
     router.message.register(image_question, private, IS_IMAGE, NOT_VIDEO_COMMAND)
     # Group albums are collected first: the mention is in one part's caption only.
-    router.message.register(image_question, group, IS_IMAGE, NOT_VIDEO_COMMAND, F.media_group_id)
+    router.message.register(
+        image_question, group, IS_IMAGE, NOT_VIDEO_COMMAND, Magic(F.media_group_id)
+    )
     router.message.register(image_question, group, IS_IMAGE, NOT_VIDEO_COMMAND, AddressedToBot())
     router.message.register(voice_question, private, IS_AUDIO)
     router.message.register(voice_question, group, IS_AUDIO, AddressedToBot())

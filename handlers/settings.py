@@ -12,6 +12,7 @@ from aiogram.fsm.state import State, StatesGroup
 from aiogram.types import CallbackQuery, Message
 from aiogram.utils.callback_answer import CallbackAnswer
 
+from handlers.filters import Magic
 from handlers.ui.callbacks import (
     PickMediaModel,
     PickReplyMode,
@@ -273,6 +274,6 @@ def create_form_router() -> Router:
     others still work), before media and the catch-alls (so a photo gets "send text")."""
     router = Router(name=f"{__name__}.form")
     router.message.filter(StateFilter(SettingsForm.persona))
-    router.message.register(persona_received, F.text, ~F.text.startswith("/"))
+    router.message.register(persona_received, Magic(F.text), Magic(~F.text.startswith("/")))
     router.message.register(persona_not_text)
     return router

@@ -97,6 +97,7 @@ class Reply:
         self.started_at = time.monotonic()
         # When this chat's earlier answers were done and this one began (monotonic clock).
         self.working_since: float | None = None
+        self._working = asyncio.Event()
         self.first_token_at: float | None = None
         self._parts: list[str] = []
         self._joined = ""
@@ -168,7 +169,18 @@ class Reply:
         assert self._outcome is not None
         return self._outcome
 
+    async def wait_working(self) -> float:
+        """When this chat's earlier answers were done and this one began (monotonic clock);
+        waits for that moment if it has not come yet."""
+        await self._working.wait()
+        assert self.working_since is not None
+        return self.working_since
+
     # --- write side (the service) ----------------------------------------------
+    def _start_work(self) -> None:
+        self.working_since = time.monotonic()
+        self._working.set()
+
     def _append(self, text: str) -> None:
         if self.first_token_at is None:
             self.first_token_at = time.monotonic()
@@ -326,7 +338,7 @@ class ChatService:
         prepared: PreparedRequest | None = None
         try:
             async with self._chat_lock(key):
-                reply.working_since = time.monotonic()
+                reply._start_work()
                 first_history: int | None = None
                 for attempt, share in enumerate(HISTORY_SHARES):
                     limit = None if first_history is None else int(first_history * share)

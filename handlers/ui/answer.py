@@ -85,17 +85,13 @@ async def _typing_until(bot: Bot, target: Target, reply: Reply, delay: float) ->
     is sent during the first `delay` seconds of work: an answer that starts that quickly
     puts its draft on screen first, and the chat action would be a wasted call.
 
-    It only sleeps: the caller cancels it as soon as there is something to draw (or the
+    It only waits: the caller cancels it as soon as there is something to draw (or the
     reply ends), so it never wakes to find the answer already on screen. Plain sleeps, not
     timeouts around an event: a backlog of questions keeps one of these per question
     waiting, and a timeout costs an object, a cancelled wait and an exception per wake-up.
     """
-    while reply.working_since is None:  # noqa: ASYNC110 - there is no event to await
-        # Still queued behind this chat's earlier answer. `Reply` marks the start of work
-        # with a timestamp only (no event to await), so look again every `delay`: the same
-        # precision as before, at the price of one timer per look.
-        await asyncio.sleep(delay)
-    await asyncio.sleep(reply.working_since + delay - time.monotonic())
+    working_since = await reply.wait_working()  # queued behind this chat's earlier answer
+    await asyncio.sleep(working_since + delay - time.monotonic())
     while not (reply.done or reply.text or reply.queue_position is not None):
         # (Checked again: what woke the caller may not have reached it yet.)
         with contextlib.suppress(TelegramAPIError):

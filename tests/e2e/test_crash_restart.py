@@ -97,7 +97,7 @@ async def test_second_process_on_the_same_database_is_refused_until_the_first_di
         await second.spawn()
         assert await second.wait(30) == 2
         lines = [line for line in second.stderr.splitlines() if line.strip()]
-        assert lines == [f"Configuration error: another bot process is already using {db}"]
+        assert lines == [f"Refusing to start: another bot process is already using {db}"]
 
         # The first one never noticed and keeps answering.
         assert first.returncode is None

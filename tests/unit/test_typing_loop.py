@@ -63,7 +63,7 @@ async def test_typing_ends_as_soon_as_there_is_text_to_draw() -> None:
     # only to find the answer on screen was a quarter of the bot's CPU (issue 12's profile).
     bot = RecordingBot()
     reply = _reply()
-    reply.working_since = time.monotonic()
+    reply._start_work()
     render = _render(bot, reply)
     await asyncio.sleep(0.01)
     assert len(_typing_tasks()) == 1
@@ -81,11 +81,12 @@ async def test_a_queued_answer_shows_typing_a_delay_after_its_work_starts() -> N
     render = _render(bot, reply)
     await asyncio.sleep(2.5 * DELAY)
     assert bot.actions == []  # nothing while queued: the earlier answer is on screen
-    reply.working_since = started = time.monotonic()
+    reply._start_work()
+    started = reply.working_since
     await _until(lambda: bot.actions)
-    # One look while queued (every DELAY) finds the start; the action is then timed from
-    # the start itself, not from that look.
-    assert DELAY * 0.9 <= bot.actions[0] - started <= 2 * DELAY + 0.05
+    # The start of work is awaited, not polled for: the action is timed from the start.
+    assert started is not None
+    assert DELAY * 0.9 <= bot.actions[0] - started <= DELAY + 0.05
     reply._append("Hi")
     await _until(lambda: bot.drafts)
     await _finish(reply, render)
