@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import sys
+import textwrap
 from collections.abc import Sequence
 
 from bot.settings import SECTIONS, SettingsError, env_names, load_settings
@@ -25,7 +26,12 @@ def usage() -> str:
     for env, section, _ in env_names():
         by_section.setdefault(section or "process", []).append(env)
     for section in (*SECTIONS, "process"):
-        lines.append(f"  {section}: {', '.join(by_section.get(section, []))}")
+        names = ", ".join(by_section.get(section, []))
+        lines.append(
+            textwrap.fill(
+                names, width=88, initial_indent=f"  {section}: ", subsequent_indent="    "
+            )
+        )
     return "\n".join(lines)
 
 

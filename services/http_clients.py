@@ -14,9 +14,12 @@ One `HttpTarget` describes one destination's network needs (proxy, CA bundle, ti
 
 from __future__ import annotations
 
+import os
 import ssl
+import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -148,7 +151,10 @@ def _session_factory(target: HttpTarget, context: ssl.SSLContext) -> Callable[[]
         if proxy is None:
             connector = aiohttp.TCPConnector(**connector_args)
             # HTTPS_PROXY / HTTP_PROXY / NO_PROXY from the environment, per request URL.
-            session_args["trust_env"] = True
+            # Only when the environment has something to say: with `trust_env` aiohttp
+            # looks for a proxy and for .netrc credentials in a worker thread on every
+            # request (two thread hops per upstream call, each reading ~/.netrc).
+            session_args["trust_env"] = _environment_may_apply()
         elif proxy_scheme(proxy) in _SOCKS_SCHEMES:
             scheme = proxy_scheme(proxy)
             # "socks5h"/"socks4a": the proxy resolves host names (python-socks' rdns).
@@ -162,6 +168,21 @@ def _session_factory(target: HttpTarget, context: ssl.SSLContext) -> Callable[[]
         return aiohttp.ClientSession(connector=connector, **session_args)
 
     return make
+
+
+def _environment_may_apply() -> bool:
+    """Whether aiohttp's `trust_env` could find anything: a proxy variable (what urllib's
+    `getproxies()` reads) or a netrc file (where aiohttp looks for one)."""
+    if urllib.request.getproxies():
+        return True
+    netrc = os.environ.get("NETRC")
+    if netrc is not None:
+        return True  # named explicitly: aiohttp reads it (or warns that it cannot)
+    try:
+        home = Path.home()
+    except RuntimeError:
+        return False
+    return (home / ".netrc").exists() or (home / "_netrc").exists()
 
 
 class _KeepNoCookies(httpx.Cookies):

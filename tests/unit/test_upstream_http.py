@@ -7,6 +7,7 @@ import asyncio
 import ssl
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -102,6 +103,29 @@ async def test_the_environments_proxy_is_used_when_none_is_configured(
         monkeypatch.setenv("NO_PROXY", "127.0.0.1")
         assert (await _get(HttpTarget(), url)).text == "ok"
         assert proxy.connections == 1
+
+
+async def test_no_worker_thread_per_request_when_the_environment_names_no_proxy(
+    origin: Origin, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    # aiohttp's trust_env looks up the proxy and .netrc in a worker thread on every request;
+    # with nothing to find that is two thread hops per upstream call for nothing.
+    url = await origin()
+    for name in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "NO_PROXY", "NETRC"):
+        monkeypatch.delenv(name, raising=False)
+        monkeypatch.delenv(name.lower(), raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path))  # no ~/.netrc
+    loop = asyncio.get_running_loop()
+    used: list[object] = []
+    run_in_executor = loop.run_in_executor
+
+    def recording(executor: Any, fn: Any, *args: Any) -> Any:
+        used.append(fn)
+        return run_in_executor(executor, fn, *args)
+
+    monkeypatch.setattr(loop, "run_in_executor", recording)
+    assert (await _get(HttpTarget(), url)).text == "ok"
+    assert used == []
 
 
 async def test_a_refusing_proxy_is_an_httpx_error(origin: Origin) -> None:
