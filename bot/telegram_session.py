@@ -112,6 +112,9 @@ class TelegramSession(AiohttpSession):
             self._request_proxy = _http_proxy_options(proxy)
         self._response_types: dict[Any, type[Response[Any]]] = {}
         self._timeouts: dict[float, ClientTimeout] = {}
+        # Calls beyond the pool's connections wait here, as a coroutine, instead of inside
+        # aiohttp with a whole request object built (headers, body, URL, timers) each.
+        self._in_flight = asyncio.Semaphore(limit)
 
     async def make_request(
         self,
@@ -132,13 +135,16 @@ class TelegramSession(AiohttpSession):
         session = await self.create_session()
         url = self.api.api_url(token=bot.token, method=method.__api_method__)
         try:
-            async with session.post(
-                url,
-                data=data,
-                headers=headers,
-                timeout=self._timeout(self.timeout if timeout is None else timeout),
-                **self._request_proxy,
-            ) as response:
+            async with (
+                self._in_flight,
+                session.post(
+                    url,
+                    data=data,
+                    headers=headers,
+                    timeout=self._timeout(self.timeout if timeout is None else timeout),
+                    **self._request_proxy,
+                ) as response,
+            ):
                 content = await response.text()
         except TimeoutError as error:
             raise TelegramNetworkError(method=method, message="Request timeout error") from error
