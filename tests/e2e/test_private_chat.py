@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import time
 
 from tests.e2e.conftest import Bench, text_of
 
@@ -53,9 +54,14 @@ async def test_an_answer_that_arrives_whole_goes_straight_to_the_final_message(
     # one call, sent without waiting for the answer to be stored.
     bench.upstream.chunks = 8
     bench.upstream.single_write = True
+    asked = time.monotonic()
     final = await bench.ask(USER, "all at once")
     assert text_of(final) == "Echo: all at once"
-    calls = [c.method for c in bench.telegram.calls if c.params.get("chat_id") == USER]
+    user_calls = [c for c in bench.telegram.calls if c.params.get("chat_id") == USER]
+    calls = [c.method for c in user_calls]
+    # "Typing…" only if this machine took longer than its 0.3 s delay (a loaded CI run).
+    if calls[0] == "sendChatAction" and user_calls[0].at - asked >= 0.3:
+        calls = calls[1:]
     assert calls == ["sendRichMessage"], calls
 
 
