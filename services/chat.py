@@ -380,7 +380,8 @@ class ChatService:
                 current = asyncio.current_task()
                 if current is not None:
                     current.uncancel()
-                # Nothing reached the user and no answer was paid for: nothing to store.
+                # Nothing reached the user: nothing to store. (A request already sent may be
+                # billed; the question is sent again after the restart, see begin_shutdown.)
                 self._finish(reply, ReplyStatus.DEFERRED, None)
                 return
             if not reply.stop_requested:

@@ -139,15 +139,9 @@ class LLMClient:
             raw = await response.aread()
         except httpx.RequestError as exc:
             return self._t.network_failure(exc)
-        try:
-            obj = json.loads(raw)
-        except ValueError as exc:
-            failure = self._t.malformed(
-                f"malformed JSON reply: {raw[:200].decode('utf-8', 'replace')!r}",
-                response.status_code,
-            )
-            failure.error.__cause__ = exc
-            return failure
+        obj = self._t.json_or_failure(raw, "JSON reply", response.status_code)
+        if isinstance(obj, Failure):
+            return obj
         if not isinstance(obj, dict):
             return self._t.malformed("malformed JSON reply: not an object", response.status_code)
         if obj.get("error"):
@@ -380,15 +374,9 @@ class LLMClient:
         return await self._t.request("GET", self._models_url, self._parse_models)
 
     def _parse_models(self, response: httpx.Response, body: bytes) -> list[ModelInfo] | Failure:
-        try:
-            data = json.loads(body)
-        except ValueError as exc:
-            failure = self._t.malformed(
-                f"malformed models list: {body[:200].decode('utf-8', 'replace')!r}",
-                response.status_code,
-            )
-            failure.error.__cause__ = exc
-            return failure
+        data = self._t.json_or_failure(body, "models list", response.status_code)
+        if isinstance(data, Failure):
+            return data
         items = data.get("data") if isinstance(data, dict) else data
         if not isinstance(items, list):
             return self._t.malformed("malformed models list: no data array", response.status_code)

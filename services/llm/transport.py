@@ -203,6 +203,17 @@ class UpstreamTransport:
         billed already, and a gateway that answers garbage once usually answers it again."""
         return Failure(ServiceUnavailable(status, self.redact(what)[:1000]), retryable=False)
 
+    def json_or_failure(self, body: bytes, what: str, status: int | None = None) -> Any:
+        """`body` parsed as JSON, or a `malformed` Failure naming `what` (e.g. "models list")
+        with the start of the body. Callers check `isinstance(result, Failure)`."""
+        try:
+            return json.loads(body)
+        except ValueError as exc:
+            sample = body[:200].decode("utf-8", "replace")
+            failure = self.malformed(f"malformed {what}: {sample!r}", status)
+            failure.error.__cause__ = exc
+            return failure
+
     # --- the loop ----------------------------------------------------------------------------
 
     async def run(
