@@ -60,6 +60,15 @@ def update_payload(update: Update) -> str | None:
     return update.model_dump_json(exclude_unset=True, by_alias=True)
 
 
+async def write_quietly(write: Callable[[int], Awaitable[None]], update_id: int) -> None:
+    """A journal write whose failure is logged, not raised: the update was handled (or is
+    being put off) either way; at worst it is replayed once more after a restart."""
+    try:
+        await write(update_id)
+    except Exception:
+        log.warning("journal: could not update update %d", update_id, exc_info=True)
+
+
 class JournalMiddleware(BaseMiddleware):
     """Records an update before it is handled and finishes it after; drops a duplicate.
 
@@ -97,22 +106,16 @@ class JournalMiddleware(BaseMiddleware):
             result = await handler(event, data)
         except UpdateDeferred:
             log.info("journal: update %d put off until the restart", update_id)
-            await self._quietly(self._journal.defer, update_id)
+            await write_quietly(self._journal.defer, update_id)
             return None
         except Exception:
             # Handled, if badly (the errors handler tells the user): never replayed.
-            await self._quietly(self._journal.finish, update_id)
+            await write_quietly(self._journal.finish, update_id)
             raise
         # A cancelled handler (BaseException) leaves the update unfinished: answered at restart.
-        await self._quietly(self._journal.finish, update_id)
+        await write_quietly(self._journal.finish, update_id)
         return result
 
-    @staticmethod
-    async def _quietly(write: Callable[[int], Awaitable[None]], update_id: int) -> None:
-        try:
-            await write(update_id)
-        except Exception:
-            log.warning("journal: could not update update %d", update_id, exc_info=True)
 
 
 class RestartNote(BaseMiddleware):
@@ -182,7 +185,7 @@ class Replayer:
         for entry in entries:
             update = self._parse(entry)
             if update is None or update.message is None:
-                await self._close(entry.update_id)
+                await write_quietly(self._journal.finish, entry.update_id)
                 continue
             chats.setdefault(update.message.chat.id, []).append((entry, update))
         if not chats:
@@ -203,12 +206,6 @@ class Replayer:
         except ValidationError:
             log.warning("journal: update %d cannot be read back; dropped", entry.update_id)
             return None
-
-    async def _close(self, update_id: int) -> None:
-        try:
-            await self._journal.finish(update_id)
-        except Exception:
-            log.warning("journal: could not close update %d", update_id, exc_info=True)
 
     async def _replay_chat(self, items: list[tuple[JournalEntry, Update]], run: ReplayRun) -> None:
         for entry, update in items:

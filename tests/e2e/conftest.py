@@ -138,6 +138,14 @@ async def bench(
         await b.stop()
 
 
+@pytest.fixture
+async def fast_retries(bench: Bench) -> Bench:
+    """The bench with Telegram's delivery retries milliseconds apart and per-chat pacing
+    out of the way, for tests that use every retry up (`pytest.mark.usefixtures`)."""
+    await bench.restart(telegram_retry_delay_seconds=0.01, telegram_chat_rps=30)
+    return bench
+
+
 async def open_persona_form(bench: Bench, user: int) -> Call:
     """/settings, then its persona button: the bot now waits for a persona. Returns the menu."""
     bench.telegram.send_message(user, "/settings")

@@ -24,11 +24,8 @@ ALICE = 7102
 EXHAUSTED = 100
 
 
-@pytest.fixture
-async def bench(bench: Bench) -> Bench:
-    """The shared bench with Telegram retries milliseconds apart: these tests use them up."""
-    await bench.restart(telegram_retry_delay_seconds=0.01, telegram_chat_rps=30)
-    return bench
+# Telegram's retries milliseconds apart: these tests use them up.
+pytestmark = pytest.mark.usefixtures("fast_retries")
 
 
 def notices(bench: Bench, chat_id: int, words: str) -> list[Call]:

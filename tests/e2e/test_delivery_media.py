@@ -14,11 +14,8 @@ USER = 7201
 EXHAUSTED = 100
 
 
-@pytest.fixture
-async def bench(bench: Bench) -> Bench:
-    """The shared bench with Telegram retries milliseconds apart: these tests use them up."""
-    await bench.restart(telegram_retry_delay_seconds=0.01, telegram_chat_rps=30)
-    return bench
+# Telegram's retries milliseconds apart: these tests use them up.
+pytestmark = pytest.mark.usefixtures("fast_retries")
 
 
 async def test_image_result_lost_user_told(bench: Bench) -> None:
