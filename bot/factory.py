@@ -11,7 +11,6 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
-import httpx
 from aiogram import Bot, Dispatcher
 from aiogram.client.default import DefaultBotProperties
 from aiogram.client.telegram import TelegramAPIServer
@@ -23,6 +22,7 @@ from bot.fsm_storage import CompactMemoryStorage
 from bot.instance_lock import InstanceLock
 from bot.journal import JournalMiddleware, Replayer, RestartNote
 from bot.middlewares import InFlight, ProfileMiddleware
+from bot.providers import build_providers
 from bot.settings import Settings
 from bot.telegram_retry import DeliveryRetry, backoff_delays
 from bot.telegram_session import FloodControl, TelegramSession, resolve_proxy
@@ -39,11 +39,10 @@ from services.audio import AudioService
 from services.broadcast import BroadcastService
 from services.chat import ChatService
 from services.conversation import ConversationService
-from services.http_clients import HttpTarget, build_http_client
 from services.image_generation import ImageGenerator
 from services.image_memory import ImageMemory
 from services.journal import UpdateJournal
-from services.llm import CircuitBreaker, FairRateLimiter, LLMClient, MediaClient, ModelCatalog
+from services.llm.provider import ProviderRegistry
 from services.model_choice import ModelChooser
 from services.pacing import DraftBudget, KeyedPacer
 from services.statistics import StatisticsService
@@ -54,7 +53,6 @@ from services.voice import VoiceService
 
 log = logging.getLogger(__name__)
 
-RATE_SAFETY = 0.97
 COMMANDS = (
     "start",
     "help",
@@ -73,19 +71,14 @@ ADMIN_COMMANDS = ("stats", "broadcast")
 
 @dataclass(slots=True)
 class Services:
-    http: httpx.AsyncClient
+    providers: ProviderRegistry
     storage: Storage
-    limiter: FairRateLimiter
-    breaker: CircuitBreaker
-    llm: LLMClient
-    catalog: ModelCatalog
     users: UserService
     conversations: ConversationService
     chat: ChatService
     models: ModelChooser
     pacer: KeyedPacer
     drafts: DraftBudget
-    media: MediaClient
     audio: AudioService
     voice: VoiceService
     image_gen: ImageGenerator
@@ -116,59 +109,25 @@ class App:
 
 
 def build_services(settings: Settings) -> Services:
-    # httpx's API on aiohttp's wire (services/http_clients.py), with the upstream's own
-    # proxy and CA bundle; queueing happens in our fair limiter, not in the pool.
-    http = build_http_client(
-        HttpTarget(
-            proxy=settings.llm.proxy,
-            ca_bundle=settings.llm.ca_bundle,
-            read_timeout=settings.llm.timeout_seconds,
-        )
-    )
+    providers = build_providers(settings)
     storage = open_storage(settings.storage.database_url)
-    # Starts are spaced 3% wider than the configured rate: arrival jitter on the
-    # network must not make two starts look too close to the upstream's counter.
-    limiter = FairRateLimiter(settings.llm.rps * RATE_SAFETY)
-    breaker = CircuitBreaker(
-        failure_threshold=settings.llm.breaker_failures,
-        cooldown=settings.llm.breaker_cooldown_seconds,
-    )
-    llm = LLMClient(
-        http,
-        settings.llm.base_url,
-        settings.llm.api_key.get_secret_value(),
-        limiter=limiter,
-        breaker=breaker,
-        app_title=settings.llm.app_title,
-        deadline=settings.llm.request_deadline_seconds,
-        stream_gap=settings.llm.stream_gap_seconds,
-    )
-    media = MediaClient(
-        http,
-        settings.llm.base_url,
-        settings.llm.api_key.get_secret_value(),
-        limiter=limiter,
-        breaker=breaker,
-        app_title=settings.llm.app_title,
-        deadline=settings.llm.request_deadline_seconds,
-    )
     audio = AudioService(max_seconds=settings.limits.max_audio_seconds)
-    catalog = ModelCatalog(llm, ttl=settings.llm.models_cache_seconds)
     users = UserService(storage, settings.admin.admin_ids)
     conversations = ConversationService(
         storage,
-        catalog,
+        providers.context_length,
         max_tokens=settings.llm.max_tokens,
         default_context_tokens=settings.llm.default_context_tokens,
     )
     chat = ChatService(
-        client=llm,
+        providers=providers,
         conversations=conversations,
         storage=storage,
         default_model=settings.llm.default_model,
         default_system_prompt=settings.llm.default_system_prompt,
         default_vision_model=settings.media.vision_model,
         images=ImageMemory(),
+        users=users,
     )
     limits = settings.limits
     pacer = KeyedPacer(limits.telegram_global_rps, limits.telegram_chat_rps)
@@ -185,37 +144,32 @@ def build_services(settings: Settings) -> Services:
         progress_interval=settings.admin.broadcast_progress_seconds,
     )
     return Services(
-        http=http,
+        providers=providers,
         storage=storage,
-        limiter=limiter,
-        breaker=breaker,
-        llm=llm,
-        catalog=catalog,
         users=users,
         conversations=conversations,
         chat=chat,
-        models=ModelChooser(catalog, users),
+        models=ModelChooser(providers, users),
         pacer=pacer,
         drafts=drafts,
-        media=media,
         audio=audio,
         voice=VoiceService(
-            media,
+            providers,
             audio,
             stt_model=settings.media.stt_model,
             tts_model=settings.media.tts_model,
             default_voice=settings.media.tts_voice,
         ),
-        image_gen=ImageGenerator(media, default_model=settings.media.image_model),
+        image_gen=ImageGenerator(providers, default_model=settings.media.image_model),
         videos=VideoService(
             storage,
-            media,
+            providers,
             default_model=settings.media.video_model,
             poll_seconds=settings.media.video_poll_seconds,
             timeout_minutes=settings.media.video_timeout_minutes,
             max_jobs_per_user=settings.limits.video_max_jobs_per_user,
         ),
-        account=AccountService(media, storage),
+        account=AccountService(providers, storage),
         broadcasts=broadcasts,
         statistics=StatisticsService(storage, broadcasts),
     )
@@ -273,7 +227,9 @@ def build_app(settings: Settings) -> App:
         balance_for_everyone=settings.admin.balance_for_everyone,
         max_audio_seconds=settings.limits.max_audio_seconds,
         media_defaults=MediaDefaults(
-            image_model=settings.media.image_model, voice=settings.media.tts_voice
+            image_model=settings.media.image_model,
+            voice=settings.media.tts_voice,
+            speech=services.voice.can_speak,
         ),
     )
     in_flight = InFlight()
@@ -300,7 +256,7 @@ def build_app(settings: Settings) -> App:
         await services.broadcasts.close()
         await services.audio.close()
         await services.storage.close()
-        await services.http.aclose()
+        await services.providers.aclose()
         instance_lock.release()
 
     async def on_startup(bot: Bot, **_: Any) -> None:
@@ -323,7 +279,11 @@ def build_app(settings: Settings) -> App:
             # this, the database's worker thread would keep the failed process alive.
             await release()
             raise
-        log.info("bot @%s started (upstream %s)", me.username, settings.llm.base_url)
+        log.info(
+            "bot @%s started (providers: %s)",
+            me.username,
+            ", ".join(p.title for p in services.providers.providers),
+        )
 
     async def on_shutdown(**_: Any) -> None:
         # Questions not begun yet are put off: the journal keeps them and they are answered

@@ -117,7 +117,6 @@ class JournalMiddleware(BaseMiddleware):
         return result
 
 
-
 class RestartNote(BaseMiddleware):
     """Before a replayed message is handled, tell its chat once that the bot restarted.
 

@@ -60,6 +60,22 @@ def _proxy(value: str | None) -> str | None:
     return value
 
 
+def _ca_bundle(value: str | None) -> str | None:
+    if value is None or not value.strip():
+        return None
+    if not os.path.isfile(value.strip()):
+        raise ValueError("no such file")
+    return value.strip()
+
+
+def _optional_secret(value: SecretStr | None) -> SecretStr | None:
+    """An unset or blank secret is None (the provider is off); otherwise it is stripped."""
+    if value is None:
+        return None
+    secret = value.get_secret_value().strip()
+    return SecretStr(secret) if secret else None
+
+
 class _Section(BaseModel):
     # Populated by environment name (the alias) or, in code and tests, by field name.
     model_config = ConfigDict(populate_by_name=True, frozen=True, extra="ignore")
@@ -100,7 +116,8 @@ class LLMSettings(_Section):
     """The primary OpenAI-compatible upstream (VseGPT by default)."""
 
     base_url: str = Field("https://api.vsegpt.ru/v1", alias="LLM_BASE_URL")
-    api_key: SecretStr = Field(alias="LLM_API_KEY")
+    # Optional when another provider is configured (a GigaChat-only bot).
+    api_key: SecretStr | None = Field(None, alias="LLM_API_KEY")
     rps: float = Field(0.5, ge=0, alias="LLM_RPS")
     app_title: str = Field("Telegram LLM bot", alias="LLM_APP_TITLE")
     timeout_seconds: float = Field(120.0, gt=0, alias="LLM_TIMEOUT_SECONDS")
@@ -135,11 +152,7 @@ class LLMSettings(_Section):
     @field_validator("ca_bundle")
     @classmethod
     def _check_ca_bundle(cls, value: str | None) -> str | None:
-        if value is None or not value.strip():
-            return None
-        if not os.path.isfile(value.strip()):
-            raise ValueError("no such file")
-        return value.strip()
+        return _ca_bundle(value)
 
     @field_validator("base_url")
     @classmethod
@@ -148,11 +161,97 @@ class LLMSettings(_Section):
 
     @field_validator("api_key")
     @classmethod
-    def _check_key(cls, value: SecretStr) -> SecretStr:
-        key = value.get_secret_value().strip()
-        if not key:
+    def _check_key(cls, value: SecretStr | None) -> SecretStr | None:
+        return _optional_secret(value)
+
+
+class GigaChatSettings(_Section):
+    """GigaChat (Sber): enabled by its authorization key."""
+
+    credentials: SecretStr | None = Field(None, alias="GIGACHAT_CREDENTIALS")
+    scope: str = Field("GIGACHAT_API_PERS", alias="GIGACHAT_SCOPE")
+    auth_url: str = Field(
+        "https://ngw.devices.sberbank.ru:9443/api/v2/oauth", alias="GIGACHAT_AUTH_URL"
+    )
+    base_url: str = Field("https://gigachat.devices.sberbank.ru/api/v1", alias="GIGACHAT_BASE_URL")
+    # PEM with the Russian Trusted Root CA, trusted for both hosts besides the system store.
+    ca_bundle: str | None = Field(None, alias="GIGACHAT_CA_BUNDLE")
+    verify_ssl: bool = Field(True, alias="GIGACHAT_VERIFY_SSL")
+    # Requests in flight per key: one for individuals, ten for companies.
+    max_streams: int = Field(1, ge=1, le=100, alias="GIGACHAT_MAX_STREAMS")
+    proxy: str | None = Field(None, alias="GIGACHAT_PROXY")
+
+    @property
+    def enabled(self) -> bool:
+        return self.credentials is not None
+
+    @field_validator("credentials")
+    @classmethod
+    def _check_credentials(cls, value: SecretStr | None) -> SecretStr | None:
+        return _optional_secret(value)
+
+    @field_validator("scope")
+    @classmethod
+    def _check_scope(cls, value: str) -> str:
+        value = value.strip()
+        if not value:
             raise ValueError("must not be empty")
-        return SecretStr(key)
+        return value
+
+    @field_validator("auth_url", "base_url")
+    @classmethod
+    def _check_urls(cls, value: str) -> str:
+        return _url(value)
+
+    @field_validator("ca_bundle")
+    @classmethod
+    def _check_ca_bundle(cls, value: str | None) -> str | None:
+        return _ca_bundle(value)
+
+    @field_validator("proxy")
+    @classmethod
+    def _check_proxy(cls, value: str | None) -> str | None:
+        return _proxy(value)
+
+
+class MashaGPTSettings(_Section):
+    """MashaGPT: enabled by its key."""
+
+    api_key: SecretStr | None = Field(None, alias="MASHAGPT_API_KEY")
+    base_url: str = Field("https://api.mashagpt.ru/v1", alias="MASHAGPT_BASE_URL")
+    proxy: str | None = Field(None, alias="MASHAGPT_PROXY")
+    # Request starts per second (0: not paced by the bot).
+    rps: float = Field(0.0, ge=0, alias="MASHAGPT_RPS")
+    # The chat models offered when GET /models does not answer (comma-separated).
+    models: Annotated[tuple[str, ...], NoDecode] = Field(
+        ("gpt-4o-mini", "gpt-4o", "claude-sonnet-4-5"), alias="MASHAGPT_MODELS"
+    )
+
+    @property
+    def enabled(self) -> bool:
+        return self.api_key is not None
+
+    @field_validator("api_key")
+    @classmethod
+    def _check_key(cls, value: SecretStr | None) -> SecretStr | None:
+        return _optional_secret(value)
+
+    @field_validator("base_url")
+    @classmethod
+    def _check_base_url(cls, value: str) -> str:
+        return _url(value)
+
+    @field_validator("proxy")
+    @classmethod
+    def _check_proxy(cls, value: str | None) -> str | None:
+        return _proxy(value)
+
+    @field_validator("models", mode="before")
+    @classmethod
+    def _parse_models(cls, value: object) -> object:
+        if isinstance(value, str):
+            return tuple(p.strip() for p in value.split(",") if p.strip())
+        return value
 
 
 class MediaSettings(_Section):
@@ -216,6 +315,8 @@ class AdminSettings(_Section):
 SECTIONS: dict[str, type[_Section]] = {
     "telegram": TelegramSettings,
     "llm": LLMSettings,
+    "gigachat": GigaChatSettings,
+    "mashagpt": MashaGPTSettings,
     "media": MediaSettings,
     "limits": LimitsSettings,
     "storage": StorageSettings,
@@ -277,7 +378,9 @@ class Settings(BaseSettings):
     )
 
     telegram: TelegramSettings
-    llm: LLMSettings
+    llm: LLMSettings = Field(default_factory=lambda: LLMSettings())
+    gigachat: GigaChatSettings = Field(default_factory=lambda: GigaChatSettings())
+    mashagpt: MashaGPTSettings = Field(default_factory=lambda: MashaGPTSettings())
     media: MediaSettings = Field(default_factory=lambda: MediaSettings())
     limits: LimitsSettings = Field(default_factory=lambda: LimitsSettings())
     storage: StorageSettings = Field(default_factory=lambda: StorageSettings())
@@ -321,6 +424,15 @@ class Settings(BaseSettings):
         return level
 
     @model_validator(mode="after")
+    def _one_provider_at_least(self) -> Settings:
+        if self.llm.api_key is None and not self.gigachat.enabled and not self.mashagpt.enabled:
+            raise ValueError(
+                "no provider is configured: set LLM_API_KEY, GIGACHAT_CREDENTIALS or "
+                "MASHAGPT_API_KEY"
+            )
+        return self
+
+    @model_validator(mode="after")
     def _broadcast_below_global(self) -> Settings:
         if self.admin.broadcast_rps > self.limits.telegram_global_rps:
             raise ValueError(
@@ -330,7 +442,11 @@ class Settings(BaseSettings):
 
     def secrets(self) -> list[str]:
         """Every secret value, for the log filter that redacts them."""
-        return [self.telegram.bot_token.get_secret_value(), self.llm.api_key.get_secret_value()]
+        values = [self.telegram.bot_token]
+        for secret in (self.llm.api_key, self.gigachat.credentials, self.mashagpt.api_key):
+            if secret is not None:
+                values.append(secret)
+        return [v.get_secret_value() for v in values]
 
 
 def load_settings(*, _env_file: str | None = ".env", **overrides: object) -> Settings:

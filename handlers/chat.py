@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import html
+
 from aiogram import Bot, F, Router
 from aiogram.enums import ChatType, MessageEntityType
 from aiogram.filters import Filter, StateFilter
@@ -93,6 +95,9 @@ async def respond(
     target = Target(
         message.chat.id, request.thread_id, reply_to=None if private else message.message_id
     )
+    if reply.replaced_model is not None:
+        model = html.escape(reply.replaced_model)
+        await tell(bot, target, t(profile.lang, "model_replaced", model=model))
     placeholder_id: int | None = None
     if private:
         outcome = await stream_draft(bot, reply, target, profile.lang, render)
@@ -104,8 +109,12 @@ async def respond(
         if placeholder_id is not None:
             await drop_placeholder(bot, target, placeholder_id)
         raise UpdateDeferred
+    if outcome.temperature_dropped:
+        await tell(bot, target, t(profile.lang, "temperature_dropped"))
     kind, text = compose_final(outcome, profile.lang, is_admin=profile.is_admin)
     want_text, want_voice = reply_channels(profile.user.reply_mode, user_spoke=user_spoke)
+    if want_voice and (voice is None or not voice.can_speak):
+        want_text, want_voice = True, False  # no provider speaks here: the text it is
     speakable = outcome.status is ReplyStatus.COMPLETE and bool(outcome.text.strip())
     spoken = False
     if want_voice and speakable and voice is not None:

@@ -21,7 +21,7 @@ from services.albums import AlbumCollector
 from services.audio import AudioError, AudioProblem
 from services.chat import ChatInput, ChatService
 from services.image_memory import image_placeholder
-from services.images import ImageError, ImageProblem, prepare_image_async, to_data_url
+from services.images import ImageError, ImageProblem, prepare_image_async
 from services.llm import UpstreamError
 from services.users import Profile
 from services.voice import VoiceService
@@ -86,7 +86,7 @@ async def image_question(
     caption = question if question is not None else ""
     if question is None:
         caption = next((m.caption for m in messages if m.caption), "") or ""
-    images: list[str] = []
+    images: list[bytes] = []
     async with ChatActionSender.typing(bot=bot, chat_id=message.chat.id):
         for part in messages:
             found = image_file(part)
@@ -94,7 +94,7 @@ async def image_question(
                 continue
             try:
                 data = await download(bot, *found)
-                images.append(to_data_url(await prepare_image_async(data)))
+                images.append(await prepare_image_async(data))
             except FileTooBig:
                 await message.reply(t(profile.lang, "file_too_big"))
                 return
@@ -141,6 +141,10 @@ async def voice_question(
 ) -> None:
     found = audio_file(message)
     if found is None:
+        return
+    if not voice.can_listen:
+        # No configured provider turns speech into text (a GigaChat-only bot).
+        await message.reply(t(profile.lang, "voice_needs_provider"))
         return
     file_id, size, hint = found
     sender = message.from_user

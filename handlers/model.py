@@ -1,4 +1,9 @@
-"""/model: pick the chat model from the live list, or set it by id."""
+"""/model: pick the chat model from every provider's live list, or set it by (part of) its id.
+
+With several providers the menu has two levels: the providers, then one provider's models
+page by page. It opens where the current model is; with one provider the first level is
+skipped, as it would hold a single button.
+"""
 
 from __future__ import annotations
 
@@ -9,27 +14,88 @@ from aiogram.filters import Command, CommandObject
 from aiogram.types import CallbackQuery, InlineKeyboardMarkup, Message
 from aiogram.utils.callback_answer import CallbackAnswer
 
-from handlers.ui.callbacks import ModelPage, ModelPick, expire, redraw
-from handlers.ui.keyboards import MODELS_PER_PAGE, models_keyboard, page_count
+from handlers.ui.callbacks import ModelPage, ModelPick, ModelProvider, expire, redraw
+from handlers.ui.keyboards import (
+    MODELS_PER_PAGE,
+    model_matches_keyboard,
+    models_keyboard,
+    page_count,
+    providers_keyboard,
+)
 from handlers.ui.texts import t
 from services.chat import ChatService
-from services.model_choice import ModelChooser
+from services.model_choice import ModelChooser, ProviderModels, locate
 from services.users import Profile
 
+View = tuple[str, InlineKeyboardMarkup | None]
 
-async def _menu(
-    models: ModelChooser, chat: ChatService, profile: Profile, page: int | None
-) -> tuple[str, InlineKeyboardMarkup | None]:
-    ids = await models.chat_model_ids()
-    if not ids:
-        return t(profile.lang, "model_list_empty"), None
-    current = chat.model_for(profile.user)
+# How much of a user's /model text is echoed back: a whole message's worth would not fit.
+QUERY_SHOWN = 100
+
+
+def _shown_query(text: str) -> str:
+    if len(text) > QUERY_SHOWN:
+        text = text[:QUERY_SHOWN] + "…"
+    return html.escape(text)
+
+
+def _providers_view(lists: list[ProviderModels], current: str, lang: str) -> View:
+    lines = [t(lang, "model_providers_title", model=html.escape(current))]
+    lines += [
+        t(lang, "models_unavailable", provider=html.escape(models.title))
+        for models in lists
+        if not models.available
+    ]
+    available = [models for models in lists if models.available]
+    if not available:
+        lines.append(t(lang, "model_list_empty"))
+        return "\n".join(lines), None
+    here = locate(lists, current)
+    markup = providers_keyboard(available, here.provider if here else None)
+    return "\n".join(lines), markup
+
+
+def _menu_view(
+    lists: list[ProviderModels], current: str, lang: str, provider: int | None, page: int | None
+) -> View:
+    """The menu at `provider` (None: the providers) and `page` (None: the one holding the
+    current model, else the first)."""
+    several = len(lists) > 1
+    if not several:
+        provider = 0
+    if provider is None:
+        return _providers_view(lists, current, lang)
+    models = lists[provider]
+    if not models.available:
+        if not several:
+            return t(lang, "model_list_empty"), None
+        text = t(lang, "models_unavailable", provider=html.escape(models.title))
+        markup, _, _ = models_keyboard(
+            (), current, 0, provider=provider, back_to_providers=t(lang, "btn_providers")
+        )
+        return text, markup
     if page is None:
-        # Open on the page that holds the current model.
-        page = ids.index(current) // MODELS_PER_PAGE if current in ids else 0
-    markup, page, pages = models_keyboard(ids, current, page)
-    text = t(profile.lang, "model_title", model=html.escape(current), page=page + 1, pages=pages)
+        here = locate([models], current)
+        page = here.index // MODELS_PER_PAGE if here else 0
+    markup, page, pages = models_keyboard(
+        models.ids,
+        current,
+        page,
+        provider=provider,
+        back_to_providers=t(lang, "btn_providers") if several else None,
+    )
+    text = t(lang, "model_title", model=html.escape(current), page=page + 1, pages=pages)
+    if several:
+        text = f"<b>{html.escape(models.title)}</b>\n{text}"
     return text, markup
+
+
+async def _opening_view(models: ModelChooser, current: str, lang: str) -> View:
+    """The menu where the current model is: its provider and page (the providers when no
+    list holds it)."""
+    lists = await models.menu()
+    here = locate(lists, current)
+    return _menu_view(lists, current, lang, here.provider if here else None, None)
 
 
 async def model_command(
@@ -39,17 +105,42 @@ async def model_command(
     chat: ChatService,
     profile: Profile,
 ) -> None:
-    if command.args:
+    lang = profile.lang
+    if command.args and command.args.strip():
         wanted = command.args.strip()
-        updated = await models.choose(profile.user.user_id, wanted)
-        if updated is None:
-            await message.answer(t(profile.lang, "model_unknown", model=html.escape(wanted)))
+        choice = await models.choose(profile.user.user_id, wanted, limit=MODELS_PER_PAGE)
+        if choice.profile is not None:
+            model = html.escape(chat.model_for(choice.profile.user))
+            await message.answer(t(lang, "model_set", model=model))
+        elif choice.candidates:
+            text = t(lang, "model_matches", query=_shown_query(wanted))
+            if choice.more:
+                text += "\n" + t(lang, "model_matches_more", count=choice.more)
+            current = chat.model_for(profile.user)
+            picks = model_matches_keyboard(choice.candidates, current)
+            await message.answer(text, reply_markup=picks)
         else:
-            model = html.escape(chat.model_for(updated.user))
-            await message.answer(t(profile.lang, "model_set", model=model))
+            await message.answer(t(lang, "model_unknown", model=_shown_query(wanted)))
         return
-    text, markup = await _menu(models, chat, profile, None)
+    text, markup = await _opening_view(models, chat.model_for(profile.user), lang)
     await message.answer(text, reply_markup=markup)
+
+
+async def model_provider(
+    query: CallbackQuery,
+    callback_data: ModelProvider,
+    callback_answer: CallbackAnswer,
+    models: ModelChooser,
+    chat: ChatService,
+    profile: Profile,
+) -> None:
+    lists = await models.menu()
+    index = callback_data.index
+    if index is not None and not 0 <= index < len(lists):
+        expire(callback_answer, profile.lang)  # forged, or the providers changed since
+        return
+    text, markup = _menu_view(lists, chat.model_for(profile.user), profile.lang, index, None)
+    await redraw(query, callback_answer, profile.lang, text, markup)
 
 
 async def model_page(
@@ -60,12 +151,14 @@ async def model_page(
     chat: ChatService,
     profile: Profile,
 ) -> None:
-    pages = page_count(len(await models.chat_model_ids()))
-    if not 0 <= callback_data.page < pages:
+    lists = await models.menu()
+    provider, page = callback_data.provider, callback_data.page
+    if not 0 <= provider < len(lists) or not 0 <= page < page_count(len(lists[provider].ids)):
         # Forged, or from a list that has shrunk since: no page to show.
         expire(callback_answer, profile.lang)
         return
-    text, markup = await _menu(models, chat, profile, callback_data.page)
+    current = chat.model_for(profile.user)
+    text, markup = _menu_view(lists, current, profile.lang, provider, page)
     await redraw(query, callback_answer, profile.lang, text, markup)
 
 
@@ -77,22 +170,27 @@ async def model_pick(
     chat: ChatService,
     profile: Profile,
 ) -> None:
-    updated = await models.choose_by_digest(query.from_user.id, callback_data.digest)
+    updated = await models.choose_at(
+        query.from_user.id, callback_data.provider, callback_data.index, callback_data.digest
+    )
     if updated is None:
+        # The list changed under the menu: say so, and show it as it is now.
         callback_answer.text = t(profile.lang, "model_gone")
         callback_answer.show_alert = True
-        return
-    model = chat.model_for(updated.user)
-    callback_answer.text = (
-        t(updated.lang, "model_set", model=model).replace("<code>", "").replace("</code>", "")
-    )
-    text, markup = await _menu(models, chat, updated, None)
+        updated = profile
+    else:
+        model = chat.model_for(updated.user)
+        callback_answer.text = (
+            t(updated.lang, "model_set", model=model).replace("<code>", "").replace("</code>", "")
+        )
+    text, markup = await _opening_view(models, chat.model_for(updated.user), updated.lang)
     await redraw(query, callback_answer, updated.lang, text, markup)
 
 
 def create_router() -> Router:
     router = Router(name=__name__)
     router.message.register(model_command, Command("model", "models"))
+    router.callback_query.register(model_provider, ModelProvider.filter())
     router.callback_query.register(model_page, ModelPage.filter())
     router.callback_query.register(model_pick, ModelPick.filter())
     return router

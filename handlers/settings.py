@@ -43,6 +43,8 @@ class MediaDefaults:
 
     image_model: str
     voice: str
+    # A configured provider speaks (text-to-speech): otherwise voice options are hidden.
+    speech: bool = True
 
 
 PERSONA_PREVIEW = 200
@@ -88,7 +90,8 @@ async def settings_command(
 ) -> None:
     await state.clear()
     await message.answer(
-        settings_text(profile, chat, media_defaults), reply_markup=settings_keyboard(profile.lang)
+        settings_text(profile, chat, media_defaults),
+        reply_markup=settings_keyboard(profile.lang, speech=media_defaults.speech),
     )
 
 
@@ -121,6 +124,9 @@ async def settings_action(
             title += "\n" + t(lang, "no_models_of_kind")
         markup = media_models_keyboard(lang, action, ids, current)
         await redraw(query, callback_answer, lang, title, markup)
+        return
+    if action in ("voice", "reply") and not media_defaults.speech:
+        expire(callback_answer, lang)  # a button from before the speech provider went away
         return
     if action == "voice":
         markup = voices_keyboard(lang, VOICES, profile.user.tts_voice)
@@ -233,7 +239,8 @@ async def _show_settings(
     media_defaults: MediaDefaults,
 ) -> None:
     text = settings_text(profile, chat, media_defaults)
-    await redraw(query, callback_answer, profile.lang, text, settings_keyboard(profile.lang))
+    markup = settings_keyboard(profile.lang, speech=media_defaults.speech)
+    await redraw(query, callback_answer, profile.lang, text, markup)
 
 
 async def cancel(message: Message, profile: Profile, state: FSMContext) -> None:

@@ -16,7 +16,7 @@ from handlers.ui.errors import error_text
 from handlers.ui.files import FileTooBig, download
 from handlers.ui.texts import t
 from handlers.ui.video_notifier import elapsed_text
-from services.images import ImageError, prepare_image_async, to_data_url
+from services.images import ImageError, prepare_image_async
 from services.llm import UpstreamError
 from services.users import Profile
 from services.video import TooManyVideoJobs, VideoService
@@ -32,11 +32,11 @@ async def video_command(
     profile: Profile,
 ) -> None:
     prompt = (command.args or "").strip()
-    image_url: str | None = None
+    image: bytes | None = None
     found = image_file(message)
     if found is not None:
         try:
-            image_url = to_data_url(await prepare_image_async(await download(bot, *found)))
+            image = await prepare_image_async(await download(bot, *found))
         except FileTooBig:
             await message.reply(t(profile.lang, "file_too_big"))
             return
@@ -60,7 +60,7 @@ async def video_command(
             thread_id=thread_of(message),
             prompt=prompt,
             lang=profile.lang,
-            image_data_url=image_url,
+            image=image,
             progress_message_id=progress.message_id if progress else None,
         )
     except TooManyVideoJobs as error:

@@ -25,13 +25,15 @@ from services.image_memory import ImageMemory, RememberedImages
 from services.llm import (
     CircuitOpen,
     ContextTooLong,
-    LLMClient,
     StreamInterrupted,
     UpstreamError,
     Usage,
 )
+from services.llm.errors import rejects_temperature
+from services.llm.provider import ProviderRegistry
 from services.storage import Storage, UsageRecord, UserRecord
 from services.tokens import estimate_tokens
+from services.users import UserService
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +52,10 @@ class ReplyStatus(enum.StrEnum):
     # Put off by a shutdown before the upstream answered: nothing is shown or stored; the
     # question is answered after the restart (the update journal keeps it).
     DEFERRED = "deferred"
+    # The provider declined the topic (GigaChat's `blacklist`): the user gets a short polite
+    # refusal, and neither the question nor the provider's canned text enters history (the
+    # model must not see its refusal as its own answer next time).
+    REFUSED = "refused"
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,7 +66,7 @@ class ChatInput:
     text: str
     # In groups several people share one history; their names tell the model who said what.
     speaker: str | None = None
-    images: tuple[str, ...] = ()  # data URLs: the question goes to a vision model
+    images: tuple[bytes, ...] = ()  # JPEG bytes: the question goes to a vision model
     stored_text: str | None = None  # what history keeps instead of `text` (image placeholder)
 
 
@@ -70,6 +76,10 @@ class ReplyOutcome:
     text: str
     model: str
     error: UpstreamError | None = None
+    # The answer hit max_tokens (finish_reason "length"): the user is told it was cut.
+    truncated: bool = False
+    # The model refused the user's temperature; the answer came without it.
+    temperature_dropped: bool = False
 
 
 class DeliveryResult(enum.Enum):
@@ -117,6 +127,11 @@ class Reply:
         self._task: asyncio.Task[None] | None = None
         # The conversation the answer was stored in, once it is (see record_delivery).
         self._stored_in: int | None = None
+        # The user's chosen model, when its provider is no longer configured and the
+        # default answered instead (the user gets a short note).
+        self.replaced_model: str | None = None
+        self._truncated = False
+        self._temperature_dropped = False
 
     # --- read side -------------------------------------------------------------
     @property
@@ -225,15 +240,19 @@ class ChatService:
     def __init__(
         self,
         *,
-        client: LLMClient,
+        providers: ProviderRegistry,
         conversations: ConversationService,
         storage: Storage,
         default_model: str,
         default_system_prompt: str,
         default_vision_model: str,
         images: ImageMemory | None = None,
+        users: UserService | None = None,
     ) -> None:
-        self._client = client
+        self._providers = providers
+        self._users = users
+        # Models that rejected a temperature: later requests leave it out from the start.
+        self._no_temperature: set[str] = set()
         self._default_vision = default_vision_model
         self._images = images or ImageMemory()
         self._conversations = conversations
@@ -250,10 +269,36 @@ class ChatService:
         self._closing = False  # shutdown began: nothing new starts
 
     def model_for(self, user: UserRecord) -> str:
-        return user.model or self._default_model
+        """The user's chat model; the default when none is chosen or its provider is gone."""
+        chosen = user.model
+        if chosen and self._providers.is_available(chosen):
+            return chosen
+        return self._default_model
 
     def vision_model_for(self, user: UserRecord) -> str:
-        return user.vision_model or self._default_vision
+        chosen = user.vision_model
+        if chosen and self._providers.is_available(chosen):
+            return chosen
+        return self._default_vision
+
+    def _replaced(self, user: UserRecord, model: str) -> str | None:
+        """The user's stored choice when `model` stands in for it (its provider is gone)."""
+        for chosen in (user.model, user.vision_model):
+            if chosen and chosen != model and not self._providers.is_available(chosen):
+                return chosen
+        return None
+
+    async def _forget_gone_choice(self, user: UserRecord) -> None:
+        """Clear a stored model whose provider is gone, so the note is shown once."""
+        if self._users is None:
+            return
+        try:
+            if user.model and not self._providers.is_available(user.model):
+                await self._users.set_model(user.user_id, None)
+            if user.vision_model and not self._providers.is_available(user.vision_model):
+                await self._users.set_media_choice(user.user_id, "vision_model", None)
+        except Exception:
+            log.exception("could not clear a gone model choice of user %s", user.user_id)
 
     def _new_id(self) -> int:
         self._next_id = self._next_id % _MAX_ID + 1
@@ -270,6 +315,7 @@ class ChatService:
             reattach = self._images.recent((request.chat_id, request.thread_id))
             model = self.vision_model_for(user) if reattach else self.model_for(user)
         reply = Reply(self._new_id(), request, model)
+        reply.replaced_model = self._replaced(user, model)
         if self._closing or self._closed:
             # Shutting down: nothing new starts (storage may already be gone); the question
             # is put off until the restart rather than refused.
@@ -337,6 +383,8 @@ class ChatService:
         usage: Usage | None = None
         prepared: PreparedRequest | None = None
         try:
+            if reply.replaced_model is not None:
+                await self._forget_gone_choice(user)
             async with self._chat_lock(key):
                 reply._start_work()
                 first_history: int | None = None
@@ -348,7 +396,8 @@ class ChatService:
                         user_id=request.user_id,
                         model=reply.model,
                         system_prompt=user.system_prompt or self._default_prompt,
-                        user_text=_with_speaker(request),
+                        user_text=request.text,
+                        speaker=request.speaker,
                         images=request.images,
                         stored_text=request.stored_text
                         and _with_speaker(request, request.stored_text),
@@ -392,6 +441,10 @@ class ChatService:
                 current.uncancel()
             status = ReplyStatus.STOPPED
             await self._persist_quietly(reply, prepared, status, usage)
+        except _Refused as refused:
+            # Billed, so counted; not stored: see ReplyStatus.REFUSED.
+            status = ReplyStatus.REFUSED
+            await self._record_usage(reply, prepared, "refused", refused.usage)
         except StreamInterrupted as exc:
             status, error = ReplyStatus.INTERRUPTED, exc
             await self._persist_quietly(reply, prepared, status, usage)
@@ -414,12 +467,31 @@ class ChatService:
     async def _stream(
         self, reply: Reply, user: UserRecord, prepared: PreparedRequest
     ) -> Usage | None:
+        temperature = user.temperature
+        if reply.model in self._no_temperature:
+            temperature = None
+        try:
+            return await self._stream_once(reply, prepared, temperature)
+        except UpstreamError as exc:
+            # A reasoning model (or a gateway) that takes no temperature: once more without
+            # it, and the model is remembered so its next requests leave it out.
+            if temperature is None or reply.text or not rejects_temperature(exc):
+                raise
+            log.info("model %s rejects a temperature; sending without it", reply.model)
+            self._no_temperature.add(reply.model)
+            reply._temperature_dropped = True
+            return await self._stream_once(reply, prepared, None)
+
+    async def _stream_once(
+        self, reply: Reply, prepared: PreparedRequest, temperature: float | None
+    ) -> Usage | None:
         usage: Usage | None = None
-        stream = self._client.stream_chat(
-            model=reply.model,
-            messages=prepared.messages,
+        provider, model = self._providers.resolve(reply.model)
+        stream = provider.chat.stream_chat(
+            model=model,
+            turns=prepared.turns,
             max_tokens=prepared.max_tokens,
-            temperature=user.temperature,
+            temperature=temperature,
             user_key=reply.request.user_id,
             on_wait=reply._on_wait,
         )
@@ -432,13 +504,27 @@ class ChatService:
                     reply._append(chunk.text)
                 if chunk.usage is not None:
                     usage = chunk.usage
+                if chunk.finish_reason == "refused":
+                    raise _Refused(usage)
+                if chunk.finish_reason == "length":
+                    reply._truncated = True
         finally:
             await stream.aclose()
         return usage
 
     def _finish(self, reply: Reply, status: ReplyStatus, error: UpstreamError | None) -> None:
         self._replies.pop(reply.id, None)
-        reply._finish(ReplyOutcome(status, reply.text, reply.model, error))
+        text = "" if status is ReplyStatus.REFUSED else reply.text
+        reply._finish(
+            ReplyOutcome(
+                status,
+                text,
+                reply.model,
+                error,
+                truncated=reply._truncated,
+                temperature_dropped=reply._temperature_dropped,
+            )
+        )
 
     async def _persist(
         self,
@@ -496,6 +582,7 @@ class ChatService:
                     prompt_tokens=usage.prompt_tokens,
                     completion_tokens=usage.completion_tokens,
                     credits=usage.credits,
+                    energy=usage.energy,
                     status=status,
                 )
             )
@@ -556,6 +643,14 @@ class _HeldLock:
             del self._table[self._key]
         else:
             self._table[self._key] = (lock, users - 1)
+
+
+class _Refused(Exception):
+    """The provider declined the topic; carries the usage it reported (it was billed)."""
+
+    def __init__(self, usage: Usage | None) -> None:
+        super().__init__("refused")
+        self.usage = usage
 
 
 def _with_speaker(request: ChatInput, text: str | None = None) -> str:

@@ -8,12 +8,12 @@ only adds integers.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
 
 from services.image_memory import RememberedImages, is_image_placeholder
-from services.llm import ContextTooLong, ModelCatalog
+from services.llm import ContextTooLong
+from services.llm.turns import Role, Turn
 from services.storage import Storage, StoredMessage
 from services.tokens import estimate_message_tokens
 
@@ -33,13 +33,8 @@ UNDELIVERED = "undelivered"
 PARTLY_DELIVERED = "partly_delivered"
 
 
-def content_with_images(text: str, images: Sequence[str]) -> str | list[dict[str, Any]]:
-    """OpenAI-style content parts: the text, then each image as a data URL."""
-    if not images:
-        return text
-    parts: list[dict[str, Any]] = [{"type": "text", "text": text}]
-    parts.extend({"type": "image_url", "image_url": {"url": url}} for url in images)
-    return parts
+# The model's context window in tokens, given its id and a default (the registry's).
+ContextLength = Callable[[str, int], Awaitable[int]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,7 +78,7 @@ def select_recent(newest_first: Sequence[StoredMessage], budget: int) -> list[St
 @dataclass(frozen=True, slots=True)
 class PreparedRequest:
     conversation_id: int
-    messages: list[dict[str, Any]]
+    turns: list[Turn]  # provider-neutral: each provider builds its own wire shape
     max_tokens: int
     prompt_tokens: int  # estimated
     user_message: StoredMessage
@@ -95,13 +90,13 @@ class ConversationService:
     def __init__(
         self,
         storage: Storage,
-        catalog: ModelCatalog,
+        context_length: ContextLength,
         *,
         max_tokens: int,
         default_context_tokens: int,
     ) -> None:
         self._storage = storage
-        self._catalog = catalog
+        self._context_length = context_length
         self._max_tokens = max_tokens
         self._default_context = default_context_tokens
 
@@ -114,17 +109,22 @@ class ConversationService:
         model: str,
         system_prompt: str,
         user_text: str,
-        images: Sequence[str] = (),
+        images: Sequence[bytes] = (),
+        speaker: str | None = None,
         stored_text: str | None = None,
         reattach: RememberedImages | None = None,
         history_limit: int | None = None,
     ) -> PreparedRequest:
         """Build the request. `stored_text` is what history keeps instead of `user_text`
-        (a placeholder for an image turn); `reattach` re-sends recent images."""
-        context = await self._catalog.context_length(model, self._default_context)
+        (a placeholder for an image turn); `reattach` re-sends recent images; `speaker` names
+        who asks, where several people share the chat."""
+        context = await self._context_length(model, self._default_context)
         budget = plan_budget(context, self._max_tokens)
         system_tokens = estimate_message_tokens("system", system_prompt)
-        user_tokens = estimate_message_tokens("user", user_text) + IMAGE_TOKENS * len(images)
+        question = Turn("user", user_text, speaker, tuple(images))
+        user_tokens = estimate_message_tokens("user", question.spoken_text()) + IMAGE_TOKENS * len(
+            images
+        )
         remaining = budget.history_tokens - system_tokens - user_tokens
         if reattach is not None:
             remaining -= IMAGE_TOKENS * len(reattach.images)
@@ -136,23 +136,23 @@ class ConversationService:
         if history_limit is not None:
             remaining = min(remaining, history_limit)
         history = await self._recent_within(conversation_id, remaining)
-        messages: list[dict[str, Any]] = [{"role": "system", "content": system_prompt}]
+        turns: list[Turn] = [Turn("system", system_prompt)]
         reattached = False
         for m in history:
-            content: str | list[dict[str, Any]] = m.content
-            if m.role == "user":
-                if reattach is not None and m.content == reattach.placeholder:
-                    content = content_with_images(m.content, reattach.images)
-                    reattached = True
-                elif is_image_placeholder(m.content.split(": ", 1)[-1]):
-                    content = m.content + GONE_NOTE
-            messages.append({"role": m.role, "content": content})
-        messages.append({"role": "user", "content": content_with_images(user_text, images)})
+            role: Role = "assistant" if m.role == "assistant" else "user"
+            if role == "user" and reattach is not None and m.content == reattach.placeholder:
+                turns.append(Turn("user", m.content, images=reattach.images))
+                reattached = True
+            elif role == "user" and is_image_placeholder(m.content.split(": ", 1)[-1]):
+                turns.append(Turn("user", m.content + GONE_NOTE))
+            else:
+                turns.append(Turn(role, m.content))
+        turns.append(question)
         history_tokens = sum(m.tokens for m in history)
         used = system_tokens + user_tokens + history_tokens
         if reattached and reattach is not None:
             used += IMAGE_TOKENS * len(reattach.images)
-        stored = stored_text if stored_text is not None else user_text
+        stored = stored_text if stored_text is not None else question.spoken_text()
         user_message = StoredMessage(
             role="user",
             content=stored,
@@ -161,7 +161,7 @@ class ConversationService:
         )
         return PreparedRequest(
             conversation_id,
-            messages,
+            turns,
             budget.max_tokens,
             used,
             user_message,

@@ -58,10 +58,13 @@ class HttpTarget:
     `proxy`: an `http://`, `https://` or `socks5://` URL (optionally `user:password@`);
     None uses the environment's HTTPS_PROXY / HTTP_PROXY / NO_PROXY, as curl would.
     `ca_bundle`: a PEM file of CAs trusted in addition to the system store.
+    `verify`: False accepts any certificate (an admin's last resort where a CA bundle for
+    the destination cannot be had, such as GigaChat's national root CA).
     """
 
     proxy: str | None = None
     ca_bundle: str | None = None
+    verify: bool = True
     read_timeout: float = 120.0
     connect_timeout: float = 10.0
     # Queueing happens in the services' own limiters, not in the pool: the pool is sized
@@ -218,6 +221,9 @@ def build_http_client(target: HttpTarget) -> httpx.AsyncClient:
     if target.proxy is not None:
         proxy_scheme(target.proxy)  # fail now, not on the first request
     context = ssl_context(target.ca_bundle)
+    if not target.verify:
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
     transport = _Transport(client=_session_factory(target, context))
     return CookielessAsyncClient(
         transport=transport,

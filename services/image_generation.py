@@ -10,7 +10,8 @@ import re
 from collections.abc import Hashable
 from dataclasses import dataclass
 
-from services.llm import MediaClient, UpstreamError
+from services.llm import UpstreamError
+from services.llm.provider import ProviderRegistry
 
 # Sizes DALL·E 3 accepts; other OpenAI-compatible image models take the same strings.
 ASPECT_SIZES = {"1:1": "1024x1024", "16:9": "1792x1024", "9:16": "1024x1792"}
@@ -45,24 +46,28 @@ def parse_image_request(args: str | None) -> ImageRequest | None:
 
 
 class ImageGenerator:
-    def __init__(self, media: MediaClient, *, default_model: str) -> None:
-        self._media = media
+    def __init__(self, providers: ProviderRegistry, *, default_model: str) -> None:
+        self._providers = providers
         self._default_model = default_model
 
     def model_for(self, chosen: str | None) -> str:
-        return chosen or self._default_model
+        """The user's image model; the default when none is chosen or its provider is gone."""
+        if chosen and self._providers.offers(chosen, "images"):
+            return chosen
+        return self._default_model
 
     async def generate(
         self, request: ImageRequest, *, model: str | None, user_key: Hashable
     ) -> bytes:
-        result = await self._media.generate_image(
+        maker, own_model = self._providers.images_for(self.model_for(model))
+        result = await maker.generate_image(
             request.prompt,
-            model=self.model_for(model),
+            model=own_model,
             size=ASPECT_SIZES.get(request.aspect or ""),
             user_key=user_key,
         )
         if result.data:
             return result.data
         if result.url:
-            return await self._media.download(result.url, max_bytes=MAX_IMAGE_BYTES)
+            return await maker.download(result.url, max_bytes=MAX_IMAGE_BYTES)
         raise UpstreamError(None, "the image service returned no picture")

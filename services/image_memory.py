@@ -1,7 +1,7 @@
 """Recent images per conversation, so a follow-up question can re-send them.
 
 History stores only a short placeholder for an image turn ("[image] caption"), never
-megabytes of base64. The images themselves stay here, in memory, for a few turns;
+megabytes of image data. The images themselves stay here, in memory, for a few turns;
 after that, or after a restart, the model is told plainly that the image is gone.
 Memory is bounded by total bytes, oldest conversations evicted first.
 """
@@ -29,7 +29,7 @@ def is_image_placeholder(content: str) -> bool:
 @dataclass(slots=True)
 class RememberedImages:
     placeholder: str  # the stored user message these images belong to
-    images: tuple[str, ...]  # data URLs
+    images: tuple[bytes, ...]  # JPEG bytes
     size: int
     turns_since: int = 0
 
@@ -41,7 +41,7 @@ class ImageMemory:
         self._max_bytes = max_bytes
         self.max_turns = max_turns
 
-    def remember(self, key: Hashable, placeholder: str, images: tuple[str, ...]) -> None:
+    def remember(self, key: Hashable, placeholder: str, images: tuple[bytes, ...]) -> None:
         self.forget(key)
         size = sum(len(i) for i in images)
         if size > self._max_bytes:

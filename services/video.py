@@ -22,6 +22,7 @@ from collections.abc import Callable, Hashable
 from dataclasses import dataclass
 from typing import Protocol
 
+from services.images import to_data_url
 from services.llm.errors import RateLimited, ServiceUnavailable, UpstreamError
 from services.llm.retry import should_retry
 from services.storage import ACTIVE_VIDEO_JOB_STATES, Storage, VideoJob
@@ -81,6 +82,22 @@ class VideoMediaClient(Protocol):
     async def download(self, url: str, *, max_bytes: int) -> bytes: ...
 
 
+class VideoMakers(Protocol):
+    """Which client makes (and polls) videos of a model, and the model's id there."""
+
+    def video_for(self, model: str) -> tuple[VideoMediaClient, str]: ...
+
+
+class OneVideoMaker:
+    """Every model made by one client under its own id (a single-provider setup, tests)."""
+
+    def __init__(self, media: VideoMediaClient) -> None:
+        self._media = media
+
+    def video_for(self, model: str) -> tuple[VideoMediaClient, str]:
+        return self._media, model
+
+
 class VideoNotifier(Protocol):
     """Implemented on the Telegram side. Exceptions are logged; they never stop a poller."""
 
@@ -127,7 +144,7 @@ class VideoService:
     def __init__(
         self,
         storage: Storage,
-        media: VideoMediaClient,
+        makers: VideoMakers,
         *,
         default_model: str,
         poll_seconds: float = 10.0,
@@ -139,7 +156,7 @@ class VideoService:
         if poll_seconds <= 0 or timeout_minutes <= 0 or max_jobs_per_user < 1:
             raise ValueError("poll_seconds, timeout_minutes and max_jobs_per_user must be positive")
         self._storage = storage
-        self._media = media
+        self._makers = makers
         self._default_model = default_model
         self._poll_seconds = float(poll_seconds)
         self._timeout = float(timeout_minutes) * 60.0
@@ -182,7 +199,7 @@ class VideoService:
         prompt: str,
         lang: str,
         model: str | None = None,
-        image_data_url: str | None = None,
+        image: bytes | None = None,
         progress_message_id: int | None,
         aspect_ratio: str | None = None,
     ) -> VideoJob:
@@ -210,11 +227,12 @@ class VideoService:
         self._submitting.add(job.id)
         try:
             try:
-                request_id = await self._media.start_video(
+                media, own_model = self._makers.video_for(chosen)
+                request_id = await media.start_video(
                     prompt,
-                    model=chosen,
+                    model=own_model,
                     aspect_ratio=aspect_ratio,
-                    image_url=image_data_url,
+                    image_url=to_data_url(image) if image is not None else None,
                     user_key=user_id,
                 )
             except UpstreamError as exc:
@@ -304,7 +322,7 @@ class VideoService:
             return await self._finish(job, "ERROR", "no upstream request id")
         status: VideoStatusLike | None = None
         try:
-            status = await self._media.video_status(job.request_id)
+            status = await self._makers.video_for(job.model)[0].video_status(job.request_id)
             ctx.permanent_errors = 0
         except UpstreamError as exc:
             if _is_transient(exc):
@@ -349,7 +367,8 @@ class VideoService:
         if not ctx.downloaded:
             ctx.downloaded = True
             try:
-                ctx.video = await self._media.download(job.url, max_bytes=self._download_limit)
+                media = self._makers.video_for(job.model)[0]
+                ctx.video = await media.download(job.url, max_bytes=self._download_limit)
             except Exception as exc:
                 # Too large or unreachable from here: Telegram can still be given the link.
                 log.warning("video job %d: download failed, sending the link: %r", job.id, exc)

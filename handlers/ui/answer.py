@@ -182,8 +182,10 @@ async def stream_group(
             if not content or content == last or reply.stop_requested:
                 continue
             # A queue position is progress, paced bot-wide like the drafts that show it.
-            if not reply.text and config.drafts is not None and not config.drafts.allow(
-                progress=True
+            if (
+                not reply.text
+                and config.drafts is not None
+                and not config.drafts.allow(progress=True)
             ):
                 continue
             try:
@@ -216,7 +218,11 @@ def compose_final(outcome: ReplyOutcome, lang: str, *, is_admin: bool) -> tuple[
     """What to show when a reply ends: (kind, text) with kind "markdown" or "html"."""
     text = outcome.text.strip()
     if outcome.status is ReplyStatus.COMPLETE:
+        if text and outcome.truncated:
+            return "markdown", f"{text}\n\n*{t(lang, 'truncated_mark')}*"
         return ("markdown", text) if text else ("html", t(lang, "empty_answer"))
+    if outcome.status is ReplyStatus.REFUSED:
+        return "html", t(lang, "refused")
     if outcome.status is ReplyStatus.STOPPED:
         mark = t(lang, "stopped_mark")
         return ("markdown", f"{text}\n\n*{mark}*") if text else ("html", mark)

@@ -92,12 +92,22 @@ class StopReply(CallbackData, prefix="stop"):
     reply_id: int
 
 
+class ModelProvider(CallbackData, prefix="mv"):
+    # The provider's index in the registry; None: the list of providers.
+    index: int | None = None
+
+
 class ModelPage(CallbackData, prefix="mp"):
+    provider: int  # the provider's index in the registry
     page: int
 
 
 class ModelPick(CallbackData, prefix="mk"):
-    # A short digest of the model id: ids can exceed the 64-byte callback limit.
+    # The model's place (provider index, index in its sorted chat list) and a short digest
+    # of its id: ids can exceed the 64-byte callback limit, and the digest tells when the
+    # list changed since the button was drawn.
+    provider: int
+    index: int
     digest: str
 
 

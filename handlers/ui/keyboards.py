@@ -11,6 +11,7 @@ from handlers.ui.callbacks import (
     BroadcastAction,
     ModelPage,
     ModelPick,
+    ModelProvider,
     PickMediaModel,
     PickReplyMode,
     PickVoice,
@@ -20,7 +21,7 @@ from handlers.ui.callbacks import (
     StopReply,
 )
 from handlers.ui.texts import LANG_NAMES, t
-from services.model_choice import model_digest
+from services.model_choice import ModelRef, ProviderModels, model_digest
 
 MODELS_PER_PAGE = 8
 TEMPERATURES = (0.0, 0.3, 0.7, 1.0, 1.3)
@@ -42,39 +43,83 @@ def page_count(total: int) -> int:
     return max(1, -(-total // MODELS_PER_PAGE))
 
 
+def _model_button(provider: int, index: int, model_id: str, current: str) -> InlineKeyboardButton:
+    mark = "✅ " if model_id == current else ""
+    return InlineKeyboardButton(
+        text=f"{mark}{model_id}",
+        callback_data=ModelPick(
+            provider=provider, index=index, digest=model_digest(model_id)
+        ).pack(),
+    )
+
+
 def models_keyboard(
-    model_ids: Sequence[str], current: str, page: int
+    model_ids: Sequence[str],
+    current: str,
+    page: int,
+    *,
+    provider: int = 0,
+    back_to_providers: str | None = None,
 ) -> tuple[InlineKeyboardMarkup, int, int]:
-    """A page of models with the current one marked. Returns (markup, page, pages)."""
+    """A page of one provider's models with the current one marked; `back_to_providers` is
+    the label of a last row leading to the providers (None: only one, no row).
+    Returns (markup, page, pages)."""
     pages = page_count(len(model_ids))
     page = min(max(page, 0), pages - 1)
     builder = InlineKeyboardBuilder()
     start = page * MODELS_PER_PAGE
-    for model_id in model_ids[start : start + MODELS_PER_PAGE]:
-        mark = "✅ " if model_id == current else ""
-        builder.row(
-            InlineKeyboardButton(
-                text=f"{mark}{model_id}",
-                callback_data=ModelPick(digest=model_digest(model_id)).pack(),
-            )
-        )
+    for offset, model_id in enumerate(model_ids[start : start + MODELS_PER_PAGE]):
+        builder.row(_model_button(provider, start + offset, model_id, current))
     nav: list[InlineKeyboardButton] = []
-    if page > 0:
-        nav.append(InlineKeyboardButton(text="«", callback_data=ModelPage(page=page - 1).pack()))
-    if pages > 1:
-        nav.append(
-            InlineKeyboardButton(
-                text=f"{page + 1}/{pages}", callback_data=ModelPage(page=page).pack()
-            )
+
+    def to_page(label: str, target: int) -> InlineKeyboardButton:
+        return InlineKeyboardButton(
+            text=label, callback_data=ModelPage(provider=provider, page=target).pack()
         )
+
+    if page > 0:
+        nav.append(to_page("«", page - 1))
+    if pages > 1:
+        nav.append(to_page(f"{page + 1}/{pages}", page))
     if page < pages - 1:
-        nav.append(InlineKeyboardButton(text="»", callback_data=ModelPage(page=page + 1).pack()))
+        nav.append(to_page("»", page + 1))
     if nav:
         builder.row(*nav)
+    if back_to_providers is not None:
+        builder.row(
+            InlineKeyboardButton(
+                text=back_to_providers, callback_data=ModelProvider(index=None).pack()
+            )
+        )
     return builder.as_markup(), page, pages
 
 
-def settings_keyboard(lang: str) -> InlineKeyboardMarkup:
+def providers_keyboard(
+    lists: Sequence[ProviderModels], current: int | None
+) -> InlineKeyboardMarkup:
+    """One button per provider; ✅ on the one whose list holds the current model."""
+    builder = InlineKeyboardBuilder()
+    for models in lists:
+        mark = "✅ " if models.index == current else ""
+        builder.row(
+            InlineKeyboardButton(
+                text=f"{mark}{models.title}",
+                callback_data=ModelProvider(index=models.index).pack(),
+            )
+        )
+    return builder.as_markup()
+
+
+def model_matches_keyboard(matches: Sequence[ModelRef], current: str) -> InlineKeyboardMarkup:
+    """The models `/model <text>` matched, from any provider, one per row."""
+    builder = InlineKeyboardBuilder()
+    for ref in matches:
+        builder.row(_model_button(ref.provider, ref.index, ref.id, current))
+    return builder.as_markup()
+
+
+def settings_keyboard(lang: str, *, speech: bool = True) -> InlineKeyboardMarkup:
+    """The settings menu; without a speech provider (`speech=False`) no voice options."""
     builder = InlineKeyboardBuilder()
     builder.row(
         InlineKeyboardButton(
@@ -93,14 +138,15 @@ def settings_keyboard(lang: str) -> InlineKeyboardMarkup:
             text=t(lang, "btn_image_model"), callback_data=SettingsAction(action="image").pack()
         ),
     )
-    builder.row(
-        InlineKeyboardButton(
-            text=t(lang, "btn_voice"), callback_data=SettingsAction(action="voice").pack()
-        ),
-        InlineKeyboardButton(
-            text=t(lang, "btn_reply_mode"), callback_data=SettingsAction(action="reply").pack()
-        ),
-    )
+    if speech:
+        builder.row(
+            InlineKeyboardButton(
+                text=t(lang, "btn_voice"), callback_data=SettingsAction(action="voice").pack()
+            ),
+            InlineKeyboardButton(
+                text=t(lang, "btn_reply_mode"), callback_data=SettingsAction(action="reply").pack()
+            ),
+        )
     builder.row(
         InlineKeyboardButton(
             text=t(lang, "btn_reset"), callback_data=SettingsAction(action="reset").pack()

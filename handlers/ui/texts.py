@@ -167,8 +167,51 @@ _TEXTS: Final = MappingProxyType(
         # --- media -----------------------------------------------------------
         "cmd_image": {"en": "Generate an image", "ru": "Сгенерировать картинку"},
         "cmd_video": {"en": "Generate a video", "ru": "Сгенерировать видео"},
+        "model_providers_title": {
+            "en": "Choose a provider (current model: <code>{model}</code>).",
+            "ru": "Выберите провайдера (текущая модель: <code>{model}</code>).",
+        },
+        "models_unavailable": {
+            "en": "⚠️ Models of {provider} are unavailable now.",
+            "ru": "⚠️ Модели {provider} сейчас недоступны.",
+        },
+        "btn_providers": {"en": "« Providers", "ru": "« Провайдеры"},
+        "model_matches": {
+            "en": "Several models match <code>{query}</code>. Choose one:",
+            "ru": "Под <code>{query}</code> подходят несколько моделей. Выберите одну:",
+        },
+        "model_matches_more": {
+            "en": "…and {count} more: be more precise.",
+            "ru": "…и ещё {count}: уточните запрос.",
+        },
         "cmd_balance": {"en": "Account balance", "ru": "Баланс аккаунта"},
         "cmd_usage": {"en": "My usage", "ru": "Мой расход"},
+        "voice_needs_provider": {
+            "en": "🎙 Voice notes need a speech provider, and none is configured here. "
+            "Please type your question.",
+            "ru": "🎙 Для голосовых сообщений нужен провайдер распознавания речи, а здесь он "
+            "не настроен. Напишите вопрос текстом.",
+        },
+        "refused": {
+            "en": "🙅 The model declined to discuss this topic. Try asking differently, or "
+            "choose another model with /model.",
+            "ru": "🙅 Модель отказалась обсуждать эту тему. Попробуйте спросить иначе или "
+            "выберите другую модель: /model.",
+        },
+        "truncated_mark": {
+            "en": "The answer was cut at the length limit.",
+            "ru": "Ответ обрезан по ограничению длины.",
+        },
+        "temperature_dropped": {
+            "en": "ℹ️ This model does not take a temperature setting, so it answers with its own.",
+            "ru": "ℹ️ Эта модель не принимает настройку температуры и отвечает со своей.",
+        },
+        "model_replaced": {
+            "en": "ℹ️ Your model <code>{model}</code> is no longer available here, so the "
+            "default answers. Choose another with /model.",
+            "ru": "ℹ️ Ваша модель <code>{model}</code> здесь больше недоступна, поэтому отвечает "
+            "модель по умолчанию. Выберите другую: /model.",
+        },
         "describe_image": {
             "en": "Describe this image.",
             "ru": "Опиши это изображение.",
@@ -266,16 +309,39 @@ _TEXTS: Final = MappingProxyType(
             "ru": "🎬 У вас уже генерируется {limit} видео. Дождитесь завершения.",
         },
         "unknown_reason": {"en": "no reason given", "ru": "причина не указана"},
+        # /balance: one block per provider that offers a balance, titled with its name.
         "balance": {
-            "en": "💰 <b>Balance:</b> {credits} credits\nSubscription: {subscription}{until}\n"
-            "Status: {status_icon} {status_text}",
-            "ru": "💰 <b>Баланс:</b> {credits} кредитов\nПодписка: {subscription}{until}\n"
-            "Статус: {status_icon} {status_text}",
+            "en": "💰 <b>{title}</b>\nBalance: {credits} credits\n"
+            "Subscription: {subscription}{until}\nStatus: {status_icon} {status_text}",
+            "ru": "💰 <b>{title}</b>\nБаланс: {credits} кредитов\n"
+            "Подписка: {subscription}{until}\nСтатус: {status_icon} {status_text}",
         },
         "balance_until": {"en": " until {date}", "ru": " до {date}"},
+        "balance_tokens": {
+            "en": "💰 <b>{title}</b>\nTokens left:\n{lines}",
+            "ru": "💰 <b>{title}</b>\nОсталось токенов:\n{lines}",
+        },
+        "balance_tokens_line": {"en": "• {model}: {tokens}", "ru": "• {model}: {tokens}"},
+        "balance_tokens_empty": {
+            "en": "💰 <b>{title}</b>\nNo prepaid tokens left.",
+            "ru": "💰 <b>{title}</b>\nПредоплаченных токенов нет.",
+        },
         "balance_unavailable": {
-            "en": "💰 The balance is not available: {reason}",
-            "ru": "💰 Баланс недоступен: {reason}",
+            "en": "💰 <b>{title}</b>: the balance is not available: {reason}",
+            "ru": "💰 <b>{title}</b>: баланс недоступен: {reason}",
+        },
+        "balance_not_offered": {
+            "en": "not offered by this provider",
+            "ru": "этот провайдер его не предоставляет",
+        },
+        "balance_pay_as_you_go": {
+            "en": "pay-as-you-go account: no prepaid balance",
+            "ru": "аккаунт с оплатой по факту: предоплаченного баланса нет",
+        },
+        "balance_try_later": {"en": "try again later", "ru": "попробуйте позже"},
+        "balance_none": {
+            "en": "💰 None of the bot's AI providers reports an account balance.",
+            "ru": "💰 Ни один из ИИ-провайдеров бота не сообщает баланс аккаунта.",
         },
         "cmd_stats": {"en": "Bot statistics (admins)", "ru": "Статистика бота (админы)"},
         "cmd_broadcast": {
@@ -394,14 +460,21 @@ _TEXTS: Final = MappingProxyType(
             "en": "This command is for the bot's admins.",
             "ru": "Эта команда только для администраторов бота.",
         },
+        # /usage: the overall lines, then one block per provider (when there are several);
+        # {today}/{total} are "usage_requests, usage_tokens[, usage_credits][, usage_energy]".
         "usage": {
-            "en": "📊 <b>Your usage</b>\nToday: {today_requests} requests, {today_tokens} tokens, "
-            "{today_credits} credits\nTotal: {total_requests} requests, {total_tokens} tokens, "
-            "{total_credits} credits",
-            "ru": "📊 <b>Ваш расход</b>\nСегодня: {today_requests} запросов, {today_tokens} "
-            "токенов, {today_credits} кредитов\nВсего: {total_requests} запросов, "
-            "{total_tokens} токенов, {total_credits} кредитов",
+            "en": "📊 <b>Your usage</b>\nToday: {today}\nTotal: {total}",
+            "ru": "📊 <b>Ваш расход</b>\nСегодня: {today}\nВсего: {total}",
         },
+        "usage_provider": {
+            "en": "<b>{title}</b>\nToday: {today}\nTotal: {total}",
+            "ru": "<b>{title}</b>\nСегодня: {today}\nВсего: {total}",
+        },
+        "usage_primary_provider": {"en": "Main provider", "ru": "Основной провайдер"},
+        "usage_requests": {"en": "{count} requests", "ru": "{count} запросов"},
+        "usage_tokens": {"en": "{count} tokens", "ru": "{count} токенов"},
+        "usage_credits": {"en": "{amount} credits", "ru": "{amount} кредитов"},
+        "usage_energy": {"en": "{amount} energy", "ru": "{amount} энергии"},
         "btn_vision_model": {"en": "👁 Vision model", "ru": "👁 Модель зрения"},
         "btn_image_model": {"en": "🎨 Image model", "ru": "🎨 Модель картинок"},
         "btn_voice": {"en": "🗣 Voice", "ru": "🗣 Голос"},

@@ -14,12 +14,17 @@ import logging
 import math
 import time
 from collections.abc import Callable
+from typing import Protocol
 
-from services.llm.client import LLMClient
 from services.llm.errors import UpstreamError
 from services.llm.types import ModelInfo
 
-__all__ = ["ModelCatalog"]
+__all__ = ["ModelCatalog", "ModelSource"]
+
+
+class ModelSource(Protocol):
+    async def list_models(self) -> list[ModelInfo]: ...
+
 
 log = logging.getLogger(__name__)
 
@@ -29,7 +34,7 @@ _FAILURE_BACKOFF = 30.0
 class ModelCatalog:
     def __init__(
         self,
-        client: LLMClient,
+        client: ModelSource,
         *,
         ttl: float = 600.0,
         clock: Callable[[], float] = time.monotonic,

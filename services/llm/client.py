@@ -19,17 +19,23 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-from collections.abc import AsyncGenerator, Awaitable, Callable, Hashable
+from collections.abc import AsyncGenerator, Awaitable, Callable, Hashable, Mapping, Sequence
 from typing import Any
 
 import httpx
 
 from services.llm.breaker import CircuitBreaker
-from services.llm.errors import StreamInterrupted
+from services.llm.errors import StreamInterrupted, classify_error
 from services.llm.limiter import FairRateLimiter
 from services.llm.retry import RetryPolicy
 from services.llm.sse import DONE, MAX_LINE, SSELineTooLong, SSEStalled, iter_sse_data
-from services.llm.transport import Failure, UpstreamTransport, is_health_failure, request_id_of
+from services.llm.transport import (
+    Classifier,
+    Failure,
+    UpstreamTransport,
+    is_health_failure,
+    request_id_of,
+)
 from services.llm.types import (
     ModelInfo,
     StreamChunk,
@@ -85,7 +91,7 @@ class LLMClient:
         self,
         http: httpx.AsyncClient,
         base_url: str,
-        api_key: str,
+        api_key: str | None = None,
         *,
         limiter: FairRateLimiter,
         breaker: CircuitBreaker,
@@ -93,8 +99,14 @@ class LLMClient:
         app_title: str | None = None,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         deadline: float | None = None,
+        auth: httpx.Auth | None = None,
+        auth_headers: Mapping[str, str] | None = None,
+        classify: Classifier = classify_error,
+        secrets: Sequence[str] = (),
+        provider: str | None = None,
         stream_gap: float | None = None,
         max_line: int = MAX_LINE,
+        skip_roles: frozenset[str] = frozenset(),
     ) -> None:
         self._t = UpstreamTransport(
             http,
@@ -106,12 +118,20 @@ class LLMClient:
             app_title=app_title,
             sleep=sleep,
             deadline=deadline,
+            auth=auth,
+            auth_headers=auth_headers,
+            classify=classify,
+            secrets=secrets,
+            provider=provider,
         )
         self._http = http
         self._breaker = breaker
         # The longest wait for a complete SSE line (see iter_sse_data), and its longest length.
         self._stream_gap = stream_gap
         self._max_line = max_line
+        # Messages of these roles are not the answer (GigaChat's `function_in_progress`
+        # status notes of its built-in functions): skipped, like a chunk without text.
+        self._skip_roles = skip_roles
         # Parsed once: httpx re-parses (and IP-checks) a str URL on every request.
         self._chat_url = httpx.URL(self._t.url("chat/completions"))
         # The streamed request is built once per attempt from these, not through the
@@ -188,6 +208,8 @@ class LLMClient:
             choice = choices[0]
             reason = choice.get("finish_reason")
             delta = choice.get("delta") or choice.get("message")
+            if self._skip_roles and delta and delta.get("role") in self._skip_roles:
+                return None
             text = delta.get("content") if delta else None
         except (AttributeError, IndexError, KeyError, TypeError):
             return None
@@ -233,7 +255,7 @@ class LLMClient:
             extensions=self._stream_extensions,
         )
         try:
-            response = await self._http.send(request, stream=True)
+            response = await self._http.send(request, stream=True, auth=self._t.auth)
         except httpx.RequestError as exc:
             return self._t.network_failure(exc)
         handed_over = False
@@ -304,8 +326,14 @@ class LLMClient:
         temperature: float | None = None,
         user_key: Hashable = None,
         on_wait: Callable[[int], Awaitable[None]] | None = None,
+        extra: Mapping[str, Any] | None = None,
+        include_usage: bool = True,
     ) -> AsyncGenerator[StreamChunk, None]:
         """Stream an answer as StreamChunks; the last one carries usage and finish_reason.
+
+        `messages` are in the wire shape already (a provider builds them from turns);
+        `extra` adds provider-specific fields to the body; `include_usage=False` leaves out
+        OpenAI's `stream_options` for servers that reject it (they send usage anyway).
 
         Use `contextlib.aclosing()` (or cancel the consuming task) to stop early: the HTTP
         response is closed at once, so the upstream sees the disconnect and stops billing.
@@ -316,10 +344,13 @@ class LLMClient:
             "messages": messages,
             "max_tokens": max_tokens,
             "stream": True,
-            "stream_options": {"include_usage": True},
         }
+        if include_usage:
+            payload["stream_options"] = {"include_usage": True}
         if temperature is not None:
             payload["temperature"] = temperature
+        if extra:
+            payload.update(extra)
         # Encoded once: retries resend the same bytes.
         body = json.dumps(payload, ensure_ascii=False).encode()
         attempts = 0

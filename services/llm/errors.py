@@ -47,6 +47,7 @@ __all__ = [
     "StreamInterrupted",
     "UpstreamError",
     "classify_error",
+    "rejects_temperature",
 ]
 
 # Upstream bodies can be whole HTML error pages; admins need the gist, not 50 kB.
@@ -211,6 +212,7 @@ _MODEL_PHRASES = (
     "model_not_found",
     "no such model",
     "unknown model",
+    "invalid model",  # LiteLLM: "Invalid model name passed in model=..."
     "тарифн",
     "нет такой модели",
     "неизвестная модель",
@@ -366,3 +368,22 @@ def _classify_text(text: str) -> type[UpstreamError]:
     if _has(text, _RATE):
         return RateLimited
     return BadRequest
+
+
+_TEMPERATURE_REFUSALS = (
+    "unsupported",
+    "not support",
+    "does not support",
+    "only the default",
+    "not allowed",
+    "не поддерж",
+)
+
+
+def rejects_temperature(error: UpstreamError) -> bool:
+    """A 400 saying the model does not take a temperature (reasoning models; LiteLLM's
+    UnsupportedParamsError): the request is worth one more try without it."""
+    if not isinstance(error, BadRequest) or error.status != 400:
+        return False
+    detail = error.detail.lower()
+    return "temperature" in detail and any(p in detail for p in _TEMPERATURE_REFUSALS)

@@ -17,7 +17,7 @@ import base64
 import binascii
 import json
 import mimetypes
-from collections.abc import Awaitable, Callable, Hashable, Mapping
+from collections.abc import Awaitable, Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from types import MappingProxyType
@@ -38,7 +38,7 @@ from services.llm.errors import (
 )
 from services.llm.limiter import FairRateLimiter
 from services.llm.retry import RetryPolicy, should_retry
-from services.llm.transport import Failure, UpstreamTransport
+from services.llm.transport import Classifier, Failure, UpstreamTransport
 from services.llm.types import to_float, to_int
 
 __all__ = [
@@ -187,7 +187,7 @@ class MediaClient:
         self,
         http: httpx.AsyncClient,
         base_url: str,
-        api_key: str,
+        api_key: str | None = None,
         *,
         limiter: FairRateLimiter,
         breaker: CircuitBreaker,
@@ -195,6 +195,11 @@ class MediaClient:
         app_title: str | None = None,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         deadline: float | None = None,
+        auth: httpx.Auth | None = None,
+        auth_headers: Mapping[str, str] | None = None,
+        classify: Classifier = classify_error,
+        secrets: Sequence[str] = (),
+        provider: str | None = None,
     ) -> None:
         self._t = UpstreamTransport(
             http,
@@ -206,6 +211,11 @@ class MediaClient:
             app_title=app_title,
             sleep=sleep,
             deadline=deadline,
+            auth=auth,
+            auth_headers=auth_headers,
+            classify=classify,
+            secrets=secrets,
+            provider=provider,
         )
         self._origin = _origin(httpx.URL(self._t.base_url))
 
@@ -473,7 +483,10 @@ class MediaClient:
             "GET",
             str(target),
             lambda _response, body: body,
-            headers=self._t.headers if same_origin else {},
+            # Only Authorization: httpx drops it when a redirect leaves the host, but it
+            # would carry any other auth header (MashaGPT's x-api-key) to the new host.
+            headers=self._t.redirect_safe_headers if same_origin else {},
+            authenticate=same_origin,
             max_bytes=max_bytes,
             classify=_classify_download,
             follow_redirects=True,

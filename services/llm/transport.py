@@ -19,7 +19,7 @@ import json
 import logging
 import re
 import ssl
-from collections.abc import Awaitable, Callable, Hashable, Mapping
+from collections.abc import Awaitable, Callable, Hashable, Mapping, Sequence
 from typing import Any, TypeVar
 
 import httpx
@@ -36,7 +36,7 @@ from services.llm.errors import (
 from services.llm.limiter import FairRateLimiter
 from services.llm.retry import RetryPolicy, parse_retry_after, retry_delay, should_retry
 
-__all__ = ["Failure", "UpstreamTransport", "is_health_failure", "request_id_of"]
+__all__ = ["Classifier", "Failure", "UpstreamTransport", "is_health_failure", "request_id_of"]
 
 T = TypeVar("T")
 log = logging.getLogger(__name__)
@@ -103,7 +103,7 @@ class UpstreamTransport:
         self,
         http: httpx.AsyncClient,
         base_url: str,
-        api_key: str,
+        api_key: str | None = None,
         *,
         limiter: FairRateLimiter,
         breaker: CircuitBreaker,
@@ -111,25 +111,44 @@ class UpstreamTransport:
         app_title: str | None,
         sleep: Callable[[float], Awaitable[None]],
         deadline: float | None = None,
+        auth: httpx.Auth | None = None,
+        auth_headers: Mapping[str, str] | None = None,
+        classify: Classifier = classify_error,
+        secrets: Sequence[str] = (),
+        provider: str | None = None,
     ) -> None:
+        """`api_key` is sent as `Authorization: Bearer`; a provider with another scheme gives
+        `auth_headers` (a static header such as `x-api-key`) or an `httpx.Auth` (OAuth), which
+        httpx applies to every request to the provider's own origin. `classify` maps the
+        provider's error bodies onto the UpstreamError classes; `secrets` (the key, tokens)
+        are redacted from every detail and log line besides `api_key`."""
         self.http = http
         self.base_url = base_url.rstrip("/")
         # For the log: which provider failed (no path, no credentials).
         parsed = httpx.URL(self.base_url)
-        self.provider = parsed.host + (f":{parsed.port}" if parsed.port else "")
+        self.provider = provider or parsed.host + (f":{parsed.port}" if parsed.port else "")
         # The longest one non-streamed attempt may take, first byte out to last byte in.
         self.deadline = deadline
         self.limiter = limiter
         self.breaker = breaker
         self.retry = retry
         self.app_title = app_title
-        self._api_key = api_key
+        self.auth = auth
+        self.classify = classify
+        self._secrets = tuple(s for s in (api_key, *secrets) if s)
         self._sleep = sleep
-        headers = {"Authorization": f"Bearer {api_key}"}
+        headers: dict[str, str] = {}
+        if auth_headers is not None:
+            headers.update(auth_headers)
+        elif api_key:
+            headers["Authorization"] = f"Bearer {api_key}"
         if app_title:
             headers["X-Title"] = app_title
         self.headers = headers
         self.json_headers = {**headers, "Content-Type": "application/json"}
+        self.redirect_safe_headers = {
+            k: v for k, v in headers.items() if k.lower() in ("authorization", "x-title")
+        }
 
     def __repr__(self) -> str:
         return f"UpstreamTransport(base_url={self.base_url!r})"
@@ -140,9 +159,9 @@ class UpstreamTransport:
     # --- failures ----------------------------------------------------------------------------
 
     def redact(self, text: str) -> str:
-        key = self._api_key
-        if key and key in text:
-            text = text.replace(key, _REDACTED)
+        for secret in self._secrets:
+            if secret in text:
+                text = text.replace(secret, _REDACTED)
         return text
 
     def network_failure(self, exc: Exception) -> Failure:
@@ -154,7 +173,7 @@ class UpstreamTransport:
         return Failure(error, retryable=not _is_certificate_error(exc))
 
     async def status_failure(
-        self, response: httpx.Response, classify: Classifier = classify_error
+        self, response: httpx.Response, classify: Classifier | None = None
     ) -> Failure:
         body = b""
         try:
@@ -165,7 +184,7 @@ class UpstreamTransport:
         except httpx.HTTPError:
             pass
         text = body[:_MAX_ERROR_BODY].decode("utf-8", "replace")
-        error = classify(response.status_code, self.redact(text))
+        error = (classify or self.classify)(response.status_code, self.redact(text))
         return Failure(
             error, retryable=should_retry(response.status_code), headers=response.headers
         )
@@ -183,10 +202,10 @@ class UpstreamTransport:
                 status = number
         body = self.redact(json.dumps({"error": payload}, ensure_ascii=False, default=str))
         if status is not None:
-            return Failure(classify_error(status, body), retryable=should_retry(status))
+            return Failure(self.classify(status, body), retryable=should_retry(status))
         # Without a status we cannot tell whether resending helps: classify by the wording and
         # do not retry; an unrecognised text reads as a provider-side failure.
-        error = classify_error(400, body)
+        error = self.classify(400, body)
         if type(error) is BadRequest:
             error = ServiceUnavailable(None, error.detail)
         return Failure(error, retryable=False)
@@ -321,9 +340,10 @@ class UpstreamTransport:
         user_key: Hashable = None,
         headers: Mapping[str, str] | None = None,
         max_bytes: int = DEFAULT_MAX_BODY,
-        classify: Classifier = classify_error,
+        classify: Classifier | None = None,
         follow_redirects: bool | None = None,
         model: str | None = None,
+        authenticate: bool = True,
         **kwargs: Any,
     ) -> T:
         """A non-streamed call with retries: `parse(response, body)` judges a 2xx answer.
@@ -332,18 +352,22 @@ class UpstreamTransport:
         one is a ResponseTooLarge failure. Each attempt, from sending to the body's last byte,
         is bounded by the transport's `deadline`. `kwargs` go to
         `httpx.AsyncClient.build_request` (json, content, files, data, params) and are rebuilt
-        for each attempt. `model` only names the request in the log.
+        for each attempt. `model` only names the request in the log. `authenticate=False`
+        (a download from another origin) sends neither the auth headers nor the `httpx.Auth`.
         """
         http = self.http
         send_headers = self.headers if headers is None else headers
         # None keeps the AsyncClient's own setting, as a plain `http.get()` would.
         redirects = httpx.USE_CLIENT_DEFAULT if follow_redirects is None else follow_redirects
         deadline = self.deadline
+        auth = self.auth if authenticate else None
 
         async def exchange() -> T | Failure:
             request = http.build_request(method, url, headers=send_headers, **kwargs)
             try:
-                response = await http.send(request, stream=True, follow_redirects=redirects)
+                response = await http.send(
+                    request, stream=True, follow_redirects=redirects, auth=auth
+                )
             except httpx.TooManyRedirects as exc:
                 failure = Failure(BadRequest(None, "too many redirects"), retryable=False)
                 failure.error.__cause__ = exc

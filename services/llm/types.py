@@ -20,6 +20,7 @@ _MEDIA_PREFIXES = (
     "txt2vid-",
     "img2vid-",
     "emb-",
+    "dall-e",  # VseGPT maps the unprefixed DALL·E ids for OpenAI compatibility
 )
 
 
@@ -29,6 +30,7 @@ class Usage:
     completion_tokens: int = 0
     total_tokens: int = 0
     credits: float | None = None  # from the x-used-credits response header when present
+    energy: float | None = None  # MashaGPT's billing unit (usage.total_energy)
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,6 +40,11 @@ class StreamChunk:
     finish_reason: str | None = None
 
 
+# What a model is for, as lists tell it (GigaChat's `type`, OpenRouter's and LiteLLM's
+# modality fields): only "chat" models can answer a conversation.
+CHAT = "chat"
+
+
 @dataclass(frozen=True, slots=True)
 class ModelInfo:
     id: str
@@ -45,10 +52,11 @@ class ModelInfo:
     context_length: int | None
     prompt_price: float | None = None
     completion_price: float | None = None
+    kind: str = CHAT  # "chat", "image", "embedding", "audio", "video", or the list's own word
 
     @property
     def is_chat(self) -> bool:
-        return not self.id.lower().startswith(_MEDIA_PREFIXES)
+        return self.kind == CHAT and not self.id.lower().startswith(_MEDIA_PREFIXES)
 
 
 def to_float(value: Any) -> float | None:
@@ -92,7 +100,12 @@ def parse_usage(data: Any, credits: float | None = None) -> Usage:
     prompt = to_int(data.get("prompt_tokens")) or 0
     completion = to_int(data.get("completion_tokens")) or 0
     total = to_int(data.get("total_tokens")) or prompt + completion
-    return Usage(prompt, completion, total, credits)
+    energy = to_float(data.get("total_energy"))
+    if energy is None:
+        parts = [to_float(data.get(k)) for k in ("prompt_energy", "completion_energy")]
+        if any(p is not None for p in parts):
+            energy = sum(p or 0.0 for p in parts)
+    return Usage(prompt, completion, total, credits, energy)
 
 
 def parse_model_info(data: Any) -> ModelInfo | None:
@@ -104,7 +117,13 @@ def parse_model_info(data: Any) -> ModelInfo | None:
         return None
     model_id = model_id.strip()
     name = data.get("name")
-    context = to_int(data.get("context_length"))
+    context = None
+    # OpenAI-style lists say context_length; LiteLLM max_input_tokens; others context_window;
+    # vLLM max_model_len.
+    for key in ("context_length", "max_input_tokens", "context_window", "max_model_len"):
+        context = to_int(data.get(key))
+        if context is not None:
+            break
     if context is None:
         top = data.get("top_provider")  # OpenRouter-style aggregators
         if isinstance(top, dict):
@@ -120,4 +139,58 @@ def parse_model_info(data: Any) -> ModelInfo | None:
         context_length=context,
         prompt_price=to_float(pricing.get("prompt")),
         completion_price=to_float(pricing.get("completion")),
+        kind=model_kind(data),
     )
+
+
+# Words lists use for what a model does, mapped onto ModelInfo.kind.
+_KIND_WORDS = {
+    "chat": CHAT,
+    "text": CHAT,
+    "completion": CHAT,
+    "completions": CHAT,
+    "responses": CHAT,
+    "llm": CHAT,
+    "embedder": "embedding",
+    "embedding": "embedding",
+    "embeddings": "embedding",
+    "image": "image",
+    "image_generation": "image",
+    "images": "image",
+    "audio": "audio",
+    "audio_transcription": "audio",
+    "audio_speech": "audio",
+    "transcription": "audio",
+    "speech": "audio",
+    "tts": "audio",
+    "stt": "audio",
+    "video": "video",
+    "video_generation": "video",
+    "rerank": "rerank",
+    "moderation": "moderation",
+}
+
+
+def model_kind(data: dict[str, Any]) -> str:
+    """What a list entry says the model is for; "chat" when it says nothing.
+
+    GigaChat: `type` chat|embedder|aicheck|filter. LiteLLM: `mode` chat|embedding|
+    image_generation|audio_transcription. OpenRouter: `architecture.output_modalities`
+    (a chat model outputs text). Some servers: `type`/`model_type`/`task`.
+    """
+    for key in ("type", "mode", "model_type", "task"):
+        value = data.get(key)
+        if isinstance(value, str) and value.strip() and value.strip().lower() != "model":
+            word = value.strip().lower()
+            return _KIND_WORDS.get(word, word)
+    architecture = data.get("architecture")
+    if isinstance(architecture, dict):
+        outputs = architecture.get("output_modalities")
+        if isinstance(outputs, list) and outputs:
+            words = {str(o).lower() for o in outputs}
+            if "text" in words:
+                return CHAT
+            for word in ("image", "audio", "video", "embeddings"):
+                if word in words:
+                    return _KIND_WORDS[word]
+    return CHAT

@@ -94,11 +94,12 @@ class StoredMessage:
 class UsageRecord:
     user_id: int
     chat_id: int
-    model: str
+    model: str  # qualified: bare for the primary provider, "gigachat:…", "mashagpt:…"
     prompt_tokens: int
     completion_tokens: int
-    credits: float | None
+    credits: float | None  # VseGPT's cost of the request, when it reported one
     status: str  # "ok" | "stopped" | "interrupted" | "error"
+    energy: float | None = None  # MashaGPT's billing unit, when it reported one
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,6 +108,27 @@ class UsageSummary:
     prompt_tokens: int
     completion_tokens: int
     credits: float
+    energy: float = 0.0
+
+
+# Model-id namespaces that name a provider other than the primary one. The same set as
+# services.llm.provider.KNOWN_NAMESPACES (a unit test keeps them equal): storage groups usage by
+# provider without importing the LLM layer. Lower-case letters only: they are inlined in SQL.
+USAGE_NAMESPACES: tuple[str, ...] = ("gigachat", "mashagpt")
+
+
+@dataclass(frozen=True, slots=True)
+class ProviderUsage:
+    """One provider's share of a user's usage records (see ``Storage.usage_by_provider``)."""
+
+    # The model ids' namespace ("gigachat", "mashagpt"), also for a provider that is no longer
+    # configured; "" for bare ids, which belong to the primary provider.
+    provider: str
+    requests: int
+    prompt_tokens: int
+    completion_tokens: int
+    credits: float | None  # None: none of these records carried credits
+    energy: float | None  # None: none of these records carried energy
 
 
 @dataclass(frozen=True, slots=True)
@@ -243,6 +265,14 @@ class Storage(Protocol):
 
     async def usage_summary(self, user_id: int, since: float | None = None) -> UsageSummary:
         """Totals over the user's usage records, only those created at or after ``since``."""
+        ...
+
+    async def usage_by_provider(
+        self, user_id: int, since: float | None = None
+    ) -> tuple[ProviderUsage, ...]:
+        """The same records as ``usage_summary`` grouped by the model id's namespace (one of
+        USAGE_NAMESPACES, else ""), ordered by namespace; a provider without records is absent.
+        Credits and energy are summed over the records that carry them (None if none does)."""
         ...
 
     async def count_users(self) -> int: ...

@@ -202,6 +202,15 @@ MIGRATIONS: tuple[Migration, ...] = (
             """,
         ),
     ),
+    Migration(
+        version=5,
+        description="energy (MashaGPT's billing unit) on usage records",
+        statements=(
+            # Like migration 2's columns: a schema-only change, old rows read as NULL ("no
+            # energy reported"), which is what they are: no provider billed in energy before.
+            "ALTER TABLE usage_records ADD COLUMN energy REAL",
+        ),
+    ),
 )
 
 SCHEMA_VERSION: int = MIGRATIONS[-1].version

@@ -38,6 +38,7 @@ from .base import (
     BROADCAST_UPDATE_FIELDS,
     REPLY_MODES,
     RESETTABLE_USER_SETTINGS,
+    USAGE_NAMESPACES,
     USER_SETTING_FIELDS,
     VIDEO_JOB_STATES,
     VIDEO_JOB_UPDATE_FIELDS,
@@ -45,6 +46,7 @@ from .base import (
     Broadcast,
     JournalEntry,
     ModelUse,
+    ProviderUsage,
     StoredMessage,
     UsageRecord,
     UsageSummary,
@@ -118,15 +120,49 @@ _SQL_RECENT_MESSAGES_BEFORE = (
 
 _SQL_RECORD_USAGE = """
 INSERT INTO usage_records
-    (user_id, chat_id, model, prompt_tokens, completion_tokens, credits, status, created_at)
-VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+    (user_id, chat_id, model, prompt_tokens, completion_tokens, credits, energy, status,
+     created_at)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
 """
 _USAGE_TOTALS = (
     "SELECT COUNT(*), COALESCE(SUM(prompt_tokens), 0), COALESCE(SUM(completion_tokens), 0), "
-    "COALESCE(SUM(credits), 0.0) FROM usage_records WHERE user_id = ?"
+    "COALESCE(SUM(credits), 0.0), COALESCE(SUM(energy), 0.0) "
+    "FROM usage_records WHERE user_id = ?"
 )
 _SQL_USAGE_TOTAL = _USAGE_TOTALS
 _SQL_USAGE_SINCE = _USAGE_TOTALS + " AND created_at >= ?"
+
+
+def _namespace_sql(namespaces: Sequence[str]) -> str:
+    """SQL giving a usage record's provider namespace: the part of ``model`` before the first
+    ":" when it is one of ``namespaces`` (lower-cased, as the provider registry compares it)
+    and something follows the colon; "" otherwise (a bare id of the primary provider, or an
+    id such as an Ollama tag "qwen2.5:7b" whose prefix names no provider)."""
+    for name in namespaces:
+        # Inlined rather than bound so the statement text is fixed; only plain names allowed.
+        if not (name.isascii() and name.isalpha() and name.islower()):
+            raise ValueError(f"bad provider namespace {name!r}")
+    names = ", ".join(f"'{name}'" for name in namespaces)
+    prefix = "lower(substr(model, 1, instr(model, ':') - 1))"
+    return (
+        f"CASE WHEN instr(model, ':') > 1 AND length(model) > instr(model, ':') "
+        f"AND {prefix} IN ({names}) THEN {prefix} ELSE '' END"
+    )
+
+
+# SUM (not TOTAL) keeps NULL for a group none of whose records carried credits or energy, so
+# /usage can leave out a unit the provider has no figures for. A user's rows are a range of the
+# (user_id, created_at) index; the grouping sorts at most a few namespaces' worth of rows.
+_USAGE_BY_PROVIDER = f"""
+SELECT {_namespace_sql(USAGE_NAMESPACES)} AS provider,
+       COUNT(*), COALESCE(SUM(prompt_tokens), 0), COALESCE(SUM(completion_tokens), 0),
+       SUM(credits), SUM(energy)
+FROM usage_records WHERE user_id = ?"""
+_USAGE_BY_PROVIDER_GROUPS = " GROUP BY provider ORDER BY provider"
+_SQL_USAGE_BY_PROVIDER_TOTAL = _USAGE_BY_PROVIDER + _USAGE_BY_PROVIDER_GROUPS
+_SQL_USAGE_BY_PROVIDER_SINCE = (
+    _USAGE_BY_PROVIDER + " AND created_at >= ?" + _USAGE_BY_PROVIDER_GROUPS
+)
 
 # Column order matches the VideoJob fields so rows map positionally.
 _VIDEO_COLUMNS = (
@@ -588,6 +624,7 @@ class SQLiteStorage:
                 record.prompt_tokens,
                 record.completion_tokens,
                 record.credits,
+                record.energy,
                 record.status,
                 self._clock(),
             ),
@@ -598,12 +635,32 @@ class SQLiteStorage:
             rows = list(await self._conn.execute_fetchall(_SQL_USAGE_TOTAL, (user_id,)))
         else:
             rows = list(await self._conn.execute_fetchall(_SQL_USAGE_SINCE, (user_id, since)))
-        requests, prompt_tokens, completion_tokens, credits = rows[0]
+        requests, prompt_tokens, completion_tokens, credits, energy = rows[0]
         return UsageSummary(
             requests=int(requests),
             prompt_tokens=int(prompt_tokens),
             completion_tokens=int(completion_tokens),
             credits=float(credits),
+            energy=float(energy),
+        )
+
+    async def usage_by_provider(
+        self, user_id: int, since: float | None = None
+    ) -> tuple[ProviderUsage, ...]:
+        if since is None:
+            rows = await self._conn.execute_fetchall(_SQL_USAGE_BY_PROVIDER_TOTAL, (user_id,))
+        else:
+            rows = await self._conn.execute_fetchall(_SQL_USAGE_BY_PROVIDER_SINCE, (user_id, since))
+        return tuple(
+            ProviderUsage(
+                provider=str(provider),
+                requests=int(requests),
+                prompt_tokens=int(prompt_tokens),
+                completion_tokens=int(completion_tokens),
+                credits=None if credits is None else float(credits),
+                energy=None if energy is None else float(energy),
+            )
+            for provider, requests, prompt_tokens, completion_tokens, credits, energy in rows
         )
 
     # ---------------------------------------------------------------------------- video jobs

@@ -55,8 +55,10 @@ def stray_messages(bench: Bench) -> list[Call]:
         "nonsense-3f9a",  # no such prefix
         "stop:123456",  # a Stop for a reply that does not exist
         "stop:not-a-number",  # a known prefix with a broken payload
-        "mp:99",  # a model page beyond the list
-        "mp:-1",
+        "mp:0:99",  # a model page beyond the list
+        "mp:0:-1",
+        "mp:5:0",  # a provider the bot does not have
+        "mv:5",
         "st:no-such-action",
         "tmp:990",  # a temperature no button offers
         "vo:robot",  # a voice no button offers

@@ -58,14 +58,14 @@ class Catalog:
 async def prepare_with(storage: PagedStorage) -> int:
     service = ConversationService(
         storage,  # type: ignore[arg-type]
-        Catalog(),  # type: ignore[arg-type]
+        Catalog().context_length,
         max_tokens=1000,
         default_context_tokens=8192,
     )
     prepared = await service.prepare(
         chat_id=1, thread_id=None, user_id=1, model="m", system_prompt="s", user_text="q"
     )
-    return len(prepared.messages) - 2  # without the system prompt and the question
+    return len(prepared.turns) - 2  # without the system prompt and the question
 
 
 async def test_a_long_history_is_read_in_growing_pages() -> None:

@@ -45,14 +45,14 @@ class Catalog:
 async def history_sent(storage: SQLiteStorage) -> list[str]:
     service = ConversationService(
         storage,
-        Catalog(),  # type: ignore[arg-type]
+        Catalog().context_length,
         max_tokens=1000,
         default_context_tokens=8192,
     )
     prepared = await service.prepare(
         chat_id=1, thread_id=None, user_id=1, model="m", system_prompt="s", user_text="now"
     )
-    return [m["content"] for m in prepared.messages[1:-1]]
+    return [turn.text for turn in prepared.turns[1:-1]]
 
 
 async def test_undelivered_answer_and_its_question_are_not_sent(storage: SQLiteStorage) -> None:

@@ -168,6 +168,6 @@ async def test_version_3_database_is_upgraded_to_4_in_place(tmp_path: Path) -> N
     finally:
         await store.close()
     with sqlite3.connect(path) as conn:
-        assert conn.execute("PRAGMA user_version").fetchall() == [(4,)]
+        assert conn.execute("PRAGMA user_version").fetchall() == [(MIGRATIONS[-1].version,)]
         indexes = {n for (n,) in conn.execute("SELECT name FROM sqlite_master WHERE type='index'")}
     assert {"update_journal_unfinished_idx", "update_journal_finished_idx"} <= indexes

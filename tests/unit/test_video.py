@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 from collections.abc import AsyncIterator, Callable, Hashable
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -15,7 +16,10 @@ from services.llm.errors import (
     UpstreamError,
 )
 from services.storage import SQLiteStorage, VideoJob
-from services.video import TooManyVideoJobs, VideoService
+from services.video import OneVideoMaker, TooManyVideoJobs, VideoService
+
+# Enough of a JPEG for the format check (its magic bytes).
+JPEG = b"\xff\xd8\xff\xe0" + bytes(16)
 
 POLL = 0.01
 VIDEO = b"\x00\x00\x00\x18ftypmp42 fake mp4 bytes"
@@ -182,7 +186,7 @@ async def make_service(
             "clock": clock,
         }
         options.update(kw)
-        service = VideoService(storage, media, **options)
+        service = VideoService(storage, OneVideoMaker(media), **options)
         service.set_notifier(notifier)
         services.append(service)
         return service
@@ -254,14 +258,17 @@ async def test_submit_passes_model_image_and_aspect_ratio(
     job = await submit(
         service,
         model="img2vid-kling/pro",
-        image_data_url="data:image/jpeg;base64,AAAA",
+        image=JPEG,
         aspect_ratio="9:16",
         user_id=5,
     )
     assert job.model == "img2vid-kling/pro"
     assert service.default_model == "txt2vid-kling/standart"
     assert media.started[0]["model"] == "img2vid-kling/pro"
-    assert media.started[0]["image_url"] == "data:image/jpeg;base64,AAAA"
+    # The service, not the handler, puts the picture in the provider's shape (a data URL).
+    assert media.started[0]["image_url"] == "data:image/jpeg;base64," + base64.b64encode(
+        JPEG
+    ).decode("ascii")
     assert media.started[0]["aspect_ratio"] == "9:16"
     assert media.started[0]["user_key"] == 5
 
@@ -681,7 +688,7 @@ async def test_finished_jobs_free_the_slot(
 
 
 async def test_notifier_is_required(storage: SQLiteStorage, media: FakeMedia) -> None:
-    service = VideoService(storage, media, default_model="m", poll_seconds=POLL)
+    service = VideoService(storage, OneVideoMaker(media), default_model="m", poll_seconds=POLL)
     with pytest.raises(RuntimeError, match="set_notifier"):
         await submit(service)
     with pytest.raises(RuntimeError, match="set_notifier"):
@@ -709,9 +716,9 @@ async def test_close_cancels_every_poller_and_refuses_new_jobs(
 
 async def test_invalid_options_are_rejected(storage: SQLiteStorage, media: FakeMedia) -> None:
     with pytest.raises(ValueError):
-        VideoService(storage, media, default_model="m", poll_seconds=0)
+        VideoService(storage, OneVideoMaker(media), default_model="m", poll_seconds=0)
     with pytest.raises(ValueError):
-        VideoService(storage, media, default_model="m", max_jobs_per_user=0)
+        VideoService(storage, OneVideoMaker(media), default_model="m", max_jobs_per_user=0)
 
 
 # ------------------------------------------------------------- with the real media client
@@ -740,7 +747,7 @@ async def test_real_media_client_against_fake_upstream_with_restart(
         def service() -> VideoService:
             made = VideoService(
                 storage,
-                client,
+                OneVideoMaker(client),
                 default_model="txt2vid-kling/standart",
                 poll_seconds=POLL,
                 clock=clock,  # the storage's clock stamps created_at

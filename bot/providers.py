@@ -1,0 +1,179 @@
+"""Building the configured providers: one HTTP client, auth, limiter, breaker and catalog each.
+
+A provider is enabled by its key (LLM_API_KEY, GIGACHAT_CREDENTIALS, MASHAGPT_API_KEY). Each
+gets its own `httpx.AsyncClient` with its own proxy and CA bundle, so a GigaChat CA or a proxy
+for one upstream never changes how another is reached; its own limiter and breaker, so one
+provider queueing or failing never holds back the users of the others.
+
+Adding another OpenAI-compatible provider: a settings section (key, base URL, proxy, rate), a
+builder here like `_primary` (an `LLMClient` with the provider's auth headers wrapped in
+`OpenAIChat`, a `ModelCatalog`) and its name in `services.llm.provider.KNOWN_NAMESPACES`.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import httpx
+
+from bot.settings import Settings
+from services.http_clients import HttpTarget, build_http_client
+from services.llm import CircuitBreaker, FairRateLimiter, LLMClient, MediaClient, ModelCatalog
+from services.llm.gigachat import build_gigachat
+from services.llm.mashagpt import build_mashagpt
+from services.llm.openai_compat import OpenAIChat
+from services.llm.provider import Provider, ProviderRegistry
+
+log = logging.getLogger(__name__)
+
+# Starts are spaced 3% wider than the configured rate: arrival jitter on the network must
+# not make two starts look too close to the upstream's counter.
+RATE_SAFETY = 0.97
+VSEGPT_HOST = "api.vsegpt.ru"
+
+
+def _breaker(settings: Settings) -> CircuitBreaker:
+    return CircuitBreaker(
+        failure_threshold=settings.llm.breaker_failures,
+        cooldown=settings.llm.breaker_cooldown_seconds,
+    )
+
+
+def _primary_title(base_url: str) -> str:
+    host = httpx.URL(base_url).host
+    return "VseGPT" if host == VSEGPT_HOST else host
+
+
+def _primary(settings: Settings) -> Provider:
+    """The OpenAI-compatible provider of LLM_*: VseGPT by default; bare model ids."""
+    llm = settings.llm
+    assert llm.api_key is not None
+    key = llm.api_key.get_secret_value()
+    # httpx's API on aiohttp's wire (services/http_clients.py), with the upstream's own
+    # proxy and CA bundle; queueing happens in our fair limiter, not in the pool.
+    http = build_http_client(
+        HttpTarget(proxy=llm.proxy, ca_bundle=llm.ca_bundle, read_timeout=llm.timeout_seconds)
+    )
+    limiter = FairRateLimiter(llm.rps * RATE_SAFETY)
+    breaker = _breaker(settings)
+    client = LLMClient(
+        http,
+        llm.base_url,
+        key,
+        limiter=limiter,
+        breaker=breaker,
+        app_title=llm.app_title,
+        deadline=llm.request_deadline_seconds,
+        stream_gap=llm.stream_gap_seconds,
+    )
+    media = MediaClient(
+        http,
+        llm.base_url,
+        key,
+        limiter=limiter,
+        breaker=breaker,
+        app_title=llm.app_title,
+        deadline=llm.request_deadline_seconds,
+    )
+    vsegpt = httpx.URL(llm.base_url).host == VSEGPT_HOST
+    return Provider(
+        name="openai",
+        title=_primary_title(llm.base_url),
+        chat=OpenAIChat(client),
+        catalog=ModelCatalog(client, ttl=llm.models_cache_seconds),
+        breaker=breaker,
+        primary=True,
+        # Any OpenAI-compatible server may offer these; one that does not answers 404,
+        # which the user sees as "not offered by this provider".
+        stt=media,
+        tts=media,
+        images=media,
+        video=media,
+        balance=media,
+        units=("credits",) if vsegpt else (),
+        closers=[http.aclose],
+    )
+
+
+def _gigachat(settings: Settings) -> Provider:
+    giga = settings.gigachat
+    assert giga.credentials is not None
+    llm = settings.llm
+    if not giga.verify_ssl:
+        log.warning(
+            "GIGACHAT_VERIFY_SSL=false: GigaChat's certificates are not checked; "
+            "set GIGACHAT_CA_BUNDLE to the Russian Trusted Root CA instead"
+        )
+    # One client for the OAuth and the API hosts: the CA bundle and the proxy apply to both.
+    http = build_http_client(
+        HttpTarget(
+            proxy=giga.proxy,
+            ca_bundle=giga.ca_bundle,
+            verify=giga.verify_ssl,
+            read_timeout=llm.timeout_seconds,
+        )
+    )
+    breaker = _breaker(settings)
+    built = build_gigachat(
+        http,
+        base_url=giga.base_url,
+        auth_url=giga.auth_url,
+        credentials=giga.credentials.get_secret_value(),
+        scope=giga.scope,
+        max_streams=giga.max_streams,
+        breaker=breaker,
+        stream_gap=llm.stream_gap_seconds,
+    )
+    return Provider(
+        name="gigachat",
+        title="GigaChat",
+        chat=built.chat,
+        catalog=ModelCatalog(built, ttl=llm.models_cache_seconds),
+        breaker=breaker,
+        images=built.images,
+        balance=built.balance_source,
+        embeddings=built.embeddings,
+        closers=[http.aclose],
+    )
+
+
+def _mashagpt(settings: Settings) -> Provider:
+    masha = settings.mashagpt
+    assert masha.api_key is not None
+    llm = settings.llm
+    http = build_http_client(HttpTarget(proxy=masha.proxy, read_timeout=llm.timeout_seconds))
+    breaker = _breaker(settings)
+    built = build_mashagpt(
+        http,
+        base_url=masha.base_url,
+        api_key=masha.api_key.get_secret_value(),
+        rps=masha.rps * RATE_SAFETY,
+        models=masha.models,
+        breaker=breaker,
+        deadline=llm.request_deadline_seconds,
+        stream_gap=llm.stream_gap_seconds,
+    )
+    return Provider(
+        name="mashagpt",
+        title="MashaGPT",
+        chat=built.chat,
+        catalog=ModelCatalog(built.models, ttl=llm.models_cache_seconds),
+        breaker=breaker,
+        # Pictures and videos go through its task API, on the same resumable video jobs.
+        images=built.tasks,
+        video=built.tasks,
+        units=("energy",),
+        closers=[http.aclose],
+    )
+
+
+def build_providers(settings: Settings) -> ProviderRegistry:
+    """The configured providers, the primary one first (menu order)."""
+    providers: list[Provider] = []
+    if settings.llm.api_key is not None:
+        providers.append(_primary(settings))
+    if settings.gigachat.enabled:
+        providers.append(_gigachat(settings))
+    if settings.mashagpt.enabled:
+        providers.append(_mashagpt(settings))
+    return ProviderRegistry(providers)

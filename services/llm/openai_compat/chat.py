@@ -1,0 +1,73 @@
+"""Turns → OpenAI chat messages, streamed through `LLMClient`."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncGenerator, Hashable, Sequence
+from typing import Any
+
+from services.images import to_data_url
+from services.llm.client import LLMClient
+from services.llm.provider import OnWait
+from services.llm.turns import Turn
+from services.llm.types import ModelInfo, StreamChunk
+
+__all__ = ["OpenAIChat", "openai_messages"]
+
+# Finish reasons other servers use for a refused topic, in the neutral spelling.
+_REFUSALS = frozenset({"content_filter", "refusal", "blacklist"})
+
+
+def openai_messages(turns: Sequence[Turn]) -> list[dict[str, Any]]:
+    """OpenAI's message shape: text, or content parts with each image as a data URL."""
+    messages: list[dict[str, Any]] = []
+    for turn in turns:
+        text = turn.spoken_text()
+        content: str | list[dict[str, Any]] = text
+        if turn.images:
+            parts: list[dict[str, Any]] = [{"type": "text", "text": text}]
+            parts.extend(
+                {"type": "image_url", "image_url": {"url": to_data_url(image)}}
+                for image in turn.images
+            )
+            content = parts
+        messages.append({"role": turn.role, "content": content})
+    return messages
+
+
+class OpenAIChat:
+    """`ChatBackend` for an OpenAI-compatible server."""
+
+    def __init__(self, client: LLMClient) -> None:
+        self._client = client
+
+    def __repr__(self) -> str:
+        return f"OpenAIChat({self._client!r})"
+
+    async def stream_chat(
+        self,
+        *,
+        model: str,
+        turns: Sequence[Turn],
+        max_tokens: int,
+        temperature: float | None = None,
+        user_key: Hashable = None,
+        on_wait: OnWait | None = None,
+    ) -> AsyncGenerator[StreamChunk, None]:
+        stream = self._client.stream_chat(
+            model=model,
+            messages=openai_messages(turns),
+            max_tokens=max_tokens,
+            temperature=temperature,
+            user_key=user_key,
+            on_wait=on_wait,
+        )
+        try:
+            async for chunk in stream:
+                if chunk.finish_reason in _REFUSALS:
+                    chunk = StreamChunk(chunk.text, chunk.usage, "refused")
+                yield chunk
+        finally:
+            await stream.aclose()
+
+    async def list_models(self) -> list[ModelInfo]:
+        return await self._client.list_models()
