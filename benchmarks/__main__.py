@@ -1,12 +1,12 @@
 """`python -m benchmarks [--quick] [--scenario N ...] [--runs K] [--profile]`
 
 Runs the scenarios of issues 4 and 12 against the real bot (its own process, built by
-`bot.factory.build_app`, SQLite on disk) with the fake Telegram and fake upstream of the
+`bot.factory.build_app`, SQLite on disk) with the fake Telegram and fake upstreams of the
 end-to-end tests on loopback, prints a table and writes benchmarks/results.json and
 benchmarks/latency.png. Every figure is the median of K runs (default 3; --quick: 1 run
-with smaller sizes). --profile adds one extra, separately reported run of scenarios 1, 4 and
-8 (those selected) with py-spy attached to the bot and writes
-benchmarks/out/profile-s{1,4,8}.{raw,txt}. The figures of benchmarks/before.json (the
+with smaller sizes). --profile adds one extra, separately reported run of scenarios 1, 4, 8
+and 9 (those selected) with py-spy attached to the bot and writes
+benchmarks/out/profile-s{1,4,8,9}.{raw,txt}. The figures of benchmarks/before.json (the
 stack before issue 12) are written beside each scenario's medians as "before".
 """
 
@@ -29,15 +29,18 @@ from benchmarks import report, scenarios
 from benchmarks.harness import BASE_SETTINGS, FULL, QUICK, Context, Profiler, Sizes
 from benchmarks.procstat import cpu_plan, machine_info, pin
 from benchmarks.profile import format_summary, summarize
-from benchmarks.timed_fakes import TimedTelegram, TimedUpstream
+from benchmarks.timed_fakes import TimedGigaChat, TimedTelegram, TimedUpstream
 
 HERE = Path(__file__).resolve().parent
-ALL = (1, 2, 3, 4, 5, 6, 7, 8)
+ALL = (1, 2, 3, 4, 5, 6, 7, 8, 9)
+# Scenarios answered by the GigaChat fake: it is started only when one of them runs.
+GIGACHAT_SCENARIOS = frozenset({9})
 # The scenarios --profile runs once more with py-spy attached, and how.
 PROFILED: dict[int, Callable[..., Awaitable[dict[str, Any]]]] = {
     1: scenarios.throughput,
     4: scenarios.concurrency,
     8: scenarios.steady_ceiling,
+    9: scenarios.throughput_gigachat,
 }
 BEFORE = HERE / "before.json"
 
@@ -63,7 +66,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--profile",
         action="store_true",
-        help="also profile the bot in scenarios 1, 4 and 8 (py-spy)",
+        help="also profile the bot in scenarios 1, 4, 8 and 9 (py-spy)",
     )
     parser.add_argument(
         "--before",
@@ -99,6 +102,8 @@ async def _run_scenario(number: int, ctx: Context, big: scenarios.BigDbCache) ->
         return await scenarios.limiter(ctx)
     if number == 8:
         return await scenarios.steady_ceiling(ctx)
+    if number == 9:
+        return await scenarios.throughput_gigachat(ctx)
     raise ValueError(number)
 
 
@@ -127,9 +132,12 @@ async def run(
     )
 
     telegram, upstream = TimedTelegram(), TimedUpstream()
+    gigachat = TimedGigaChat() if GIGACHAT_SCENARIOS.intersection(selected) else None
     await telegram.start()
     await upstream.start()
-    ctx = Context(telegram, upstream, workdir, sizes, driver_cpu, bot_cpu)
+    if gigachat is not None:
+        await gigachat.start()
+    ctx = Context(telegram, upstream, workdir, sizes, driver_cpu, bot_cpu, gigachat=gigachat)
     big = scenarios.BigDbCache()
     baseline = report.load_before(before)
     results: dict[str, Any] = {}
@@ -149,11 +157,14 @@ async def run(
                 "median": report.combine(run_results),
                 "before": baseline.get(str(number)),
             }
+        add_ratios(results)
         if profile:
             profiled = {str(n): await _profile(ctx, output, n) for n in selected if n in PROFILED}
     finally:
         await telegram.stop()
         await upstream.stop()
+        if gigachat is not None:
+            await gigachat.stop()
         if affinity is not None and pinned:
             os.sched_setaffinity(0, affinity)  # the caller may be a test process
         if keep:
@@ -234,12 +245,28 @@ async def _profile(ctx: Context, output: Path, number: int) -> dict[str, Any]:
     return {"figures_while_profiled": figures, "summary": summary, "text": text}
 
 
+def add_ratios(results: dict[str, Any]) -> None:
+    """Scenario 9's CPU per answer over scenario 1's, both medians of this invocation (the
+    same machine, minutes apart): the figure the GigaChat path is judged by."""
+    s1, s9 = results.get("1"), results.get("9")
+    if s1 is None or s9 is None:
+        return
+    ratio = scenarios.cpu_ratio(s9["median"], s1["median"])
+    if ratio is not None:
+        s9["median"]["cpu_ratio_to_s1"] = ratio
+
+
 def _notes(results: dict[str, Any]) -> list[str]:
     notes = [
-        "Scenarios 1-4 and 8 run with TELEGRAM_GLOBAL_RPS=TELEGRAM_CHAT_RPS=100000: the bot's "
+        "Scenarios 1-4, 8 and 9 run with TELEGRAM_GLOBAL_RPS=TELEGRAM_CHAT_RPS=100000: the bot's "
         "outbound pacing (default 30/s) would otherwise cap throughput at 30 answers/s. The fake "
         "Telegram server does not enforce limits in any scenario.",
     ]
+    if "9" in results and "1" not in results:
+        notes.append(
+            "Scenario 9 ran without scenario 1 in this invocation: no CPU ratio to it "
+            "(run --scenario 1 --scenario 9)."
+        )
     s1 = results.get("1", {}).get("median")
     if s1:
         driver, bot = s1.get("driver_core_utilisation"), s1.get("bot_core_utilisation")

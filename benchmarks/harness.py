@@ -1,6 +1,6 @@
 """Driver-side plumbing: the bot subprocess, the fakes it talks to, a profiler, statistics.
 
-The driver process runs both fake servers on loopback and is pinned to one core; the bot
+The driver process runs the fake servers on loopback and is pinned to one core; the bot
 runs in its own process (`benchmarks.bot_process`) pinned to the other, so the CPU and memory
 read from /proc for the bot's pid are the bot's own cost and nothing of the fakes'.
 """
@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.procstat import cpu_seconds, memory_mb, pin
-from benchmarks.timed_fakes import TimedTelegram, TimedUpstream
+from benchmarks.timed_fakes import TimedGigaChat, TimedTelegram, TimedUpstream
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -66,7 +66,25 @@ _SETTING_NAMES = frozenset(
         "LOG_LEVEL",
         "BROADCAST_RPS",
         "BROADCAST_PROGRESS_SECONDS",
+        # A provider key in the caller's shell would enable that provider in the bot.
+        "GIGACHAT_CREDENTIALS",
+        "GIGACHAT_SCOPE",
+        "GIGACHAT_AUTH_URL",
+        "GIGACHAT_BASE_URL",
+        "GIGACHAT_CA_BUNDLE",
+        "GIGACHAT_VERIFY_SSL",
+        "GIGACHAT_MAX_STREAMS",
+        "GIGACHAT_PROXY",
+        "MASHAGPT_API_KEY",
+        "MASHAGPT_BASE_URL",
+        "MASHAGPT_PROXY",
+        "MASHAGPT_RPS",
+        "MASHAGPT_MODELS",
     }
+)
+# Settings shown as *** in results.json.
+_SECRET_SETTINGS = frozenset(
+    {"BOT_TOKEN", "LLM_API_KEY", "GIGACHAT_CREDENTIALS", "MASHAGPT_API_KEY"}
 )
 
 
@@ -276,6 +294,8 @@ class Context:
     bot_cpu: int | None
     profile: bool = False
     profile_dir: Path | None = None
+    # Started by the runner only when a scenario needs it (9): its test CA costs a key pair.
+    gigachat: TimedGigaChat | None = None
     settings_used: dict[str, dict[str, str]] = field(default_factory=dict)
     _runs: int = 0
 
@@ -306,9 +326,11 @@ class Context:
         run_dir.mkdir(parents=True, exist_ok=True)
         self.telegram.reset()
         self.upstream.reset()
+        if self.gigachat is not None:
+            self.gigachat.reset()
         env = self.env(db or run_dir / "bot.db", overrides)
         shown = {
-            k: ("***" if k in ("BOT_TOKEN", "LLM_API_KEY") else v)
+            k: ("***" if k in _SECRET_SETTINGS else v)
             for k, v in env.items()
             if k in _SETTING_NAMES or k == "BENCH_BOT_CPU"
         }

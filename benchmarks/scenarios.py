@@ -1,7 +1,8 @@
 """The scenarios of issues 4 and 12. Each run returns a flat dict of figures (plus raw samples
 under "_samples" for the plot); the runner takes medians across runs.
 
-User id ranges keep scenarios apart in the fakes' state: 100_000+ throughput, 200_000+
+User id ranges keep scenarios apart in the fakes' state: 100_000+ throughput (scenarios 1
+and 9 alike, so their texts match byte for byte), 200_000+
 steady load (270_000+ at Telegram's ceiling, scenario 8), 300_000+ concurrency, 500_000+
 limiter, 600_000+ broadcast recipients, 900_000+ warm-ups, 10_000_000+ the big database.
 """
@@ -18,13 +19,13 @@ import sqlite3
 import subprocess
 import sys
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
 from typing import Any
 
 from benchmarks.dbgen import BigDatabase, generate
 from benchmarks.harness import Context, Profiler, percentile
-from benchmarks.timed_fakes import ANSWER_BODY, question
+from benchmarks.timed_fakes import ANSWER_BODY, TimedGigaChat, question
 from services.storage import SQLiteStorage
 from tests.fakes.telegram_server import SENDING_METHODS
 
@@ -42,12 +43,23 @@ def _calls_per_answer(counts: dict[str, int], answers: int) -> dict[str, float]:
 # --------------------------------------------------------------------------------- 1 throughput
 
 
-async def throughput(ctx: Context, *, profile_out: Path | None = None) -> dict[str, Any]:
+async def throughput(
+    ctx: Context,
+    *,
+    profile_out: Path | None = None,
+    label: str = "s1-throughput",
+    env: Mapping[str, str] | None = None,
+) -> dict[str, Any]:
+    """1: every question queued at once; the bot's CPU per answer and Telegram calls.
+
+    `env` adds settings to the bot's environment (scenario 9 names its provider and model
+    there); `label` names the run in the work directory and in results.json.
+    """
     s = ctx.sizes
     tg = ctx.telegram
     per_user = max(1, s.s1_messages // s.s1_users)
     users = range(100_000, 100_000 + s.s1_users)
-    async with ctx.bot("s1-throughput") as bot:
+    async with ctx.bot(label, db=None, **(env or {})) as bot:
         # A few answers first: the model catalog is loaded and lazy imports are done.
         await ctx.warm_up(range(900_000, 900_000 + s.warm_up))
         profiler = None
@@ -99,6 +111,61 @@ async def throughput(ctx: Context, *, profile_out: Path | None = None) -> dict[s
     if profiler is not None:
         result["profiler_log"] = profiler_log[-2000:]
     return result
+
+
+# ------------------------------------------------------------------------ 9 throughput, GigaChat
+
+GIGACHAT_MODEL = "gigachat:GigaChat-2"
+# As many streams as scenario 1's users ask at once (500), so GigaChat's answers are not
+# queued behind its stream limit and the two scenarios do the same work.
+GIGACHAT_MAX_STREAMS = 1000
+
+
+def gigachat_env(giga: TimedGigaChat) -> dict[str, str]:
+    """The bot's settings that make the GigaChat fake answer every question."""
+    return {
+        "GIGACHAT_CREDENTIALS": giga.credentials,
+        "GIGACHAT_SCOPE": giga.scope,
+        "GIGACHAT_BASE_URL": giga.base_url,
+        "GIGACHAT_AUTH_URL": giga.auth_url,
+        "GIGACHAT_CA_BUNDLE": giga.ca_pem_path,
+        "GIGACHAT_MAX_STREAMS": str(GIGACHAT_MAX_STREAMS),
+        "DEFAULT_MODEL": GIGACHAT_MODEL,
+    }
+
+
+async def throughput_gigachat(ctx: Context, *, profile_out: Path | None = None) -> dict[str, Any]:
+    """9: scenario 1 with every answer streamed by (fake) GigaChat instead of the
+    OpenAI-compatible upstream: OAuth, HTTPS with the fake's own CA, GigaChat's message and
+    chunk shapes, the bot's per-key slots. The runner adds the ratio of its CPU per answer
+    to scenario 1's when both ran in one invocation.
+    """
+    giga = ctx.gigachat
+    if giga is None:
+        raise RuntimeError("scenario 9 needs the GigaChat fake (Context.gigachat)")
+    up = ctx.upstream
+    result = await throughput(
+        ctx, profile_out=profile_out, label="s9-throughput-gigachat", env=gigachat_env(giga)
+    )
+    # Which upstream really answered: a misrouted model would measure the other path.
+    result.update(
+        {
+            "gigachat_chat_requests": len(giga.chat_requests()),
+            "openai_chat_requests": len(up.chat_requests()),
+            "gigachat_token_requests": giga.token_requests,
+            "gigachat_429": giga.rejected_429,
+        }
+    )
+    return result
+
+
+def cpu_ratio(numerator: dict[str, Any] | None, denominator: dict[str, Any] | None) -> float | None:
+    """cpu_ms_per_answer of one result over another's; None when either lacks it."""
+    top = (numerator or {}).get("cpu_ms_per_answer")
+    bottom = (denominator or {}).get("cpu_ms_per_answer")
+    if not isinstance(top, int | float) or not isinstance(bottom, int | float) or bottom <= 0:
+        return None
+    return float(top) / float(bottom)
 
 
 # ------------------------------------------------------------------------ 2/3 steady load
@@ -425,7 +492,8 @@ async def _prepare_timings(ctx: Context, big: BigDatabase) -> dict[str, Any]:
     rng = random.Random(4)
     figures: dict[str, Any] = {}
     try:
-        await services.catalog.models()  # loaded once per 10 minutes in the bot too
+        # The model list is loaded once per 10 minutes in the bot too.
+        await services.providers.providers[0].catalog.models()
         for kind, pick in (("typical", big.typical_user), ("heavy", big.heavy_user)):
             population = big.users - big.heavy_users if kind == "typical" else big.heavy_users
             count = min(ctx.sizes.s5_samples, population)
@@ -444,13 +512,13 @@ async def _prepare_timings(ctx: Context, big: BigDatabase) -> dict[str, Any]:
                     user_text="And one more question, please?",
                 )
                 timings.append((time.perf_counter() - started) * 1000)
-                history = len(prepared.messages) - 2
+                history = len(prepared.turns) - 2
             figures[f"prepare_{kind}_p50_ms"] = percentile(timings, 50)
             figures[f"prepare_{kind}_p99_ms"] = percentile(timings, 99)
             figures[f"prepare_{kind}_history_messages"] = history
     finally:
         await services.storage.close()
-        await services.http.aclose()
+        await services.providers.aclose()
     return figures
 
 

@@ -1,6 +1,6 @@
 """The end-to-end fakes with the timestamps the benchmarks need.
 
-Both servers run in the driver process, so every timestamp here comes from the same
+All servers run in the driver process, so every timestamp here comes from the same
 `time.monotonic()` clock. Each question carries a key ("q<user>x<n>") that the fake upstream
 echoes at the start of its answer, so an update, its upstream request, its drafts and its
 final message can be matched without relying on ordering.
@@ -13,6 +13,8 @@ import re
 import time
 from typing import Any
 
+from tests.fakes.gigachat_server import CHAT_PATH as GIGACHAT_CHAT_PATH
+from tests.fakes.gigachat_server import FakeGigaChat, GigaChatRequest
 from tests.fakes.telegram_server import Call, FakeTelegram
 from tests.fakes.upstream_server import FakeUpstream, UpstreamRequest
 
@@ -165,15 +167,15 @@ class TimedTelegram(FakeTelegram):
         return counts
 
 
-class TimedRequest(UpstreamRequest):
-    """An upstream request that notes when its first and last content chunks were written.
+class _ChunkTimes:
+    """Notes when a request's first and last content chunks were written.
 
-    The fake assigns `chunks_sent` after each chunk it writes; a property (a data descriptor,
+    The fakes assign `chunks_sent` after each chunk they write; a property (a data descriptor,
     which wins over the instance dict) turns those assignments into timestamps without
-    copying the fake's streaming code.
+    copying the fakes' streaming code. Mixed in ahead of a fake's request record.
     """
 
-    @property  # type: ignore[override]
+    @property
     def chunks_sent(self) -> int:
         return int(self.__dict__.get("_chunks", 0))
 
@@ -195,6 +197,14 @@ class TimedRequest(UpstreamRequest):
         return self.__dict__.get("last_chunk_at")
 
 
+class TimedRequest(_ChunkTimes, UpstreamRequest):
+    """An upstream request with the times of its first and last content chunks."""
+
+
+class TimedGigaChatRequest(_ChunkTimes, GigaChatRequest):
+    """A GigaChat request with the times of its first and last content chunks."""
+
+
 class TimedUpstream(FakeUpstream):
     """FakeUpstream answering "[key] <a short Markdown answer>" and indexing chat requests
     by key."""
@@ -211,6 +221,35 @@ class TimedUpstream(FakeUpstream):
     def _record(self, rec: UpstreamRequest) -> None:
         rec.__class__ = TimedRequest
         if rec.path == "/v1/chat/completions":
+            key = key_of(_last_user_text(rec.json))
+            if key is not None:
+                self.by_key.setdefault(key, []).append(rec)  # type: ignore[arg-type]
+        super()._record(rec)
+
+
+class TimedGigaChat(FakeGigaChat):
+    """FakeGigaChat answering as TimedUpstream does ("[key] <the short Markdown answer>" in
+    20 chunks) and indexing chat requests by key.
+
+    It never queues nor refuses for concurrency (the real service allows one stream per key
+    for individuals, ten for companies: the bot's own slots are what is measured, not the
+    fake's limit), and its tokens outlive any run, so a token refresh in the middle of a
+    measurement cannot make one run cost more than another.
+    """
+
+    def __init__(self) -> None:
+        super().__init__(max_streams=100_000)
+
+    def reset(self) -> None:
+        super().reset()
+        self.by_key: dict[str, list[TimedGigaChatRequest]] = {}
+        self.reply = answer_for
+        self.chunks = 20
+        self.token_lifetime = 24 * 3600.0
+
+    def _record(self, rec: GigaChatRequest) -> None:
+        rec.__class__ = TimedGigaChatRequest
+        if rec.path == GIGACHAT_CHAT_PATH:
             key = key_of(_last_user_text(rec.json))
             if key is not None:
                 self.by_key.setdefault(key, []).append(rec)  # type: ignore[arg-type]

@@ -18,9 +18,14 @@ import httpx
 
 from bot.settings import Settings
 from services.http_clients import HttpTarget, build_http_client
-from services.llm import CircuitBreaker, FairRateLimiter, LLMClient, MediaClient, ModelCatalog
-from services.llm.gigachat import build_gigachat
-from services.llm.mashagpt import build_mashagpt
+from services.llm import (
+    CircuitBreaker,
+    FairRateLimiter,
+    LLMClient,
+    MediaClient,
+    ModelCatalog,
+    vsegpt,
+)
 from services.llm.openai_compat import OpenAIChat
 from services.llm.provider import Provider, ProviderRegistry
 
@@ -29,7 +34,6 @@ log = logging.getLogger(__name__)
 # Starts are spaced 3% wider than the configured rate: arrival jitter on the network must
 # not make two starts look too close to the upstream's counter.
 RATE_SAFETY = 0.97
-VSEGPT_HOST = "api.vsegpt.ru"
 
 
 def _breaker(settings: Settings) -> CircuitBreaker:
@@ -41,7 +45,7 @@ def _breaker(settings: Settings) -> CircuitBreaker:
 
 def _primary_title(base_url: str) -> str:
     host = httpx.URL(base_url).host
-    return "VseGPT" if host == VSEGPT_HOST else host
+    return "VseGPT" if host == vsegpt.HOST else host
 
 
 def _primary(settings: Settings) -> Provider:
@@ -65,7 +69,11 @@ def _primary(settings: Settings) -> Provider:
         app_title=llm.app_title,
         deadline=llm.request_deadline_seconds,
         stream_gap=llm.stream_gap_seconds,
+        # VseGPT's cost header and id prefixes: other servers send no such header and use
+        # no such prefixes, so reading them costs those nothing.
+        credits_header=vsegpt.CREDITS_HEADER,
     )
+    chat = OpenAIChat(client, model_kinds=vsegpt.with_prefix_kinds)
     media = MediaClient(
         http,
         llm.base_url,
@@ -75,12 +83,12 @@ def _primary(settings: Settings) -> Provider:
         app_title=llm.app_title,
         deadline=llm.request_deadline_seconds,
     )
-    vsegpt = httpx.URL(llm.base_url).host == VSEGPT_HOST
+    is_vsegpt = httpx.URL(llm.base_url).host == vsegpt.HOST
     return Provider(
         name="openai",
         title=_primary_title(llm.base_url),
-        chat=OpenAIChat(client),
-        catalog=ModelCatalog(client, ttl=llm.models_cache_seconds),
+        chat=chat,
+        catalog=ModelCatalog(chat, ttl=llm.models_cache_seconds),
         breaker=breaker,
         primary=True,
         # Any OpenAI-compatible server may offer these; one that does not answers 404,
@@ -90,12 +98,15 @@ def _primary(settings: Settings) -> Provider:
         images=media,
         video=media,
         balance=media,
-        units=("credits",) if vsegpt else (),
+        units=("credits",) if is_vsegpt else (),
         closers=[http.aclose],
     )
 
 
 def _gigachat(settings: Settings) -> Provider:
+    # Imported only when configured: a bot without GigaChat does not carry its code.
+    from services.llm.gigachat import build_gigachat
+
     giga = settings.gigachat
     assert giga.credentials is not None
     llm = settings.llm
@@ -138,6 +149,8 @@ def _gigachat(settings: Settings) -> Provider:
 
 
 def _mashagpt(settings: Settings) -> Provider:
+    from services.llm.mashagpt import build_mashagpt  # only when configured, as GigaChat
+
     masha = settings.mashagpt
     assert masha.api_key is not None
     llm = settings.llm

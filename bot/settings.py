@@ -178,7 +178,7 @@ class GigaChatSettings(_Section):
     ca_bundle: str | None = Field(None, alias="GIGACHAT_CA_BUNDLE")
     verify_ssl: bool = Field(True, alias="GIGACHAT_VERIFY_SSL")
     # Requests in flight per key: one for individuals, ten for companies.
-    max_streams: int = Field(1, ge=1, le=100, alias="GIGACHAT_MAX_STREAMS")
+    max_streams: int = Field(1, ge=1, le=1000, alias="GIGACHAT_MAX_STREAMS")
     proxy: str | None = Field(None, alias="GIGACHAT_PROXY")
 
     @property

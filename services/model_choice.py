@@ -19,6 +19,7 @@ from dataclasses import dataclass
 
 from services.llm.provider import Provider, ProviderRegistry
 from services.llm.types import ModelInfo
+from services.llm.vsegpt import VISION_PREFIX
 from services.users import Profile, UserService
 
 __all__ = [
@@ -31,9 +32,6 @@ __all__ = [
 ]
 
 GIGACHAT = "gigachat"
-# VseGPT's id prefixes of image models; DALL·E ids are mapped unprefixed for OpenAI clients.
-_IMAGE_PREFIXES = ("img-", "dall-e")
-_VISION_PREFIX = "vis-"
 # GigaChat reads images with its Pro and Max models only ("GigaChat-2-Max", "GigaChat-Pro").
 _GIGACHAT_VISION = re.compile(r"-(?:pro|max)(?:-|$)", re.IGNORECASE)
 
@@ -161,7 +159,7 @@ class ModelChooser:
 
 def _reads_images(provider: Provider, model: ModelInfo) -> bool:
     if provider.primary:
-        return model.id.startswith(_VISION_PREFIX)
+        return model.id.startswith(VISION_PREFIX)
     if provider.name == GIGACHAT:
         return model.is_chat and _GIGACHAT_VISION.search(model.id) is not None
     return False
@@ -174,8 +172,8 @@ def _draws_images(provider: Provider, model: ModelInfo) -> bool:
         return provider.images is not None and model.is_chat
     if not provider.primary and provider.images is None:
         return False
-    # A model the list itself calls an image model, or one with VseGPT's image prefixes.
-    return model.kind == "image" or model.id.startswith(_IMAGE_PREFIXES)
+    # A model the list calls an image model (VseGPT's id prefixes say it for its list).
+    return model.kind == "image"
 
 
 _KIND_RULES: dict[str, Callable[[Provider, ModelInfo], bool]] = {

@@ -107,6 +107,7 @@ class LLMClient:
         stream_gap: float | None = None,
         max_line: int = MAX_LINE,
         skip_roles: frozenset[str] = frozenset(),
+        credits_header: str | None = None,
     ) -> None:
         self._t = UpstreamTransport(
             http,
@@ -132,6 +133,9 @@ class LLMClient:
         # Messages of these roles are not the answer (GigaChat's `function_in_progress`
         # status notes of its built-in functions): skipped, like a chunk without text.
         self._skip_roles = skip_roles
+        # The response header that carries a request's cost, for a provider that sends one
+        # (VseGPT's x-used-credits).
+        self._credits_header = credits_header
         # Parsed once: httpx re-parses (and IP-checks) a str URL on every request.
         self._chat_url = httpx.URL(self._t.url("chat/completions"))
         # The streamed request is built once per attempt from these, not through the
@@ -151,6 +155,10 @@ class LLMClient:
         return f"LLMClient(base_url={self._t.base_url!r}, app_title={self._t.app_title!r})"
 
     # --- SSE / JSON digestion ----------------------------------------------------------------
+
+    def _credits_of(self, response: httpx.Response) -> float | None:
+        header = self._credits_header
+        return to_float(response.headers.get(header)) if header else None
 
     async def _json_reply(self, response: httpx.Response) -> Failure | _Opened:
         """A stream request answered with one JSON body: an error with status 200, or a whole
@@ -173,7 +181,7 @@ class LLMClient:
             content = message.get("content") if isinstance(message, dict) else None
             text = content if isinstance(content, str) else ""
             finish = choices[0].get("finish_reason") or None
-        credits = to_float(response.headers.get("x-used-credits"))
+        credits = self._credits_of(response)
         usage = obj.get("usage")
         final_usage = parse_usage(usage, credits) if usage or credits is not None else None
         return _Opened(text, final=StreamChunk("", final_usage, finish))
@@ -229,7 +237,7 @@ class LLMClient:
             failure = self._t.network_failure(EOFError("the stream ended before completion"))
         if failure is not None:
             return failure
-        credits = to_float(response.headers.get("x-used-credits"))
+        credits = self._credits_of(response)
         usage = None
         if state.usage is not None or credits is not None:
             usage = parse_usage(state.usage, credits)

@@ -8,28 +8,13 @@ from typing import Any
 
 __all__ = ["ModelInfo", "StreamChunk", "Usage", "parse_model_info", "parse_usage"]
 
-# Model id prefixes of media models (VseGPT's capability-by-prefix convention). `vis-` models
-# are chat models that also accept images, so they are not listed.
-_MEDIA_PREFIXES = (
-    "img-",
-    "img2img-",
-    "stt-",
-    "tts-",
-    "tta-",
-    "txt2sng-",
-    "txt2vid-",
-    "img2vid-",
-    "emb-",
-    "dall-e",  # VseGPT maps the unprefixed DALL·E ids for OpenAI compatibility
-)
-
 
 @dataclass(slots=True)
 class Usage:
     prompt_tokens: int = 0
     completion_tokens: int = 0
     total_tokens: int = 0
-    credits: float | None = None  # from the x-used-credits response header when present
+    credits: float | None = None  # the request's cost, where the provider says (VseGPT)
     energy: float | None = None  # MashaGPT's billing unit (usage.total_energy)
 
 
@@ -56,7 +41,7 @@ class ModelInfo:
 
     @property
     def is_chat(self) -> bool:
-        return self.kind == CHAT and not self.id.lower().startswith(_MEDIA_PREFIXES)
+        return self.kind == CHAT
 
 
 def to_float(value: Any) -> float | None:

@@ -22,9 +22,9 @@ class FakeClock:
 
 MODELS = [
     ModelInfo("openai/gpt-4o-mini", "GPT-4o mini", 128000),
-    ModelInfo("img-dummy/image", "Image", None),
+    ModelInfo("img-dummy/image", "Image", None, kind="image"),
     ModelInfo("anthropic/claude-3-haiku", "Claude 3 Haiku", 200000),
-    ModelInfo("emb-openai/text-embedding-3-small", "Embeddings", 8191),
+    ModelInfo("emb-openai/text-embedding-3-small", "Embeddings", 8191, kind="embedding"),
     ModelInfo("vis-google/gemini-flash-1.5", "Gemini Flash", 1000000),
 ]
 

@@ -171,6 +171,7 @@ class Harness:
             retry=RetryPolicy(),
             app_title="Test Bot",
             sleep=sleep,
+            credits_header="x-used-credits",
         )
 
     def stream(self, **kwargs: Any) -> AsyncIterator[StreamChunk]:

@@ -61,26 +61,9 @@ def test_odd_shapes() -> None:
     assert info is not None and info.context_length == 8192
 
 
-@pytest.mark.parametrize(
-    ("model_id", "is_chat"),
-    [
-        ("openai/gpt-4o-mini", True),
-        ("anthropic/claude-3-haiku", True),
-        ("vis-google/gemini-flash-1.5", True),
-        ("img-dummy/image", False),
-        ("img2img-x/y", False),
-        ("stt-openai/whisper-1", False),
-        ("tts-openai/tts-1", False),
-        ("tta-stable/audio", False),
-        ("txt2sng-suno/v3", False),
-        ("txt2vid-kling/standart", False),
-        ("img2vid-kling/standart", False),
-        ("emb-openai/text-embedding-3-small", False),
-        ("EMB-openai/upper", False),
-    ],
-)
-def test_is_chat(model_id: str, is_chat: bool) -> None:
-    assert ModelInfo(model_id, model_id, None).is_chat is is_chat
+def test_is_chat_follows_the_kind() -> None:
+    assert ModelInfo("m", "m", None).is_chat
+    assert not ModelInfo("m", "m", None, kind="image").is_chat
 
 
 def test_number_helpers() -> None:

@@ -14,6 +14,7 @@ from services.llm.catalog import ModelCatalog
 from services.llm.errors import ServiceUnavailable
 from services.llm.provider import Provider, ProviderRegistry
 from services.llm.types import ModelInfo
+from services.llm.vsegpt import with_prefix_kinds
 from services.model_choice import ModelChooser, ModelRef, locate, model_digest
 from services.storage import SQLiteStorage
 from services.users import UserService
@@ -78,7 +79,8 @@ def provider(
     images: bool = False,
     error: Exception | None = None,
 ) -> Provider:
-    source = StubModels(models, error)
+    # The primary provider's list goes through VseGPT's id-prefix rules, as in the bot.
+    source = StubModels(with_prefix_kinds(list(models)) if primary else models, error)
     return Provider(
         name=name,
         title=title or name.capitalize(),

@@ -13,3 +13,15 @@ def test_building_the_bot_does_not_load_pillow() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
     )
     assert result.stdout.strip() == "False"
+
+
+def test_providers_that_are_not_configured_are_not_loaded() -> None:
+    code = (
+        "import sys, bot.factory, bot.__main__; "
+        "print(any(m.startswith(('services.llm.gigachat', 'services.llm.mashagpt')) "
+        "for m in sys.modules))"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
+    )
+    assert result.stdout.strip() == "False"

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator, Hashable, Sequence
+from collections.abc import AsyncGenerator, Callable, Hashable, Sequence
 from typing import Any
 
 from services.images import to_data_url
@@ -37,8 +37,16 @@ def openai_messages(turns: Sequence[Turn]) -> list[dict[str, Any]]:
 class OpenAIChat:
     """`ChatBackend` for an OpenAI-compatible server."""
 
-    def __init__(self, client: LLMClient) -> None:
+    def __init__(
+        self,
+        client: LLMClient,
+        *,
+        model_kinds: Callable[[list[ModelInfo]], list[ModelInfo]] | None = None,
+    ) -> None:
         self._client = client
+        # What a provider's own conventions tell of its models where the list says nothing
+        # (VseGPT's id prefixes).
+        self._model_kinds = model_kinds
 
     def __repr__(self) -> str:
         return f"OpenAIChat({self._client!r})"
@@ -70,4 +78,5 @@ class OpenAIChat:
             await stream.aclose()
 
     async def list_models(self) -> list[ModelInfo]:
-        return await self._client.list_models()
+        models = await self._client.list_models()
+        return self._model_kinds(models) if self._model_kinds is not None else models
