@@ -131,6 +131,10 @@ _TEXTS: Final = MappingProxyType(
             "ru": "💳 Запрос дороже лимита на один запрос. Выберите модель подешевле (/model) или "
             "начните /new.",
         },
+        "err_not_offered": {
+            "en": "ℹ️ The provider of <code>{model}</code> does not offer this.",
+            "ru": "ℹ️ Провайдер модели <code>{model}</code> этого не предлагает.",
+        },
         "err_model": {
             "en": "🚫 The model <code>{model}</code> is not available on the bot's plan. Choose "
             "another one with /model.",

@@ -15,6 +15,7 @@ Every failure of the OpenAI-compatible upstream surfaces as a subclass of `Upstr
     │   └── CircuitOpen           the breaker is open: the request was not sent at all
     ├── StreamInterrupted         the stream broke after the first token was delivered
     ├── BalanceUnavailable        GET /balance is disabled in the account or answered an error
+    ├── NotOffered                404 on a media endpoint: this provider has no such API
     ├── ResponseTooLarge          an answer or a result download is above the allowed size
     └── BadRequest                any other 4xx
 
@@ -40,6 +41,7 @@ __all__ = [
     "MaxTokensTooLarge",
     "ModelUnavailable",
     "ModerationRefused",
+    "NotOffered",
     "RateLimited",
     "RequestCostLimit",
     "ResponseTooLarge",
@@ -125,6 +127,11 @@ class StreamInterrupted(UpstreamError):
 
 class BalanceUnavailable(UpstreamError):
     """GET /balance is switched off in the account settings, or it answered `status != ok`."""
+
+
+class NotOffered(UpstreamError):
+    """The provider has no such endpoint (an OpenAI-compatible server without VseGPT's video
+    API, or without speech): a 404 that names no model. Never retried."""
 
 
 class ResponseTooLarge(UpstreamError):

@@ -17,6 +17,7 @@ import base64
 import binascii
 import json
 import mimetypes
+import re
 from collections.abc import Awaitable, Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
@@ -30,6 +31,7 @@ from services.llm.errors import (
     AuthFailed,
     BadRequest,
     BalanceUnavailable,
+    NotOffered,
     RateLimited,
     ResponseTooLarge,
     ServiceUnavailable,
@@ -174,6 +176,18 @@ def _classify_balance(status: int, body: str) -> UpstreamError:
     return BalanceUnavailable(status, error.detail)
 
 
+_MODEL_WORD = re.compile(r"model|модел", re.IGNORECASE)
+
+
+def _classify_endpoint(status: int, body: str) -> UpstreamError:
+    # Any OpenAI-compatible server may lack VseGPT's media endpoints: its 404 then says "no
+    # such API here", which users are told plainly, unless the body speaks of the model.
+    error = classify_error(status, body)
+    if status == 404 and not _MODEL_WORD.search(error.detail):
+        return NotOffered(status, error.detail)
+    return error
+
+
 def _classify_download(status: int, body: str) -> UpstreamError:
     # A result link answering 403/404 is an expired or missing file, not a moderation or
     # "no such model" verdict; 5xx and 429 keep their retryable classes.
@@ -260,6 +274,7 @@ class MediaClient:
             "POST",
             t.url("audio/transcriptions"),
             parse,
+            classify=_classify_endpoint,
             paced=True,
             user_key=user_key,
             model=model,
@@ -316,6 +331,7 @@ class MediaClient:
             "POST",
             t.url("audio/speech"),
             parse,
+            classify=_classify_endpoint,
             paced=True,
             user_key=user_key,
             model=model,
@@ -359,6 +375,7 @@ class MediaClient:
             "POST",
             t.url("images/generations"),
             parse,
+            classify=_classify_endpoint,
             paced=True,
             user_key=user_key,
             model=model,
@@ -401,6 +418,7 @@ class MediaClient:
             "POST",
             t.url("video/generate"),
             parse,
+            classify=_classify_endpoint,
             paced=True,
             user_key=user_key,
             model=model,

@@ -248,3 +248,24 @@ async def test_a_stored_model_of_a_gone_provider_falls_back_with_a_note(
     await multi.ask(USER, "and now?")
     assert len(masha.chat_requests()) == before
     assert sum("no longer available" in text_of(c) for c in multi.finals(USER)) == 1
+
+
+async def test_a_server_without_the_video_api_says_so_plainly(bench: Bench) -> None:
+    # LiteLLM, Ollama and the like have no /video: their 404 names no model.
+    bench.upstream.fail_next(404, {"detail": "Not Found"}, path="video/generate")
+    bench.telegram.send_message(USER, "/video a cat on a roof")
+    shown = await bench.telegram.wait_for(
+        ("editMessageText", "sendMessage"),
+        lambda c: "does not offer" in str(c.params.get("text", "")),
+        timeout=10,
+    )
+    assert shown
+    bench.upstream.fail_next(404, {"detail": "Not Found"}, path="images/generations")
+    bench.telegram.send_message(USER, "/image a cat")
+    drawn = await bench.telegram.wait_for(
+        "sendMessage",
+        lambda c: "does not offer" in str(c.params.get("text", "")),
+        count=1,
+        timeout=10,
+    )
+    assert drawn
