@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -26,6 +27,7 @@ from aiogram.exceptions import TelegramAPIError
 from aiogram.types import Message, TelegramObject, Update
 from pydantic import ValidationError
 
+from handlers.ui.continuation import CONTINUATION_KEY, Continuation
 from handlers.ui.texts import t
 from services.journal import UpdateDeferred, UpdateJournal
 from services.storage.base import JournalEntry
@@ -102,19 +104,38 @@ class JournalMiddleware(BaseMiddleware):
             if not fresh:
                 log.info("journal: update %d was delivered again; not handled twice", update_id)
                 return None
+        continuation = data.get(CONTINUATION_KEY)
+        if isinstance(continuation, Continuation):
+            # Should the handler hand its answer over, the update is finished when it ends.
+            continuation.after(functools.partial(self._work_ended, update_id))
         try:
             result = await handler(event, data)
         except UpdateDeferred:
-            log.info("journal: update %d put off until the restart", update_id)
-            await write_quietly(self._journal.defer, update_id)
+            await self._defer(update_id)
             return None
         except Exception:
             # Handled, if badly (the errors handler tells the user): never replayed.
             await write_quietly(self._journal.finish, update_id)
             raise
+        if isinstance(continuation, Continuation) and continuation.task is not None:
+            return result  # finished by _work_ended
         # A cancelled handler (BaseException) leaves the update unfinished: answered at restart.
         await write_quietly(self._journal.finish, update_id)
         return result
+
+    async def _work_ended(self, update_id: int, error: Exception | None) -> None:
+        if isinstance(error, UpdateDeferred):
+            await self._defer(update_id)
+            return
+        if error is not None:
+            # The work reports its own failures (see handlers/ui/continuation.py); a handled
+            # update is never replayed.
+            log.error("journal: work of update %d failed", update_id, exc_info=error)
+        await write_quietly(self._journal.finish, update_id)
+
+    async def _defer(self, update_id: int) -> None:
+        log.info("journal: update %d put off until the restart", update_id)
+        await write_quietly(self._journal.defer, update_id)
 
 
 class RestartNote(BaseMiddleware):

@@ -9,6 +9,7 @@ from typing import Any
 from aiogram import BaseMiddleware
 from aiogram.types import Chat, TelegramObject, User
 
+from handlers.ui.continuation import CONTINUATION_KEY, Continuation
 from services.users import UserService
 
 
@@ -47,6 +48,9 @@ class ProfileMiddleware(BaseMiddleware):
 class InFlight(BaseMiddleware):
     """Counts updates being handled, so shutdown can let them finish first.
 
+    An update is handled until its handler returns, or until the work the handler handed
+    over (`Continuation`, put in the data here) ends.
+
     Polling stops taking new updates before shutdown, but handlers already running
     (an answer being streamed, a voice note being transcribed) would otherwise meet
     a closed database or HTTP client halfway through.
@@ -65,12 +69,25 @@ class InFlight(BaseMiddleware):
     ) -> Any:
         self._active += 1
         self._idle.clear()
+        continuation = Continuation()
+        data[CONTINUATION_KEY] = continuation
         try:
             return await handler(event, data)
         finally:
-            self._active -= 1
-            if self._active == 0:
-                self._idle.set()
+            task = continuation.task
+            if task is None:
+                self._leave()
+            else:
+                # The handler handed its answer over: the update is in flight until it ends.
+                task.add_done_callback(self._left)
+
+    def _leave(self) -> None:
+        self._active -= 1
+        if self._active == 0:
+            self._idle.set()
+
+    def _left(self, _: asyncio.Task[None]) -> None:
+        self._leave()
 
     @property
     def active(self) -> int:

@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
 import html
+import logging
+from collections.abc import Coroutine
+from typing import Any
 
 from aiogram import Bot, F, Router
 from aiogram.enums import ChatType, MessageEntityType
+from aiogram.exceptions import TelegramAPIError
 from aiogram.filters import Filter, StateFilter
 from aiogram.types import CallbackQuery, Message, MessageGenerationStopped, User
 from aiogram.utils.callback_answer import CallbackAnswer
@@ -23,11 +28,14 @@ from handlers.ui.answer import (
 )
 from handlers.ui.answer import stream_private as stream_draft
 from handlers.ui.callbacks import StopReply
+from handlers.ui.continuation import Continuation
 from handlers.ui.texts import t
-from services.chat import ChatInput, ChatService, DeliveryResult, ReplyStatus, StopResult
+from services.chat import ChatInput, ChatService, DeliveryResult, Reply, ReplyStatus, StopResult
 from services.journal import UpdateDeferred
 from services.users import Profile
 from services.voice import VoiceService, reply_channels
+
+log = logging.getLogger(__name__)
 
 GROUP_TYPES = {ChatType.GROUP, ChatType.SUPERGROUP}
 
@@ -87,10 +95,46 @@ async def respond(
     render: RenderConfig,
     voice: VoiceService | None = None,
     user_spoke: bool = False,
+    continuation: Continuation | None = None,
 ) -> None:
     """Answer one question: live drafts (private) or edits (groups), then the final
-    message and, when the user's reply mode asks for it, a voice note."""
+    message and, when the user's reply mode asks for it, a voice note.
+
+    The answer starts here, in the update's order; drawing and delivering it goes on in
+    `continuation` when there is one (see handlers/ui/continuation.py).
+    """
     reply = chat.start(request, profile.user)
+    work = _deliver(bot, message, request, reply, chat, profile, render, voice, user_spoke)
+    if continuation is None:
+        await work
+    else:
+        continuation.start(_guarded(work, message, profile))
+
+
+async def _guarded(work: Coroutine[Any, Any, None], message: Message, profile: Profile) -> None:
+    """Handed-over work fails as a handler would: logged, and the user told briefly (aiogram's
+    errors handler no longer sees it). A deferral goes on to the update journal."""
+    try:
+        await work
+    except UpdateDeferred:
+        raise
+    except Exception:
+        log.exception("answer in chat %s failed", message.chat.id)
+        with contextlib.suppress(TelegramAPIError):
+            await message.answer(t(profile.lang, "err_unexpected"))
+
+
+async def _deliver(
+    bot: Bot,
+    message: Message,
+    request: ChatInput,
+    reply: Reply,
+    chat: ChatService,
+    profile: Profile,
+    render: RenderConfig,
+    voice: VoiceService | None,
+    user_spoke: bool,
+) -> None:
     private = message.chat.type == ChatType.PRIVATE
     target = Target(
         message.chat.id, request.thread_id, reply_to=None if private else message.message_id
@@ -144,6 +188,7 @@ async def private_question(
     profile: Profile,
     render: RenderConfig,
     voice: VoiceService,
+    continuation: Continuation | None = None,
 ) -> None:
     request = ChatInput(
         chat_id=message.chat.id,
@@ -151,7 +196,16 @@ async def private_question(
         user_id=profile.user.user_id,
         text=message.text or "",
     )
-    await respond(bot, message, request, chat=chat, profile=profile, render=render, voice=voice)
+    await respond(
+        bot,
+        message,
+        request,
+        chat=chat,
+        profile=profile,
+        render=render,
+        voice=voice,
+        continuation=continuation,
+    )
 
 
 async def group_question(
@@ -162,6 +216,7 @@ async def group_question(
     render: RenderConfig,
     voice: VoiceService,
     question: str,
+    continuation: Continuation | None = None,
 ) -> None:
     if not question:
         return
@@ -173,7 +228,16 @@ async def group_question(
         text=question,
         speaker=sender.full_name if sender else None,
     )
-    await respond(bot, message, request, chat=chat, profile=profile, render=render, voice=voice)
+    await respond(
+        bot,
+        message,
+        request,
+        chat=chat,
+        profile=profile,
+        render=render,
+        voice=voice,
+        continuation=continuation,
+    )
 
 
 async def draft_stopped(event: MessageGenerationStopped, chat: ChatService) -> None:

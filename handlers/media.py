@@ -14,6 +14,7 @@ from aiogram.utils.chat_action import ChatActionSender
 from handlers.chat import GROUP_TYPES, AddressedToBot, addressed_question, respond, thread_of
 from handlers.filters import Magic
 from handlers.ui.answer import RenderConfig
+from handlers.ui.continuation import Continuation
 from handlers.ui.errors import error_text
 from handlers.ui.files import FileTooBig, download
 from handlers.ui.texts import t
@@ -69,6 +70,7 @@ async def image_question(
     albums: AlbumCollector[Message],
     voice: VoiceService,
     question: str | None = None,
+    continuation: Continuation | None = None,
 ) -> None:
     messages = [message]
     if message.media_group_id:
@@ -116,7 +118,16 @@ async def image_question(
         images=tuple(images),
         stored_text=image_placeholder(len(images), caption.strip()),
     )
-    await respond(bot, message, request, chat=chat, profile=profile, render=render, voice=voice)
+    await respond(
+        bot,
+        message,
+        request,
+        chat=chat,
+        profile=profile,
+        render=render,
+        voice=voice,
+        continuation=continuation,
+    )
 
 
 def audio_file(message: Message) -> tuple[str, int | None, str | None] | None:
@@ -138,6 +149,7 @@ async def voice_question(
     render: RenderConfig,
     voice: VoiceService,
     max_audio_seconds: float,
+    continuation: Continuation | None = None,
 ) -> None:
     found = audio_file(message)
     if found is None:
@@ -190,6 +202,7 @@ async def voice_question(
         render=render,
         voice=voice,
         user_spoke=True,
+        continuation=continuation,
     )
 
 

@@ -80,11 +80,9 @@ class BotProcess:
 
     async def start(self, telegram: FakeTelegram) -> None:
         """Spawn and wait until it polls Telegram (start-up, replay included, is under way)."""
-        seen = len(telegram.calls_of("getUpdates"))
+        starts = len(telegram.calls_of("deleteWebhook"))
         await self.spawn()
-        waiting = asyncio.ensure_future(
-            telegram.wait_for("getUpdates", count=seen + 1, timeout=START_TIMEOUT)
-        )
+        waiting = asyncio.ensure_future(self._polling(telegram, starts))
         exited = asyncio.ensure_future(self.wait(START_TIMEOUT))
         done, _ = await asyncio.wait({waiting, exited}, return_when=asyncio.FIRST_COMPLETED)
         if waiting not in done:
@@ -92,6 +90,14 @@ class BotProcess:
             raise AssertionError(f"the bot exited during start-up:\n{self.stderr}")
         exited.cancel()
         waiting.result()
+
+    @staticmethod
+    async def _polling(telegram: FakeTelegram, starts: int) -> None:
+        # Its own start first (every start clears the webhook): a killed bot's long poll is
+        # recorded when its connection drops, and must not pass for the new one's.
+        await telegram.wait_for("deleteWebhook", count=starts + 1, timeout=START_TIMEOUT)
+        seen = len(telegram.calls_of("getUpdates"))
+        await telegram.wait_for("getUpdates", count=seen + 1, timeout=START_TIMEOUT)
 
     def kill(self) -> None:
         """SIGKILL: no shutdown hook, no last write, as a crash or the OOM killer leaves it."""
