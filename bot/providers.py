@@ -175,6 +175,7 @@ def _mashagpt(settings: Settings) -> Provider:
         # Pictures and videos go through its task API, on the same resumable video jobs.
         images=built.tasks,
         video=built.tasks,
+        image_jobs=True,
         units=("energy",),
         closers=[http.aclose],
     )

@@ -15,9 +15,16 @@ from aiogram.utils.chat_action import ChatActionSender
 from handlers.chat import thread_of
 from handlers.ui.errors import error_text
 from handlers.ui.texts import t
-from services.image_generation import ImageGenerator, UnsupportedAspect, parse_image_request
+from handlers.ui.video_notifier import elapsed_text
+from services.image_generation import (
+    ImageGenerator,
+    ImageRequest,
+    UnsupportedAspect,
+    parse_image_request,
+)
 from services.llm import ModelUnavailable, ModerationRefused, UpstreamError
 from services.users import Profile
+from services.video import IMAGE, TooManyVideoJobs, VideoService
 
 log = logging.getLogger(__name__)
 
@@ -29,6 +36,7 @@ async def image_command(
     command: CommandObject,
     bot: Bot,
     image_gen: ImageGenerator,
+    videos: VideoService,
     profile: Profile,
 ) -> None:
     try:
@@ -40,6 +48,9 @@ async def image_command(
         await message.reply(t(profile.lang, "image_usage"))
         return
     model = image_gen.model_for(profile.user.image_model)
+    if image_gen.made_as_job(model):
+        await _submit_job(message, request, model, videos, profile)
+        return
     try:
         async with ChatActionSender.upload_photo(
             bot=bot, chat_id=message.chat.id, message_thread_id=thread_of(message)
@@ -63,6 +74,46 @@ async def image_command(
         # Paid for and lost: at least the user knows, and can ask again.
         with contextlib.suppress(TelegramAPIError):
             await message.reply(t(profile.lang, "image_undelivered"))
+
+
+async def _submit_job(
+    message: Message, request: ImageRequest, model: str, videos: VideoService, profile: Profile
+) -> None:
+    """A task-API picture: a stored job with a progress message, delivered when it is drawn,
+    also after a restart (see services/video.py)."""
+    progress: Message | None = None
+    try:
+        progress = await message.reply(t(profile.lang, "image_queued", elapsed=elapsed_text(0)))
+    except TelegramAPIError as error:
+        log.warning("picture progress not shown in chat %s: %s", message.chat.id, error)
+    try:
+        await videos.submit(
+            user_id=profile.user.user_id,
+            chat_id=message.chat.id,
+            thread_id=thread_of(message),
+            prompt=request.prompt,
+            lang=profile.lang,
+            model=model,
+            progress_message_id=progress.message_id if progress else None,
+            aspect_ratio=request.aspect,
+            kind=IMAGE,
+        )
+    except TooManyVideoJobs as error:
+        await _show(message, progress, t(profile.lang, "image_too_many", limit=error.limit))
+    except UpstreamError as error:
+        text = error_text(error, profile.lang, model=html.escape(model), is_admin=profile.is_admin)
+        await _show(message, progress, text)
+
+
+async def _show(message: Message, progress: Message | None, text: str) -> None:
+    """In the progress message, or as a reply when there is none."""
+    try:
+        if progress is not None:
+            await progress.edit_text(text)
+        else:
+            await message.reply(text)
+    except TelegramAPIError as error:
+        log.warning("picture notice not shown in chat %s: %s", message.chat.id, error)
 
 
 async def _deliver_picture(message: Message, picture: bytes, caption: str) -> bool:

@@ -50,6 +50,15 @@ class ImageGenerator:
         self._providers = providers
         self._default_model = default_model
 
+    def made_as_job(self, model: str) -> bool:
+        """Whether `model`'s pictures come from a task API, to be made as a resumable media
+        job (services/video.py) rather than waited for here."""
+        try:
+            provider, _ = self._providers.resolve(model)
+        except UpstreamError:
+            return False
+        return provider.image_jobs
+
     def model_for(self, chosen: str | None) -> str:
         """The user's image model; the default when none is chosen or its provider is gone."""
         if chosen and self._providers.offers(chosen, "images"):

@@ -28,6 +28,8 @@ from services.llm.retry import should_retry
 from services.storage import ACTIVE_VIDEO_JOB_STATES, Storage, VideoJob
 
 __all__ = [
+    "IMAGE",
+    "VIDEO",
     "TooManyVideoJobs",
     "VideoMediaClient",
     "VideoNotifier",
@@ -36,6 +38,13 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
+
+# What a job makes (VideoJob.kind): the same machinery serves pictures from task APIs.
+VIDEO = "video"
+IMAGE = "image"
+# A picture is sent as a photo: Telegram takes photos of up to 10 MB.
+IMAGE_DOWNLOAD_LIMIT = 10 * 1024 * 1024
+IMAGE_POLL_SECONDS = 2.0
 
 # Consecutive non-transient upstream errors (4xx: unknown request id, auth) on status polls
 # before the job is given up as ERROR; one could be a hiccup, several mean it will not recover.
@@ -202,6 +211,7 @@ class VideoService:
         image: bytes | None = None,
         progress_message_id: int | None,
         aspect_ratio: str | None = None,
+        kind: str = VIDEO,
     ) -> VideoJob:
         """Store and submit a job, then poll it in the background.
 
@@ -223,6 +233,7 @@ class VideoService:
                 prompt=prompt,
                 lang=lang,
                 progress_message_id=progress_message_id,
+                kind=kind,
             )
         self._submitting.add(job.id)
         try:
@@ -254,7 +265,7 @@ class VideoService:
             self._submitting.discard(job.id)
         log.info("video job %d: submitted as %s (model %s)", job.id, request_id, chosen)
         # Just submitted: the first answer is a tick away at the earliest.
-        self._spawn(job, first_delay=self._poll_seconds)
+        self._spawn(job, first_delay=self._poll_interval(job))
         return job
 
     async def start(self) -> None:
@@ -283,6 +294,13 @@ class VideoService:
         self._pollers.clear()
 
     # ----------------------------------------------------------------------------- pollers
+
+    def _poll_interval(self, job: VideoJob) -> float:
+        # A picture is drawn in seconds (task APIs are polled every 2-3 s by their clients);
+        # a video takes minutes.
+        if job.kind == IMAGE:
+            return min(self._poll_seconds, IMAGE_POLL_SECONDS)
+        return self._poll_seconds
 
     def _spawn(self, job: VideoJob, *, first_delay: float) -> None:
         if self._closed:
@@ -313,7 +331,7 @@ class VideoService:
                     return
             if job.state not in ACTIVE_VIDEO_JOB_STATES:
                 return
-            await asyncio.sleep(self._poll_seconds)
+            await asyncio.sleep(self._poll_interval(job))
 
     async def _tick(self, job: VideoJob, ctx: _PollContext) -> VideoJob:
         if job.state == "COMPLETED":
@@ -368,7 +386,8 @@ class VideoService:
             ctx.downloaded = True
             try:
                 media = self._makers.video_for(job.model)[0]
-                ctx.video = await media.download(job.url, max_bytes=self._download_limit)
+                limit = IMAGE_DOWNLOAD_LIMIT if job.kind == IMAGE else self._download_limit
+                ctx.video = await media.download(job.url, max_bytes=limit)
             except Exception as exc:
                 # Too large or unreachable from here: Telegram can still be given the link.
                 log.warning("video job %d: download failed, sending the link: %r", job.id, exc)

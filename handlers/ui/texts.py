@@ -312,6 +312,33 @@ _TEXTS: Final = MappingProxyType(
             "en": "🎬 You already have {limit} videos in progress. Wait for one to finish.",
             "ru": "🎬 У вас уже генерируется {limit} видео. Дождитесь завершения.",
         },
+        # Pictures from a task API (MashaGPT) are made as jobs, like videos.
+        "image_queued": {
+            "en": "🎨 Picture request accepted. Waiting in the queue… ({elapsed})",
+            "ru": "🎨 Запрос на картинку принят. Ожидание в очереди… ({elapsed})",
+        },
+        "image_in_progress": {
+            "en": "🎨 Drawing the picture… ({elapsed})",
+            "ru": "🎨 Картинка рисуется… ({elapsed})",
+        },
+        "image_done": {"en": "🎨 Your picture is ready.", "ru": "🎨 Картинка готова."},
+        "image_link": {
+            "en": "🎨 Your picture is ready, but it could not be sent here: {url}",
+            "ru": "🎨 Картинка готова, но отправить её сюда не удалось: {url}",
+        },
+        "image_failed": {
+            "en": "🎨 The picture could not be drawn: {reason}",
+            "ru": "🎨 Не удалось нарисовать картинку: {reason}",
+        },
+        "image_timeout": {
+            "en": "🎨 The picture took too long and was abandoned. Please try again.",
+            "ru": "🎨 Картинка рисовалась слишком долго, запрос отменён. Попробуйте ещё раз.",
+        },
+        "image_too_many": {
+            "en": "🎨 You already have {limit} pictures or videos in progress. Wait for one "
+            "to finish.",
+            "ru": "🎨 У вас уже в работе {limit} картинок или видео. Дождитесь завершения.",
+        },
         "unknown_reason": {"en": "no reason given", "ru": "причина не указана"},
         # /balance: one block per provider that offers a balance, titled with its name.
         "balance": {

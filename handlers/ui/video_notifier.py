@@ -1,4 +1,5 @@
-"""The Telegram side of /video: one progress message that updates, then the video.
+"""The Telegram side of media jobs (/video, and /image on a task-API provider): one progress
+message that updates, then the video or the picture.
 
 VideoService calls this from its background pollers, also after a restart, so
 everything it needs is in the stored job (chat, message id, language).
@@ -15,10 +16,11 @@ from aiogram.types import BufferedInputFile
 
 from handlers.ui.texts import t
 from services.storage import VideoJob
+from services.video import IMAGE, VIDEO
 
 log = logging.getLogger(__name__)
 
-STATE_KEYS = {"submitting": "video_queued", "IN_QUEUE": "video_queued"}
+QUEUED_STATES = frozenset({"submitting", "IN_QUEUE"})
 
 
 def elapsed_text(seconds: float) -> str:
@@ -45,10 +47,13 @@ class TelegramVideoNotifier:
         return True
 
     async def progress(self, job: VideoJob, elapsed: float) -> None:
-        key = STATE_KEYS.get(job.state, "video_in_progress")
+        key = _key(job, "queued" if job.state in QUEUED_STATES else "in_progress")
         await self._edit(job, t(job.lang, key, elapsed=elapsed_text(elapsed)))
 
     async def completed(self, job: VideoJob, video: bytes | None) -> None:
+        if job.kind == IMAGE:
+            await self._picture(job, video)
+            return
         try:
             if video is not None:
                 media: BufferedInputFile | str = BufferedInputFile(video, filename="video.mp4")
@@ -74,6 +79,33 @@ class TelegramVideoNotifier:
                 text = t(job.lang, "video_undelivered")
             await self._tell(job, text)
 
+    async def _picture(self, job: VideoJob, picture: bytes | None) -> None:
+        caption = _caption(job.prompt)
+        sent = False
+        if picture is not None:
+            file = BufferedInputFile(picture, filename="image.png")
+            for send in (self._bot.send_photo, self._bot.send_document):
+                try:
+                    await send(
+                        job.chat_id,
+                        file,
+                        caption=caption,
+                        parse_mode=None,
+                        message_thread_id=job.thread_id,
+                    )
+                except TelegramAPIError as error:
+                    # Refused as a photo (size, proportions): as a file it usually goes.
+                    log.info("picture %s not sent by %s: %s", job.id, send.__name__, error)
+                    continue
+                sent = True
+                break
+        if sent:
+            await self._edit(job, t(job.lang, "image_done"))
+        elif job.url:
+            await self._tell(job, t(job.lang, "image_link", url=html.escape(job.url)))
+        else:
+            await self._tell(job, t(job.lang, "image_undelivered"))
+
     async def _tell(self, job: VideoJob, text: str) -> None:
         """In the progress message, or as a message of its own when that cannot be edited."""
         if await self._edit(job, text):
@@ -85,14 +117,19 @@ class TelegramVideoNotifier:
 
     async def failed(self, job: VideoJob) -> None:
         if job.state == "TIMEOUT":
-            text = t(job.lang, "video_timeout")
+            text = t(job.lang, _key(job, "timeout"))
         elif job.state == "FAILED" and job.reason:
             # The upstream's own reason for a failed generation is meant for the user.
-            text = t(job.lang, "video_failed", reason=html.escape(job.reason[:500]))
+            text = t(job.lang, _key(job, "failed"), reason=html.escape(job.reason[:500]))
         else:
             # Other errors carry internal or account details: keep them out of the chat.
-            text = t(job.lang, "video_failed", reason=t(job.lang, "unknown_reason"))
+            text = t(job.lang, _key(job, "failed"), reason=t(job.lang, "unknown_reason"))
         await self._tell(job, text)
+
+
+def _key(job: VideoJob, what: str) -> str:
+    """The text key of `what` for the job's kind: "video_failed", "image_failed"..."""
+    return f"{IMAGE if job.kind == IMAGE else VIDEO}_{what}"
 
 
 def _caption(prompt: str) -> str:

@@ -155,6 +155,9 @@ class Provider:
     video: VideoMaker | None = None
     balance: BalanceSource | None = None
     embeddings: Embedder | None = None
+    # Its pictures come from a task API (started, polled, downloaded): they are made as
+    # resumable media jobs, like videos, with `video` as the task client.
+    image_jobs: bool = False
     # The units its /usage is counted in, besides tokens: "credits", "energy".
     units: tuple[str, ...] = ()
     # Closed by the factory on shutdown (HTTP clients, background tasks), in order.

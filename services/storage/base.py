@@ -147,6 +147,9 @@ class VideoJob:
     reason: str | None  # why it FAILED / ERRORed (upstream or our text; for admins and logs)
     created_at: float
     updated_at: float
+    # What is made: "video", or "image" for a provider whose pictures come from a task API
+    # (MashaGPT): the same resumable machinery, delivered as a photo.
+    kind: str = "video"
 
 
 @dataclass(frozen=True, slots=True)
@@ -287,6 +290,7 @@ class Storage(Protocol):
         prompt: str,
         lang: str,
         progress_message_id: int | None,
+        kind: str = "video",
     ) -> VideoJob:
         """Store a new job in state "submitting": request_id None, created_at = updated_at = now."""
         ...

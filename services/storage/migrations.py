@@ -211,6 +211,14 @@ MIGRATIONS: tuple[Migration, ...] = (
             "ALTER TABLE usage_records ADD COLUMN energy REAL",
         ),
     ),
+    Migration(
+        version=6,
+        description="media jobs of another kind than video (pictures from a task API)",
+        statements=(
+            # Every job before this was a video; the default says so for the old rows.
+            "ALTER TABLE video_jobs ADD COLUMN kind TEXT NOT NULL DEFAULT 'video'",
+        ),
+    ),
 )
 
 SCHEMA_VERSION: int = MIGRATIONS[-1].version

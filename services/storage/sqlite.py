@@ -167,7 +167,7 @@ _SQL_USAGE_BY_PROVIDER_SINCE = (
 # Column order matches the VideoJob fields so rows map positionally.
 _VIDEO_COLUMNS = (
     "id, user_id, chat_id, thread_id, request_id, model, prompt, lang, state, "
-    "progress_message_id, url, reason, created_at, updated_at"
+    "progress_message_id, url, reason, created_at, updated_at, kind"
 )
 # Must be the exact text of the partial indexes' WHERE clause (migration 2) or SQLite will not
 # use them; a unit test checks both the plan and that it matches ACTIVE_VIDEO_JOB_STATES.
@@ -175,8 +175,8 @@ _ACTIVE_VIDEO_STATES_SQL = "state IN ('submitting', 'IN_QUEUE', 'IN_PROGRESS', '
 _SQL_CREATE_VIDEO_JOB = f"""
 INSERT INTO video_jobs
     (user_id, chat_id, thread_id, model, prompt, lang, state, progress_message_id,
-     created_at, updated_at)
-VALUES (?, ?, ?, ?, ?, ?, 'submitting', ?, ?, ?)
+     created_at, updated_at, kind)
+VALUES (?, ?, ?, ?, ?, ?, 'submitting', ?, ?, ?, ?)
 RETURNING {_VIDEO_COLUMNS}
 """
 _SQL_ACTIVE_VIDEO_JOBS = (
@@ -675,12 +675,24 @@ class SQLiteStorage:
         prompt: str,
         lang: str,
         progress_message_id: int | None,
+        kind: str = "video",
     ) -> VideoJob:
         now = self._clock()
         rows = list(
             await self._conn.execute_fetchall(
                 _SQL_CREATE_VIDEO_JOB,
-                (user_id, chat_id, thread_id, model, prompt, lang, progress_message_id, now, now),
+                (
+                    user_id,
+                    chat_id,
+                    thread_id,
+                    model,
+                    prompt,
+                    lang,
+                    progress_message_id,
+                    now,
+                    now,
+                    kind,
+                ),
             )
         )
         return _video_job_from_row(rows[0])

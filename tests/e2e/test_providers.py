@@ -149,7 +149,7 @@ async def test_gigachat_vision_uploads_files_and_attaches_one_per_message(
 async def test_image_command_on_each_provider(
     multi: Bench, gigachat: FakeGigaChat, masha: FakeMashaGPT, model: str, drawn_by: str
 ) -> None:
-    await multi.restart(image_model=model)
+    await multi.restart(image_model=model, video_poll_seconds=0.1)
     multi.telegram.send_message(USER, "/image a red fox")
     photo = (await multi.telegram.wait_for("sendPhoto", timeout=15))[0]
     _, data = photo.upload("photo")
@@ -269,3 +269,25 @@ async def test_a_server_without_the_video_api_says_so_plainly(bench: Bench) -> N
         timeout=10,
     )
     assert drawn
+
+
+async def test_a_task_api_picture_survives_a_restart(multi: Bench, masha: FakeMashaGPT) -> None:
+    # MashaGPT draws through its task API: the picture is a stored job, like a video.
+    masha.task_steps = ["PENDING", "PROCESSING", "PROCESSING", "COMPLETED"]
+    await multi.restart(image_model="mashagpt:flux-pro", video_poll_seconds=30)
+    multi.telegram.send_message(USER, "/image 16:9 a lighthouse at night")
+    await multi.telegram.wait_for(
+        "sendMessage", lambda c: c.chat_id == USER and "Picture request" in c.params["text"]
+    )
+    await masha.wait_for_requests(1, timeout=10, path="tasks/flux-pro")
+    task = next(iter(masha.tasks.values()))
+    assert task.body == {"prompt": "a lighthouse at night", "aspectRatio": "16:9"}
+    # Stopped before the picture was drawn; the next start picks the job up and delivers it.
+    await multi.restart(video_poll_seconds=0.1)
+    photo = (await multi.telegram.wait_for("sendPhoto", timeout=15))[0]
+    assert photo.params["caption"] == "a lighthouse at night"
+    done = await multi.telegram.wait_for(
+        "editMessageText", lambda c: "picture is ready" in c.params.get("text", ""), timeout=10
+    )
+    assert done
+    assert len(masha.tasks) == 1  # paid for once

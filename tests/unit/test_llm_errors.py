@@ -19,6 +19,7 @@ from services.llm.errors import (
     StreamInterrupted,
     UpstreamError,
     classify_error,
+    rejects_temperature,
 )
 
 
@@ -191,3 +192,25 @@ def test_hierarchy_and_formatting() -> None:
     assert CircuitOpen(None, "open", retry_after=3.0).retry_after == 3.0
     assert ServiceUnavailable(502, "x").status == 502
     assert ServiceUnavailable(502, "x").detail == "x"
+
+
+def test_litellm_s_unknown_model_is_a_model_problem() -> None:
+    body = json.dumps({"error": {"message": "Invalid model name passed in model=gpt-9"}})
+    assert isinstance(classify_error(400, body), ModelUnavailable)
+
+
+@pytest.mark.parametrize(
+    ("body", "rejects"),
+    [
+        (
+            "litellm.UnsupportedParamsError: o1 does not support parameters: {temperature: 0.7}",
+            True,
+        ),
+        ("Unsupported value: 'temperature' does not support 0.7 with this model.", True),
+        ("max_tokens is too large", False),
+        ("temperature must be between 0 and 2", False),
+    ],
+)
+def test_a_rejected_temperature_is_recognised(body: str, rejects: bool) -> None:
+    error = classify_error(400, json.dumps({"error": {"message": body}}))
+    assert rejects_temperature(error) is rejects

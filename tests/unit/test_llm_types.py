@@ -80,3 +80,39 @@ def test_parse_usage() -> None:
     assert usage.credits == 0.25
     assert parse_usage(None, 1.0).credits == 1.0
     assert parse_usage({"total_tokens": 99}).total_tokens == 99
+
+
+@pytest.mark.parametrize(
+    ("entry", "context"),
+    [
+        ({"id": "m", "context_length": 8192}, 8192),
+        ({"id": "m", "max_input_tokens": 128000}, 128000),  # LiteLLM
+        ({"id": "m", "context_window": "32k"}, 32000),
+        ({"id": "m", "max_model_len": 4096}, 4096),  # vLLM
+        ({"id": "m"}, None),
+    ],
+)
+def test_context_window_under_each_server_s_name(
+    entry: dict[str, object], context: int | None
+) -> None:
+    info = parse_model_info(entry)
+    assert info is not None and info.context_length == context
+
+
+@pytest.mark.parametrize(
+    ("entry", "kind"),
+    [
+        ({"id": "GigaChat-2", "type": "chat"}, "chat"),
+        ({"id": "Embeddings", "type": "embedder"}, "embedding"),
+        ({"id": "gpt-image-1", "mode": "image_generation"}, "image"),  # LiteLLM
+        ({"id": "whisper", "mode": "audio_transcription"}, "audio"),
+        ({"id": "x", "architecture": {"output_modalities": ["image"]}}, "image"),  # OpenRouter
+        ({"id": "y", "architecture": {"output_modalities": ["text"]}}, "chat"),
+        ({"id": "claude", "type": "model"}, "chat"),  # a list's generic word says nothing
+        ({"id": "plain"}, "chat"),
+    ],
+)
+def test_model_kind_from_the_list_s_own_fields(entry: dict[str, object], kind: str) -> None:
+    info = parse_model_info(entry)
+    assert info is not None and info.kind == kind
+    assert info.is_chat is (kind == "chat")

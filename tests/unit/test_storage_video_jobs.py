@@ -182,3 +182,12 @@ async def test_video_queries_use_the_partial_indexes(
     params = (1,) * sql.count("?")
     rows = await fetch(storage, "EXPLAIN QUERY PLAN " + sql, params)
     assert [str(row[-1]) for row in rows] == [step]
+
+
+async def test_a_job_knows_what_it_makes(storage: SQLiteStorage) -> None:
+    video = await new_job(storage)
+    picture = await new_job(storage, user_id=2, model="mashagpt:flux-pro", kind="image")
+    assert video.kind == "video" and picture.kind == "image"
+    assert [job.kind for job in await storage.active_video_jobs()] == ["video", "image"]
+    updated = await storage.update_video_job(picture.id, state="IN_PROGRESS")
+    assert updated.kind == "image"
