@@ -12,7 +12,8 @@ import httpx
 import pytest
 
 from services.llm import AuthFailed, CircuitBreaker, StreamChunk
-from services.llm.mashagpt import NAME, UNITS, MashaProvider, build_mashagpt, to_messages
+from services.llm.mashagpt import NAME, UNITS, MashaProvider, build_mashagpt
+from services.llm.openai_compat import openai_messages
 from services.llm.provider import ChatBackend, ImageMaker, VideoMaker
 from services.llm.turns import Turn
 
@@ -141,7 +142,7 @@ async def test_length_stays_length(connect) -> None:
 
 
 def test_turns_become_openai_messages() -> None:
-    messages = to_messages(
+    messages = openai_messages(
         [
             Turn("system", "Be brief."),
             Turn("user", "what is this?", speaker="Anna", images=(JPEG, JPEG)),

@@ -44,7 +44,6 @@ MAX_IMAGES = 10
 # an answer that simply ended ("error" is a failure, raised by LLMClient).
 _FINISH = {"stop": "stop", "length": "length", "blacklist": "refused"}
 
-# The role of the progress notes built-in functions stream ("about N seconds left").
 # GigaChat's status notes of its built-in functions ("N seconds left"): not answer text.
 PROGRESS_ROLES = frozenset({"function_in_progress"})
 

@@ -15,20 +15,18 @@ from services.llm.breaker import CircuitBreaker
 from services.llm.client import LLMClient
 from services.llm.limiter import FairRateLimiter
 from services.llm.mashagpt.auth import PROVIDER, auth_headers
-from services.llm.mashagpt.chat import MashaChat, to_messages
 from services.llm.mashagpt.models import MashaModels
 from services.llm.mashagpt.tasks import MashaTasks
+from services.llm.openai_compat import OpenAIChat
 
 __all__ = [
     "NAME",
     "TITLE",
     "UNITS",
-    "MashaChat",
     "MashaModels",
     "MashaProvider",
     "MashaTasks",
     "build_mashagpt",
-    "to_messages",
 ]
 
 NAME = PROVIDER
@@ -38,7 +36,7 @@ UNITS = ("energy",)
 
 @dataclass(frozen=True, slots=True)
 class MashaProvider:
-    chat: MashaChat  # a ChatBackend
+    chat: OpenAIChat  # a ChatBackend: OpenAI's wire shape, MashaGPT's model list
     tasks: MashaTasks  # an ImageMaker and a VideoMaker
     models: MashaModels  # what chat.list_models answers
 
@@ -74,4 +72,5 @@ def build_mashagpt(
     )
     listing = MashaModels(client, models)
     tasks = MashaTasks(http, base_url, api_key, limiter=limiter, breaker=breaker, deadline=deadline)
-    return MashaProvider(chat=MashaChat(client, listing), tasks=tasks, models=listing)
+    chat = OpenAIChat(client, models=listing)
+    return MashaProvider(chat=chat, tasks=tasks, models=listing)

@@ -6,6 +6,7 @@ from collections.abc import AsyncGenerator, Callable, Hashable, Sequence
 from typing import Any
 
 from services.images import to_data_url
+from services.llm.catalog import ModelSource
 from services.llm.client import LLMClient
 from services.llm.provider import OnWait
 from services.llm.turns import Turn
@@ -24,7 +25,8 @@ def openai_messages(turns: Sequence[Turn]) -> list[dict[str, Any]]:
         text = turn.spoken_text()
         content: str | list[dict[str, Any]] = text
         if turn.images:
-            parts: list[dict[str, Any]] = [{"type": "text", "text": text}]
+            # A picture sent without a caption has no text part (an empty one is refused).
+            parts: list[dict[str, Any]] = [{"type": "text", "text": text}] if text else []
             parts.extend(
                 {"type": "image_url", "image_url": {"url": to_data_url(image)}}
                 for image in turn.images
@@ -41,9 +43,13 @@ class OpenAIChat:
         self,
         client: LLMClient,
         *,
+        models: ModelSource | None = None,
         model_kinds: Callable[[list[ModelInfo]], list[ModelInfo]] | None = None,
     ) -> None:
         self._client = client
+        # Where the model list comes from, when not the server's own GET /models as is
+        # (MashaGPT's falls back to a configured list).
+        self._models: ModelSource = models if models is not None else client
         # What a provider's own conventions tell of its models where the list says nothing
         # (VseGPT's id prefixes).
         self._model_kinds = model_kinds
@@ -78,5 +84,5 @@ class OpenAIChat:
             await stream.aclose()
 
     async def list_models(self) -> list[ModelInfo]:
-        models = await self._client.list_models()
+        models = await self._models.list_models()
         return self._model_kinds(models) if self._model_kinds is not None else models
