@@ -15,7 +15,7 @@ from aiogram.utils.chat_action import ChatActionSender
 from handlers.chat import thread_of
 from handlers.ui.errors import error_text
 from handlers.ui.texts import t
-from handlers.ui.video_notifier import elapsed_text
+from handlers.ui.video_notifier import elapsed_text, show_notice
 from services.image_generation import (
     ImageGenerator,
     ImageRequest,
@@ -99,21 +99,10 @@ async def _submit_job(
             kind=IMAGE,
         )
     except TooManyVideoJobs as error:
-        await _show(message, progress, t(profile.lang, "image_too_many", limit=error.limit))
+        await show_notice(message, progress, t(profile.lang, "image_too_many", limit=error.limit))
     except UpstreamError as error:
         text = error_text(error, profile.lang, model=html.escape(model), is_admin=profile.is_admin)
-        await _show(message, progress, text)
-
-
-async def _show(message: Message, progress: Message | None, text: str) -> None:
-    """In the progress message, or as a reply when there is none."""
-    try:
-        if progress is not None:
-            await progress.edit_text(text)
-        else:
-            await message.reply(text)
-    except TelegramAPIError as error:
-        log.warning("picture notice not shown in chat %s: %s", message.chat.id, error)
+        await show_notice(message, progress, text)
 
 
 async def _deliver_picture(message: Message, picture: bytes, caption: str) -> bool:

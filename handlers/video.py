@@ -15,7 +15,7 @@ from handlers.media import IMAGE_PROBLEM_KEYS, image_file
 from handlers.ui.errors import error_text
 from handlers.ui.files import FileTooBig, download
 from handlers.ui.texts import t
-from handlers.ui.video_notifier import elapsed_text
+from handlers.ui.video_notifier import elapsed_text, show_notice
 from services.images import ImageError, prepare_image_async
 from services.llm import UpstreamError
 from services.users import Profile
@@ -64,22 +64,11 @@ async def video_command(
             progress_message_id=progress.message_id if progress else None,
         )
     except TooManyVideoJobs as error:
-        await _show(message, progress, t(profile.lang, "video_too_many", limit=error.limit))
+        await show_notice(message, progress, t(profile.lang, "video_too_many", limit=error.limit))
     except UpstreamError as error:
         model = html.escape(videos.default_model)
         text = error_text(error, profile.lang, model=model, is_admin=profile.is_admin)
-        await _show(message, progress, text)
-
-
-async def _show(message: Message, progress: Message | None, text: str) -> None:
-    """Put `text` in the progress message, or reply with it when there is none."""
-    try:
-        if progress is not None:
-            await progress.edit_text(text)
-        else:
-            await message.reply(text)
-    except TelegramAPIError as error:
-        log.warning("video notice not shown in chat %s: %s", message.chat.id, error)
+        await show_notice(message, progress, text)
 
 
 def create_router() -> Router:

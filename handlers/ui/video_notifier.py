@@ -12,7 +12,7 @@ import logging
 
 from aiogram import Bot
 from aiogram.exceptions import TelegramAPIError, TelegramBadRequest
-from aiogram.types import BufferedInputFile
+from aiogram.types import BufferedInputFile, Message
 
 from handlers.ui.texts import t
 from services.storage import VideoJob
@@ -125,6 +125,18 @@ class TelegramVideoNotifier:
             # Other errors carry internal or account details: keep them out of the chat.
             text = t(job.lang, _key(job, "failed"), reason=t(job.lang, "unknown_reason"))
         await self._tell(job, text)
+
+
+async def show_notice(message: Message, progress: Message | None, text: str) -> None:
+    """A job's notice at submission (refused, too many): in its progress message, or as a
+    reply to the command when there is none."""
+    try:
+        if progress is not None:
+            await progress.edit_text(text)
+        else:
+            await message.reply(text)
+    except TelegramAPIError as error:
+        log.warning("job notice not shown in chat %s: %s", message.chat.id, error)
 
 
 def _key(job: VideoJob, what: str) -> str:
