@@ -55,6 +55,7 @@ from PIL import Image
 from tests.fakes.upstream_server import (
     _DONE,
     _SSE_HEADERS,
+    Arrivals,
     UpstreamRequest,
     _client_gone,
     _Fault,
@@ -333,7 +334,7 @@ class FakeGigaChat:
         self._port: int | None = None
         self._stopping = False
         self._handlers: set[asyncio.Task[Any]] = set()
-        self._request_waiters: list[asyncio.Future[None]] = []
+        self._arrivals = Arrivals()
         self._jpeg = tiny_jpeg()
         # Issued tokens outlive reset(): a client keeps its token between tests, as it would
         # between requests to the real service.
@@ -466,31 +467,15 @@ class FakeGigaChat:
 
         Raises TimeoutError when they do not arrive in time.
         """
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout
-        while True:
-            matching = self.requests if path is None else self.requests_to(path)
-            if len(matching) >= count:
-                return list(matching)
-            remaining = deadline - loop.time()
-            if remaining <= 0:
-                raise TimeoutError(f"expected {count} GigaChat requests, got {len(matching)}")
-            waiter = loop.create_future()
-            self._request_waiters.append(waiter)
-            try:
-                await asyncio.wait_for(waiter, remaining)
-            except TimeoutError:
-                pass
-            finally:
-                with contextlib.suppress(ValueError):
-                    self._request_waiters.remove(waiter)
+
+        def matching() -> list[GigaChatRequest]:
+            return list(self.requests) if path is None else self.requests_to(path)
+
+        return await self._arrivals.wait(count, timeout, matching, "GigaChat")
 
     def _record(self, rec: GigaChatRequest) -> None:
         self.requests.append(rec)
-        waiters, self._request_waiters = self._request_waiters, []
-        for waiter in waiters:
-            if not waiter.done():
-                waiter.set_result(None)
+        self._arrivals.notify()
 
     # --- switches and scripts --------------------------------------------------------------
 

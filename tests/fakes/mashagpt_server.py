@@ -40,6 +40,7 @@ from PIL import Image
 from tests.fakes.upstream_server import (
     _DONE,
     _SSE_HEADERS,
+    Arrivals,
     UpstreamRequest,
     _client_gone,
     _echo_reply,
@@ -169,7 +170,7 @@ class FakeMashaGPT:
         self._port: int | None = None
         self._stopping = False
         self._handlers: set[asyncio.Task[Any]] = set()
-        self._request_waiters: list[asyncio.Future[None]] = []
+        self._arrivals = Arrivals()
         self._completion_ids = 0
         self._png = tiny_png()
         self._mp4: bytes | None = None  # made by ffmpeg when first downloaded, kept on reset()
@@ -268,31 +269,15 @@ class FakeMashaGPT:
 
         Raises TimeoutError when they do not arrive in time.
         """
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout
-        while True:
-            matching = self.requests if path is None else self.requests_to(path)
-            if len(matching) >= count:
-                return list(matching)
-            remaining = deadline - loop.time()
-            if remaining <= 0:
-                raise TimeoutError(f"expected {count} MashaGPT requests, got {len(matching)}")
-            waiter = loop.create_future()
-            self._request_waiters.append(waiter)
-            try:
-                await asyncio.wait_for(waiter, remaining)
-            except TimeoutError:
-                pass
-            finally:
-                with contextlib.suppress(ValueError):
-                    self._request_waiters.remove(waiter)
+
+        def matching() -> list[MashaRequest]:
+            return list(self.requests) if path is None else self.requests_to(path)
+
+        return await self._arrivals.wait(count, timeout, matching, "MashaGPT")
 
     def _record(self, rec: MashaRequest) -> None:
         self.requests.append(rec)
-        waiters, self._request_waiters = self._request_waiters, []
-        for waiter in waiters:
-            if not waiter.done():
-                waiter.set_result(None)
+        self._arrivals.notify()
 
     # --- scripts and faults ----------------------------------------------------------------
 

@@ -37,10 +37,10 @@ import wave
 import zlib
 from array import array
 from collections import deque
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from aiohttp import BodyPartReader, web
 
@@ -346,6 +346,49 @@ def _fault_kind(status: int) -> str:
     return "server_error" if status >= 500 else "invalid_request_error"
 
 
+_R = TypeVar("_R")
+
+
+class Arrivals:
+    """What the fakes' `wait_for_requests` waits on: woken by every recorded request."""
+
+    def __init__(self) -> None:
+        self._waiters: list[asyncio.Future[None]] = []
+
+    def notify(self) -> None:
+        waiters, self._waiters = self._waiters, []
+        for waiter in waiters:
+            if not waiter.done():
+                waiter.set_result(None)
+
+    async def wait(
+        self,
+        count: int,
+        timeout: float,  # noqa: ASYNC109 - the fakes' test-bench API
+        matching: Callable[[], Sequence[_R]],
+        what: str,
+    ) -> list[_R]:
+        """Until `matching()` holds `count` requests; TimeoutError naming `what` otherwise."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while True:
+            found = list(matching())
+            if len(found) >= count:
+                return found
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                raise TimeoutError(f"expected {count} {what} requests, got {len(found)}")
+            waiter = loop.create_future()
+            self._waiters.append(waiter)
+            try:
+                await asyncio.wait_for(waiter, remaining)
+            except TimeoutError:
+                pass
+            finally:
+                with contextlib.suppress(ValueError):
+                    self._waiters.remove(waiter)
+
+
 class FakeUpstream:
     """VseGPT-like OpenAI-compatible server on 127.0.0.1 under ``/v1``.
 
@@ -366,7 +409,7 @@ class FakeUpstream:
         self._port: int | None = None
         self._stopping = False
         self._handlers: set[asyncio.Task[Any]] = set()
-        self._request_waiters: list[asyncio.Future[None]] = []
+        self._arrivals = Arrivals()
         self._completion_ids = 0
         self._media_ids = 0  # never reset: a late poll from an old test cannot hit a new job
         self._png = tiny_png()
@@ -495,37 +538,16 @@ class FakeUpstream:
 
         Raises TimeoutError when they do not arrive in time.
         """
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout
         norm = None if path is None else _normalize_path(path)
-        while True:
-            matching = (
-                list(self.requests)
-                if norm is None
-                else [r for r in self.requests if r.path == norm]
-            )
-            if len(matching) >= count:
-                return matching
-            remaining = deadline - loop.time()
-            if remaining <= 0:
-                raise TimeoutError(f"expected {count} upstream requests, got {len(matching)}")
-            waiter = loop.create_future()
-            self._request_waiters.append(waiter)
-            try:
-                await asyncio.wait_for(waiter, remaining)
-            except TimeoutError:
-                pass
-            finally:
-                with contextlib.suppress(ValueError):
-                    self._request_waiters.remove(waiter)
+
+        def matching() -> list[UpstreamRequest]:
+            return [r for r in self.requests if norm is None or r.path == norm]
+
+        return await self._arrivals.wait(count, timeout, matching, "upstream")
 
     def _record(self, rec: UpstreamRequest) -> None:
         self.requests.append(rec)
-        if self._request_waiters:
-            waiters, self._request_waiters = self._request_waiters, []
-            for waiter in waiters:
-                if not waiter.done():
-                    waiter.set_result(None)
+        self._arrivals.notify()
 
     # --- fault injection -------------------------------------------------------------------
 
