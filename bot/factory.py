@@ -16,7 +16,7 @@ from aiogram.client.default import DefaultBotProperties
 from aiogram.client.telegram import TelegramAPIServer
 from aiogram.enums import ParseMode
 from aiogram.exceptions import TelegramAPIError
-from aiogram.types import BotCommand, BotCommandScopeChat
+from aiogram.types import BotCommand, BotCommandScopeAllGroupChats, BotCommandScopeChat
 
 from bot.fsm_storage import CompactMemoryStorage
 from bot.instance_lock import InstanceLock
@@ -24,17 +24,22 @@ from bot.journal import JournalMiddleware, Replayer, RestartNote
 from bot.middlewares import InFlight, ProfileMiddleware
 from bot.providers import build_providers
 from bot.settings import Settings
+from bot.spend_guard import SpendGuard
 from bot.telegram_retry import DeliveryRetry, backoff_delays
 from bot.telegram_session import FloodControl, TelegramSession, resolve_proxy
 from handlers import get_routers
 from handlers.settings import MediaDefaults
+from handlers.ui.alert_notifier import TelegramAlertNotifier
 from handlers.ui.answer import RenderConfig
 from handlers.ui.broadcast import TelegramBroadcaster
 from handlers.ui.callbacks import AnswerEveryCallback
+from handlers.ui.group_admins import GroupAdmins
 from handlers.ui.texts import t
 from handlers.ui.video_notifier import TelegramVideoNotifier
+from services.access import AccessService
 from services.account import AccountService
 from services.albums import AlbumCollector
+from services.alerts import AlertService
 from services.audio import AudioService
 from services.broadcast import BroadcastService
 from services.chat import ChatService
@@ -45,6 +50,7 @@ from services.journal import UpdateJournal
 from services.llm.provider import ProviderRegistry
 from services.model_choice import ModelChooser
 from services.pacing import DraftBudget, KeyedPacer
+from services.questions import QuestionService
 from services.statistics import StatisticsService
 from services.storage import Storage, open_storage, sqlite_path_from_url
 from services.users import UserService
@@ -57,6 +63,7 @@ COMMANDS = (
     "start",
     "help",
     "new",
+    "ask",
     "model",
     "settings",
     "image",
@@ -65,8 +72,10 @@ COMMANDS = (
     "balance",
     "lang",
 )
-# Shown in the menu of the admins' own chats only.
-ADMIN_COMMANDS = ("stats", "broadcast")
+# Shown in the menu of the admins' own chats only (with "balance" whatever the setting).
+ADMIN_COMMANDS = ("stats", "broadcast", "user", "allow", "deny", "ban", "unban", "limit")
+# The menu in every group: what members do there (no personal or admin commands).
+GROUP_COMMANDS = ("ask", "new", "model", "settings", "image", "video", "help")
 
 
 @dataclass(slots=True)
@@ -76,6 +85,7 @@ class Services:
     users: UserService
     conversations: ConversationService
     chat: ChatService
+    questions: QuestionService
     models: ModelChooser
     pacer: KeyedPacer
     drafts: DraftBudget
@@ -84,8 +94,10 @@ class Services:
     image_gen: ImageGenerator
     videos: VideoService
     account: AccountService
+    access: AccessService
     broadcasts: BroadcastService
     statistics: StatisticsService
+    alerts: AlertService
 
 
 @dataclass(slots=True)
@@ -138,6 +150,21 @@ def build_services(settings: Settings) -> Services:
         limits.progress_draft_rps or limits.telegram_global_rps / 10,
         overall=pacer,
     )
+    voice = VoiceService(
+        providers,
+        audio,
+        stt_model=settings.media.stt_model,
+        tts_model=settings.media.tts_model,
+        default_voice=settings.media.tts_voice,
+    )
+    access = AccessService(
+        storage,
+        mode=settings.access.mode,
+        daily_requests=settings.access.user_daily_requests,
+        daily_tokens=settings.access.user_daily_tokens,
+        flood_per_minute=settings.access.user_flood_per_minute,
+    )
+    account = AccountService(providers, storage, quota=access)
     broadcasts = BroadcastService(
         storage,
         rate=settings.admin.broadcast_rps,
@@ -149,18 +176,15 @@ def build_services(settings: Settings) -> Services:
         users=users,
         conversations=conversations,
         chat=chat,
+        questions=QuestionService(chat, voice),
         models=ModelChooser(providers, users),
         pacer=pacer,
         drafts=drafts,
         audio=audio,
-        voice=VoiceService(
-            providers,
-            audio,
-            stt_model=settings.media.stt_model,
-            tts_model=settings.media.tts_model,
-            default_voice=settings.media.tts_voice,
+        voice=voice,
+        image_gen=ImageGenerator(
+            providers, default_model=settings.media.image_model, storage=storage
         ),
-        image_gen=ImageGenerator(providers, default_model=settings.media.image_model),
         videos=VideoService(
             storage,
             providers,
@@ -169,9 +193,25 @@ def build_services(settings: Settings) -> Services:
             timeout_minutes=settings.media.video_timeout_minutes,
             max_jobs_per_user=settings.limits.video_max_jobs_per_user,
         ),
-        account=AccountService(providers, storage),
+        account=account,
+        access=access,
         broadcasts=broadcasts,
-        statistics=StatisticsService(storage, broadcasts),
+        statistics=StatisticsService(
+            storage,
+            broadcasts,
+            users=users,
+            access=access,
+            default_model=settings.llm.default_model,
+        ),
+        alerts=AlertService(
+            providers,
+            account,
+            # Nobody to tell without admins: the balances are not even asked for.
+            check_interval=settings.admin.balance_check_minutes * 60
+            if settings.admin.admin_ids
+            else 0,
+            tokens_threshold=settings.gigachat.low_balance,
+        ),
     )
 
 
@@ -205,11 +245,13 @@ def build_app(settings: Settings) -> App:
     services.videos.set_notifier(TelegramVideoNotifier(bot))
     broadcaster = TelegramBroadcaster(bot, settings.admin.broadcast_rps)
     services.broadcasts.attach(broadcaster, broadcaster)
+    services.alerts.attach(TelegramAlertNotifier(bot, services.users, settings.admin.admin_ids))
     dispatcher = Dispatcher(
         # No FSM record is kept for chats that are not in the middle of a form.
         storage=CompactMemoryStorage(),
         # What handlers receive by parameter name.
         chat=services.chat,
+        questions=services.questions,
         users=services.users,
         models=services.models,
         render=RenderConfig(
@@ -222,9 +264,12 @@ def build_app(settings: Settings) -> App:
         image_gen=services.image_gen,
         videos=services.videos,
         account=services.account,
+        access=services.access,
         broadcasts=services.broadcasts,
         statistics=services.statistics,
         balance_for_everyone=settings.admin.balance_for_everyone,
+        # Groups' admins as Telegram reports them, each answer kept a minute.
+        group_admins=GroupAdmins(),
         max_audio_seconds=settings.limits.max_audio_seconds,
         media_defaults=MediaDefaults(
             image_model=settings.media.image_model,
@@ -241,6 +286,8 @@ def build_app(settings: Settings) -> App:
     dispatcher.update.outer_middleware(JournalMiddleware(journal))
     dispatcher.update.outer_middleware(ProfileMiddleware(services.users))
     dispatcher.message.middleware(RestartNote())
+    # Every handler flagged `spends`: ban → access list → flood → quota, before any upstream call.
+    dispatcher.message.middleware(SpendGuard(services.access))
     # Every button press is answered, after its handler, with the toast it left in
     # `callback_answer` (a press nothing answers spins until Telegram gives up).
     dispatcher.callback_query.middleware(AnswerEveryCallback())
@@ -254,6 +301,8 @@ def build_app(settings: Settings) -> App:
         await services.videos.close()
         # A broadcast keeps its place in storage and resumes on the next start.
         await services.broadcasts.close()
+        # Notices already queued (a breaker that just opened) go out while the bot can send.
+        await services.alerts.close()
         await services.audio.close()
         await services.storage.close()
         await services.providers.aclose()
@@ -266,7 +315,13 @@ def build_app(settings: Settings) -> App:
             # Long polling and a webhook exclude each other; a leftover webhook would
             # make getUpdates fail. Pending updates are kept.
             await bot.delete_webhook(drop_pending_updates=False)
-            await register_commands(bot, settings.admin.admin_ids)
+            await register_commands(
+                bot,
+                settings.admin.admin_ids,
+                balance_for_everyone=settings.admin.balance_for_everyone,
+            )
+            # Admins' notices: provider outages (breakers) and low balances.
+            services.alerts.start()
             # Videos being generated and broadcasts being sent when the bot stopped go on.
             await services.videos.start()
             await services.broadcasts.resume()
@@ -304,15 +359,24 @@ def build_app(settings: Settings) -> App:
     return App(settings=settings, bot=bot, dispatcher=dispatcher, services=services)
 
 
-async def register_commands(bot: Bot, admin_ids: frozenset[int] = frozenset()) -> None:
-    """Command menus in English (default) and Russian, with the admin commands in admins'
-    own chats; a failure is not fatal."""
-    for lang, code in (("en", None), ("ru", "ru")):
-        commands = [BotCommand(command=c, description=t(lang, f"cmd_{c}")) for c in COMMANDS]
-        try:
-            await bot.set_my_commands(commands, language_code=code)
-        except TelegramAPIError as error:
-            log.warning("could not register %s commands: %s", lang, error)
+async def register_commands(
+    bot: Bot, admin_ids: frozenset[int] = frozenset(), *, balance_for_everyone: bool = False
+) -> None:
+    """Command menus in English (default) and Russian: everyone's (with /balance only when
+    everyone may use it), the admins' own chats' (every command, the admin ones included) and
+    every group's; a failure is not fatal."""
+    everyone = [c for c in COMMANDS if balance_for_everyone or c != "balance"]
+    menus: list[tuple[str, tuple[str, ...], Any]] = [
+        ("default", tuple(everyone), None),
+        ("group", GROUP_COMMANDS, BotCommandScopeAllGroupChats()),
+    ]
+    for name, menu, scope in menus:
+        for lang, code in (("en", None), ("ru", "ru")):
+            commands = [BotCommand(command=c, description=t(lang, f"cmd_{c}")) for c in menu]
+            try:
+                await bot.set_my_commands(commands, scope=scope, language_code=code)
+            except TelegramAPIError as error:
+                log.warning("could not register the %s %s commands: %s", name, lang, error)
     admin_menu = (*COMMANDS, *ADMIN_COMMANDS)
     for admin_id in sorted(admin_ids):
         for lang, code in (("en", None), ("ru", "ru")):

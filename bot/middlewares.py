@@ -10,11 +10,19 @@ from aiogram import BaseMiddleware
 from aiogram.types import Chat, TelegramObject, User
 
 from handlers.ui.continuation import CONTINUATION_KEY, Continuation
-from services.users import UserService
+from services.users import Profile, UserService
+
+# Chats whose settings are their own, not the sender's.
+GROUP_CHATS = frozenset({"group", "supergroup"})
 
 
 class ProfileMiddleware(BaseMiddleware):
-    """Puts `profile` (settings, language, admin flag) into handler data.
+    """Puts `profile` (settings, language, admin flag) and `chat_settings` into handler data.
+
+    `chat_settings` is the record whose model, persona, temperature and vision model apply
+    in the event's chat: in a group, the group's own row (see `UserService.chat_settings`);
+    in a private chat, the sender's own record, the very object in `profile` (no query: a
+    private question is the hot path).
 
     Events without a sender (a draft's Stop) fall back to the private chat's owner.
     """
@@ -29,19 +37,24 @@ class ProfileMiddleware(BaseMiddleware):
         data: dict[str, Any],
     ) -> Any:
         user: User | None = data.get("event_from_user")
+        chat: Chat | None = data.get("event_chat")
+        profile: Profile | None = None
         if user is not None and not user.is_bot:
-            data["profile"] = await self._users.touch(
+            profile = await self._users.touch(
                 user.id,
                 username=user.username,
                 first_name=user.first_name,
                 language_code=user.language_code,
             )
-        else:
-            chat: Chat | None = data.get("event_chat")
-            if chat is not None and chat.type == "private":
-                profile = await self._users.get(chat.id)
-                if profile is not None:
-                    data["profile"] = profile
+            data["profile"] = profile
+        elif chat is not None and chat.type == "private":
+            profile = await self._users.get(chat.id)
+            if profile is not None:
+                data["profile"] = profile
+        if chat is not None and chat.type in GROUP_CHATS:
+            data["chat_settings"] = await self._users.chat_settings(chat.id, chat.title)
+        elif profile is not None:
+            data["chat_settings"] = profile.user
         return await handler(event, data)
 
 

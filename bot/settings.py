@@ -180,6 +180,8 @@ class GigaChatSettings(_Section):
     # Requests in flight per key: one for individuals, ten for companies.
     max_streams: int = Field(1, ge=1, le=1000, alias="GIGACHAT_MAX_STREAMS")
     proxy: str | None = Field(None, alias="GIGACHAT_PROXY")
+    # Admins are told once when a prepaid token package drops below this (0 = never).
+    low_balance: int = Field(10_000, ge=0, alias="GIGACHAT_LOW_BALANCE")
 
     @property
     def enabled(self) -> bool:
@@ -283,6 +285,27 @@ class LimitsSettings(_Section):
     max_audio_seconds: float = Field(600.0, gt=0, alias="MAX_AUDIO_SECONDS")
 
 
+class AccessSettings(_Section):
+    """Who may spend the providers' money, and how much: checked on every paid question."""
+
+    # "open": everyone may ask; "allowlist": only users and groups an admin /allow-ed.
+    mode: str = Field("open", alias="ACCESS_MODE")
+    # Answered requests per user per UTC day; tokens (prompt + completion) likewise. 0 = no
+    # limit. Admins are never limited; /limit overrides the requests for one user.
+    user_daily_requests: int = Field(0, ge=0, alias="USER_DAILY_REQUESTS")
+    user_daily_tokens: int = Field(0, ge=0, alias="USER_DAILY_TOKENS")
+    # Paid messages per user in any 60 s; more are refused (one notice). 0 = off.
+    user_flood_per_minute: int = Field(20, ge=0, alias="USER_FLOOD_PER_MINUTE")
+
+    @field_validator("mode")
+    @classmethod
+    def _check_mode(cls, value: str) -> str:
+        mode = value.strip().lower()
+        if mode not in ("open", "allowlist"):
+            raise ValueError("must be open or allowlist")
+        return mode
+
+
 class StorageSettings(_Section):
     database_url: str = Field("sqlite:///data/bot.db", alias="DATABASE_URL")
 
@@ -300,6 +323,9 @@ class AdminSettings(_Section):
     # Broadcasts leave the rest of the overall budget to answers (see services/broadcast.py).
     broadcast_rps: float = Field(25.0, gt=0, alias="BROADCAST_RPS")
     broadcast_progress_seconds: float = Field(5.0, gt=0, alias="BROADCAST_PROGRESS_SECONDS")
+    # How often the providers' balances are checked for the admins' low-balance notices;
+    # 0 = never. Minutes, fractions allowed.
+    balance_check_minutes: float = Field(30.0, ge=0, alias="BALANCE_CHECK_MINUTES")
 
     @field_validator("admin_ids", mode="before")
     @classmethod
@@ -319,6 +345,7 @@ SECTIONS: dict[str, type[_Section]] = {
     "mashagpt": MashaGPTSettings,
     "media": MediaSettings,
     "limits": LimitsSettings,
+    "access": AccessSettings,
     "storage": StorageSettings,
     "admin": AdminSettings,
 }
@@ -383,6 +410,7 @@ class Settings(BaseSettings):
     mashagpt: MashaGPTSettings = Field(default_factory=lambda: MashaGPTSettings())
     media: MediaSettings = Field(default_factory=lambda: MediaSettings())
     limits: LimitsSettings = Field(default_factory=lambda: LimitsSettings())
+    access: AccessSettings = Field(default_factory=lambda: AccessSettings())
     storage: StorageSettings = Field(default_factory=lambda: StorageSettings())
     admin: AdminSettings = Field(default_factory=lambda: AdminSettings())
 

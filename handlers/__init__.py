@@ -7,6 +7,7 @@ from aiogram.filters import Filter
 from aiogram.types import Message
 
 from handlers import (
+    access,
     account,
     admin,
     chat,
@@ -50,6 +51,7 @@ def get_routers() -> list[Router]:
         image.create_router(),
         video.create_router(),
         admin.create_router(),
+        access.create_router(),
     )
     return [
         chat.create_router(),

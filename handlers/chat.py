@@ -1,209 +1,56 @@
-"""Text chat: questions in private chats and, when addressed, in groups; Stop."""
+"""Text chat: questions in private chats, in groups when addressed, and `/ask`; Stop; the
+replies to commands nothing else took."""
 
 from __future__ import annotations
 
-import contextlib
-import html
-import logging
-from collections.abc import Coroutine
-from typing import Any
-
 from aiogram import Bot, F, Router
-from aiogram.enums import ChatType, MessageEntityType
-from aiogram.exceptions import TelegramAPIError
-from aiogram.filters import Filter, StateFilter
-from aiogram.types import CallbackQuery, Message, MessageGenerationStopped, User
+from aiogram.enums import ChatType
+from aiogram.filters import Command, CommandObject, StateFilter
+from aiogram.types import CallbackQuery, Message, MessageGenerationStopped
 from aiogram.utils.callback_answer import CallbackAnswer
 
 from handlers.filters import Magic
-from handlers.ui.answer import (
-    RenderConfig,
-    Target,
-    compose_final,
-    drop_placeholder,
-    send_final,
-    send_voice_answer,
-    stream_group,
-    tell,
+from handlers.incoming import (
+    GROUP_TYPES,
+    AddressedToBot,
+    CommandForAnotherBot,
+    CommandForThisBot,
+    question_from,
 )
-from handlers.ui.answer import stream_private as stream_draft
+
+# Re-exported for modules that still import it from here; it lives in handlers.incoming.
+from handlers.incoming import thread_of as thread_of
+from handlers.respond import respond
+from handlers.ui.answer import RenderConfig
 from handlers.ui.callbacks import StopReply
 from handlers.ui.continuation import Continuation
 from handlers.ui.texts import t
-from services.chat import ChatInput, ChatService, DeliveryResult, Reply, ReplyStatus, StopResult
-from services.journal import UpdateDeferred
+from services.chat import ChatService, StopResult
+from services.questions import QuestionService
+from services.storage import UserRecord
 from services.users import Profile
-from services.voice import VoiceService, reply_channels
 
-log = logging.getLogger(__name__)
-
-GROUP_TYPES = {ChatType.GROUP, ChatType.SUPERGROUP}
-
-
-def thread_of(message: Message) -> int | None:
-    """Forum topics have their own history; a reply thread in a plain group does not."""
-    return message.message_thread_id if message.is_topic_message else None
-
-
-def addressed_question(message: Message, me: User) -> str | None:
-    """In groups: the question when the message mentions the bot or replies to it, the
-    mention removed; None when the message is not for the bot."""
-    text = message.text or message.caption or ""
-    replied = message.reply_to_message
-    is_reply = (
-        replied is not None
-        and replied.from_user is not None
-        and replied.from_user.id == me.id
-        # A reply inside a forum topic points at the topic's service message.
-        and replied.forum_topic_created is None
-    )
-    mention = f"@{me.username}".lower() if me.username else None
-    mentioned = False
-    cleaned = text
-    for entity in message.entities or message.caption_entities or ():
-        if entity.type == MessageEntityType.MENTION and mention:
-            value = entity.extract_from(text)
-            if value.lower() == mention:
-                mentioned = True
-                cleaned = cleaned.replace(value, " ", 1)
-        elif (
-            entity.type == MessageEntityType.TEXT_MENTION
-            and entity.user is not None
-            and entity.user.id == me.id
-        ):
-            mentioned = True
-    if not (mentioned or is_reply):
-        return None
-    return " ".join(cleaned.split())
-
-
-class AddressedToBot(Filter):
-    """Passes group messages meant for the bot; the handler receives `question`."""
-
-    async def __call__(self, message: Message, bot: Bot) -> bool | dict[str, str]:
-        question = addressed_question(message, await bot.me())
-        return False if question is None else {"question": question}
-
-
-async def respond(
-    bot: Bot,
-    message: Message,
-    request: ChatInput,
-    *,
-    chat: ChatService,
-    profile: Profile,
-    render: RenderConfig,
-    voice: VoiceService | None = None,
-    user_spoke: bool = False,
-    continuation: Continuation | None = None,
-) -> None:
-    """Answer one question: live drafts (private) or edits (groups), then the final
-    message and, when the user's reply mode asks for it, a voice note.
-
-    The answer starts here, in the update's order; drawing and delivering it goes on in
-    `continuation` when there is one (see handlers/ui/continuation.py).
-    """
-    reply = chat.start(request, profile.user)
-    work = _deliver(bot, message, request, reply, chat, profile, render, voice, user_spoke)
-    if continuation is None:
-        await work
-    else:
-        continuation.start(_guarded(work, message, profile))
-
-
-async def _guarded(work: Coroutine[Any, Any, None], message: Message, profile: Profile) -> None:
-    """Handed-over work fails as a handler would: logged, and the user told briefly (aiogram's
-    errors handler no longer sees it). A deferral goes on to the update journal."""
-    try:
-        await work
-    except UpdateDeferred:
-        raise
-    except Exception:
-        log.exception("answer in chat %s failed", message.chat.id)
-        with contextlib.suppress(TelegramAPIError):
-            await message.answer(t(profile.lang, "err_unexpected"))
-
-
-async def _deliver(
-    bot: Bot,
-    message: Message,
-    request: ChatInput,
-    reply: Reply,
-    chat: ChatService,
-    profile: Profile,
-    render: RenderConfig,
-    voice: VoiceService | None,
-    user_spoke: bool,
-) -> None:
-    private = message.chat.type == ChatType.PRIVATE
-    target = Target(
-        message.chat.id, request.thread_id, reply_to=None if private else message.message_id
-    )
-    if reply.replaced_model is not None:
-        model = html.escape(reply.replaced_model)
-        await tell(bot, target, t(profile.lang, "model_replaced", model=model))
-    placeholder_id: int | None = None
-    if private:
-        outcome = await stream_draft(bot, reply, target, profile.lang, render)
-    else:
-        outcome, placeholder_id = await stream_group(bot, reply, target, profile.lang, render)
-    if outcome.status is ReplyStatus.DEFERRED:
-        # Put off by a shutdown before it began: nothing is shown now; the journal keeps the
-        # question and it is answered after the restart.
-        if placeholder_id is not None:
-            await drop_placeholder(bot, target, placeholder_id)
-        raise UpdateDeferred
-    if outcome.temperature_dropped:
-        await tell(bot, target, t(profile.lang, "temperature_dropped"))
-    kind, text = compose_final(outcome, profile.lang, is_admin=profile.is_admin)
-    want_text, want_voice = reply_channels(profile.user.reply_mode, user_spoke=user_spoke)
-    if want_voice and (voice is None or not voice.can_speak):
-        want_text, want_voice = True, False  # no provider speaks here: the text it is
-    speakable = outcome.status is ReplyStatus.COMPLETE and bool(outcome.text.strip())
-    spoken = False
-    if want_voice and speakable and voice is not None:
-        spoken = await send_voice_answer(bot, target, outcome.text, voice, profile)
-        if spoken:
-            if placeholder_id is not None:
-                await drop_placeholder(bot, target, placeholder_id)
-                placeholder_id = None  # gone: the text answer, if wanted, is a new message
-            if not want_text:
-                return
-        else:
-            # The text answer follows instead.
-            await tell(bot, target, t(profile.lang, "voice_failed"))
-    delivery = await send_final(bot, target, kind, text, edit_message_id=placeholder_id)
-    if delivery.failed:
-        # Said even when the voice note arrived: the text is what the user asked to read.
-        key = "answer_undelivered" if not delivery.sent else "answer_partly_delivered"
-        await tell(bot, target, t(profile.lang, key))
-    # History says what the user received: the whole answer when it was spoken.
-    await chat.record_delivery(reply, DeliveryResult.FULL if spoken else delivery.result)
+# What the spend guard (bot/spend_guard.py) reads: this handler pays for a chat answer.
+SPENDS_CHAT = {"spends": "chat"}
 
 
 async def private_question(
     message: Message,
     bot: Bot,
-    chat: ChatService,
+    questions: QuestionService,
     profile: Profile,
     render: RenderConfig,
-    voice: VoiceService,
+    chat_settings: UserRecord | None = None,
     continuation: Continuation | None = None,
 ) -> None:
-    request = ChatInput(
-        chat_id=message.chat.id,
-        thread_id=thread_of(message),
-        user_id=profile.user.user_id,
-        text=message.text or "",
-    )
     await respond(
         bot,
         message,
-        request,
-        chat=chat,
+        question_from(message, bot, profile, message.text or ""),
+        questions=questions,
         profile=profile,
         render=render,
-        voice=voice,
+        chat_settings=chat_settings,
         continuation=continuation,
     )
 
@@ -211,31 +58,50 @@ async def private_question(
 async def group_question(
     message: Message,
     bot: Bot,
-    chat: ChatService,
+    questions: QuestionService,
     profile: Profile,
     render: RenderConfig,
-    voice: VoiceService,
     question: str,
+    chat_settings: UserRecord | None = None,
     continuation: Continuation | None = None,
 ) -> None:
     if not question:
         return
-    sender = message.from_user
-    request = ChatInput(
-        chat_id=message.chat.id,
-        thread_id=thread_of(message),
-        user_id=profile.user.user_id,
-        text=question,
-        speaker=sender.full_name if sender else None,
-    )
     await respond(
         bot,
         message,
-        request,
-        chat=chat,
+        question_from(message, bot, profile, question),
+        questions=questions,
         profile=profile,
         render=render,
-        voice=voice,
+        chat_settings=chat_settings,
+        continuation=continuation,
+    )
+
+
+async def ask_command(
+    message: Message,
+    bot: Bot,
+    command: CommandObject,
+    questions: QuestionService,
+    profile: Profile,
+    render: RenderConfig,
+    chat_settings: UserRecord | None = None,
+    continuation: Continuation | None = None,
+) -> None:
+    """`/ask <question>`: a question without a mention, in groups and private chats alike."""
+    text = (command.args or "").strip()
+    if not text:
+        await message.reply(t(profile.lang, "questions-ask-usage"))
+        return
+    await respond(
+        bot,
+        message,
+        question_from(message, bot, profile, text),
+        questions=questions,
+        profile=profile,
+        render=render,
+        chat_settings=chat_settings,
         continuation=continuation,
     )
 
@@ -266,8 +132,10 @@ async def stop_pressed(
     callback_answer.show_alert = result is StopResult.NOT_ALLOWED
 
 
-async def private_unknown_command(message: Message, profile: Profile) -> None:
-    await message.answer(t(profile.lang, "unknown_command"))
+async def unknown_command(message: Message, profile: Profile) -> None:
+    text = t(profile.lang, "unknown_command")
+    # In a group the hint answers the one who sent the command.
+    await (message.answer(text) if message.chat.type == ChatType.PRIVATE else message.reply(text))
 
 
 async def private_unsupported(message: Message, profile: Profile) -> None:
@@ -285,6 +153,7 @@ def create_router() -> Router:
         Magic(F.text),
         Magic(~F.text.startswith("/")),
         StateFilter(None),
+        flags=SPENDS_CHAT,
     )
     router.message.register(
         group_question,
@@ -293,6 +162,13 @@ def create_router() -> Router:
         Magic(~F.text.startswith("/")),
         StateFilter(None),
         AddressedToBot(),
+        flags=SPENDS_CHAT,
+    )
+    # The cheap prefix check first: with privacy mode off every group message comes here.
+    # `/ask@otherbot` is not taken: aiogram's Command filter checks the mention. A photo
+    # captioned "/ask" is the media router's.
+    router.message.register(
+        ask_command, Magic(F.text.startswith("/ask")), Command("ask"), flags=SPENDS_CHAT
     )
     router.stopped_message_generation.register(draft_stopped)
     router.callback_query.register(stop_pressed, StopReply.filter())
@@ -300,12 +176,21 @@ def create_router() -> Router:
 
 
 def create_fallback_router() -> Router:
-    """Private messages nothing else took: unknown commands and unsupported content."""
+    """Messages nothing else took: unknown commands and, in private chats, unsupported
+    content. A command naming another bot (`/cmd@otherbot`) is never answered; in a group
+    only one naming this bot is (a bare `/cmd` there may be another bot's)."""
     router = Router(name=f"{__name__}.fallback")
     router.message.register(
-        private_unknown_command,
+        unknown_command,
         Magic(F.chat.type == ChatType.PRIVATE),
         Magic(F.text.startswith("/")),
+        ~CommandForAnotherBot(),
+    )
+    router.message.register(
+        unknown_command,
+        Magic(F.chat.type.in_(GROUP_TYPES)),
+        Magic(F.text.startswith("/")),
+        CommandForThisBot(),
     )
     router.message.register(
         private_unsupported, Magic(F.chat.type == ChatType.PRIVATE), Magic(~F.text)

@@ -12,7 +12,7 @@ from aiogram.filters import Command, CommandObject
 from aiogram.types import BufferedInputFile, Message
 from aiogram.utils.chat_action import ChatActionSender
 
-from handlers.chat import thread_of
+from handlers.incoming import thread_of
 from handlers.ui.errors import error_text
 from handlers.ui.texts import t
 from handlers.ui.video_notifier import elapsed_text, show_notice
@@ -56,7 +56,10 @@ async def image_command(
             bot=bot, chat_id=message.chat.id, message_thread_id=thread_of(message)
         ):
             picture = await image_gen.generate(
-                request, model=profile.user.image_model, user_key=profile.user.user_id
+                request,
+                model=profile.user.image_model,
+                user_id=profile.user.user_id,
+                chat_id=message.chat.id,
             )
     except ModerationRefused:
         await message.reply(t(profile.lang, "image_refused"))
@@ -127,5 +130,5 @@ async def _deliver_picture(message: Message, picture: bytes, caption: str) -> bo
 
 def create_router() -> Router:
     router = Router(name=__name__)
-    router.message.register(image_command, Command("image", "img"))
+    router.message.register(image_command, Command("image", "img"), flags={"spends": "image"})
     return router

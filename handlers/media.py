@@ -8,68 +8,53 @@ import logging
 from aiogram import Bot, F, Router
 from aiogram.enums import ChatType
 from aiogram.exceptions import TelegramAPIError
-from aiogram.types import Message, PhotoSize
+from aiogram.types import Message
 from aiogram.utils.chat_action import ChatActionSender
 
-from handlers.chat import GROUP_TYPES, AddressedToBot, addressed_question, respond, thread_of
 from handlers.filters import Magic
+from handlers.incoming import (
+    GROUP_TYPES,
+    AddressedToBot,
+    addressed_question,
+    private_caption,
+    question_from,
+    thread_of,
+)
+from handlers.respond import respond
 from handlers.ui.answer import RenderConfig
 from handlers.ui.continuation import Continuation
 from handlers.ui.errors import error_text
-from handlers.ui.files import FileTooBig, download
+from handlers.ui.files import FileTooBig, download, image_file, prepared_images
 from handlers.ui.texts import t
 from services.albums import AlbumCollector
 from services.audio import AudioError, AudioProblem
-from services.chat import ChatInput, ChatService
-from services.image_memory import image_placeholder
-from services.images import ImageError, ImageProblem, prepare_image_async
 from services.llm import UpstreamError
+from services.questions import QuestionService
+from services.storage import UserRecord
 from services.users import Profile
 from services.voice import VoiceService
 
 log = logging.getLogger(__name__)
 
 TRANSCRIPT_PREVIEW = 400
-# Vision providers downscale anything larger; fetching more only costs time.
-VISION_SIDE = 2048
-IMAGE_PROBLEM_KEYS = {
-    ImageProblem.TOO_BIG: "image_too_big",
-    ImageProblem.UNSUPPORTED: "image_unsupported",
-    ImageProblem.CORRUPT: "image_corrupt",
-}
 AUDIO_PROBLEM_KEYS = {
     AudioProblem.EMPTY: "audio_empty",
     AudioProblem.SILENT: "audio_silent",
     AudioProblem.CORRUPT: "audio_corrupt",
     AudioProblem.TOO_LONG: "audio_too_long",
 }
-
-
-def best_photo(sizes: list[PhotoSize]) -> PhotoSize:
-    """The largest size within what vision models use, else the smallest available."""
-    fitting = [s for s in sizes if max(s.width, s.height) <= VISION_SIDE]
-    return max(fitting, key=lambda s: s.width * s.height) if fitting else sizes[0]
-
-
-def image_file(message: Message) -> tuple[str, int | None] | None:
-    if message.photo:
-        photo = best_photo(message.photo)
-        return photo.file_id, photo.file_size
-    document = message.document
-    if document and (document.mime_type or "").startswith("image/"):
-        return document.file_id, document.file_size
-    return None
+# What the spend guard (bot/spend_guard.py) reads: these handlers pay for a chat answer.
+SPENDS_CHAT = {"spends": "chat"}
 
 
 async def image_question(
     message: Message,
     bot: Bot,
-    chat: ChatService,
+    questions: QuestionService,
     profile: Profile,
     render: RenderConfig,
     albums: AlbumCollector[Message],
-    voice: VoiceService,
-    question: str | None = None,
+    chat_settings: UserRecord | None = None,
     continuation: Continuation | None = None,
 ) -> None:
     messages = [message]
@@ -78,54 +63,45 @@ async def image_question(
         if collected is None:
             return  # another part of this album answers for all of it
         messages = collected
+    # The part that carries the question (an album's caption is on one part only); its reply,
+    # if any, is what the question refers to.
+    asking = message
+    question: str | None
     if message.chat.type in GROUP_TYPES:
         # Only one part of a group album carries the caption that mentions the bot.
         me = await bot.me()
-        questions = [q for m in messages if (q := addressed_question(m, me)) is not None]
-        if not questions:
+        addressed = [(m, q) for m in messages if (q := addressed_question(m, me)) is not None]
+        if not addressed:
             return
-        question = questions[0]
-    caption = question if question is not None else ""
-    if question is None:
-        caption = next((m.caption for m in messages if m.caption), "") or ""
-    images: list[bytes] = []
-    async with ChatActionSender.typing(bot=bot, chat_id=message.chat.id):
-        for part in messages:
-            found = image_file(part)
-            if found is None:
-                continue
-            try:
-                data = await download(bot, *found)
-                images.append(await prepare_image_async(data))
-            except FileTooBig:
-                await message.reply(t(profile.lang, "file_too_big"))
-                return
-            except ImageError as error:
-                await message.reply(t(profile.lang, IMAGE_PROBLEM_KEYS[error.problem]))
-                return
+        asking, question = addressed[0]
+    else:
+        asking = next((m for m in messages if m.caption), message)
+        question = asking.caption or ""
+        if question.startswith("/"):
+            question = private_caption(question, await bot.me())
+            if question is None:
+                return  # a command for another bot
+    caption = (question or "").strip()
+    async with ChatActionSender.typing(
+        bot=bot, chat_id=message.chat.id, message_thread_id=thread_of(message)
+    ):
+        files = [file for part in messages if (file := image_file(part)) is not None]
+        images = await prepared_images(bot, message, files, profile.lang)
     if not images:
         return
-    prompt = caption.strip() or t(
-        profile.lang, "describe_image" if len(images) == 1 else "describe_images"
-    )
-    sender = message.from_user
-    request = ChatInput(
-        chat_id=message.chat.id,
-        thread_id=thread_of(message),
-        user_id=profile.user.user_id,
-        text=prompt,
-        speaker=sender.full_name if sender and message.chat.type in GROUP_TYPES else None,
-        images=tuple(images),
-        stored_text=image_placeholder(len(images), caption.strip()),
+    implied = (
+        ""
+        if caption
+        else t(profile.lang, "describe_image" if len(images) == 1 else "describe_images")
     )
     await respond(
         bot,
         message,
-        request,
-        chat=chat,
+        question_from(asking, bot, profile, caption, images=images, implied=implied),
+        questions=questions,
         profile=profile,
         render=render,
-        voice=voice,
+        chat_settings=chat_settings,
         continuation=continuation,
     )
 
@@ -144,11 +120,12 @@ def audio_file(message: Message) -> tuple[str, int | None, str | None] | None:
 async def voice_question(
     message: Message,
     bot: Bot,
-    chat: ChatService,
+    questions: QuestionService,
     profile: Profile,
     render: RenderConfig,
     voice: VoiceService,
     max_audio_seconds: float,
+    chat_settings: UserRecord | None = None,
     continuation: Continuation | None = None,
 ) -> None:
     found = audio_file(message)
@@ -162,7 +139,9 @@ async def voice_question(
     sender = message.from_user
     language = (sender.language_code or "").split("-")[0] or None if sender else None
     try:
-        async with ChatActionSender.typing(bot=bot, chat_id=message.chat.id):
+        async with ChatActionSender.typing(
+            bot=bot, chat_id=message.chat.id, message_thread_id=thread_of(message)
+        ):
             data = await download(bot, file_id, size)
             transcript = await voice.transcribe(
                 data, hint=hint, language=language, user_key=profile.user.user_id
@@ -186,22 +165,14 @@ async def voice_question(
     except TelegramAPIError as error:
         # Only a preview of what was heard: the answer must still come.
         log.warning("transcript not shown in chat %s: %s", message.chat.id, error)
-    request = ChatInput(
-        chat_id=message.chat.id,
-        thread_id=thread_of(message),
-        user_id=profile.user.user_id,
-        text=transcript,
-        speaker=sender.full_name if sender and message.chat.type in GROUP_TYPES else None,
-    )
     await respond(
         bot,
         message,
-        request,
-        chat=chat,
+        question_from(message, bot, profile, transcript, spoken=True),
+        questions=questions,
         profile=profile,
         render=render,
-        voice=voice,
-        user_spoke=True,
+        chat_settings=chat_settings,
         continuation=continuation,
     )
 
@@ -215,12 +186,16 @@ def create_router() -> Router:
     router = Router(name=__name__)
     private = Magic(F.chat.type == ChatType.PRIVATE)
     group = Magic(F.chat.type.in_(GROUP_TYPES))
-    router.message.register(image_question, private, IS_IMAGE, NOT_VIDEO_COMMAND)
-    # Group albums are collected first: the mention is in one part's caption only.
+    router.message.register(image_question, private, IS_IMAGE, NOT_VIDEO_COMMAND, flags=SPENDS_CHAT)
+    router.message.register(
+        image_question, group, IS_IMAGE, NOT_VIDEO_COMMAND, AddressedToBot(), flags=SPENDS_CHAT
+    )
+    # The other parts of group albums are collected too: the mention is in one part's caption
+    # only. They spend nothing by themselves (no flag): an album nobody addressed to the bot
+    # is chatter, and the spend guard must neither count it nor answer it with a refusal.
     router.message.register(
         image_question, group, IS_IMAGE, NOT_VIDEO_COMMAND, Magic(F.media_group_id)
     )
-    router.message.register(image_question, group, IS_IMAGE, NOT_VIDEO_COMMAND, AddressedToBot())
-    router.message.register(voice_question, private, IS_AUDIO)
-    router.message.register(voice_question, group, IS_AUDIO, AddressedToBot())
+    router.message.register(voice_question, private, IS_AUDIO, flags=SPENDS_CHAT)
+    router.message.register(voice_question, group, IS_AUDIO, AddressedToBot(), flags=SPENDS_CHAT)
     return router

@@ -10,13 +10,11 @@ from aiogram.exceptions import TelegramAPIError
 from aiogram.filters import Command, CommandObject
 from aiogram.types import Message
 
-from handlers.chat import thread_of
-from handlers.media import IMAGE_PROBLEM_KEYS, image_file
+from handlers.incoming import thread_of
 from handlers.ui.errors import error_text
-from handlers.ui.files import FileTooBig, download
+from handlers.ui.files import image_file, prepared_images
 from handlers.ui.texts import t
 from handlers.ui.video_notifier import elapsed_text, show_notice
-from services.images import ImageError, prepare_image_async
 from services.llm import UpstreamError
 from services.users import Profile
 from services.video import TooManyVideoJobs, VideoService
@@ -35,14 +33,10 @@ async def video_command(
     image: bytes | None = None
     found = image_file(message)
     if found is not None:
-        try:
-            image = await prepare_image_async(await download(bot, *found))
-        except FileTooBig:
-            await message.reply(t(profile.lang, "file_too_big"))
-            return
-        except ImageError as error:
-            await message.reply(t(profile.lang, IMAGE_PROBLEM_KEYS[error.problem]))
-            return
+        images = await prepared_images(bot, message, [found], profile.lang)
+        if images is None:
+            return  # the user was told why
+        image = images[0]
     if not prompt:
         await message.reply(t(profile.lang, "video_usage"))
         return
@@ -74,5 +68,5 @@ async def video_command(
 def create_router() -> Router:
     router = Router(name=__name__)
     # Also a photo captioned `/video ...`: aiogram's Command filter reads captions too.
-    router.message.register(video_command, Command("video"))
+    router.message.register(video_command, Command("video"), flags={"spends": "video"})
     return router

@@ -6,7 +6,9 @@ import asyncio
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from typing import Protocol
 
+from services.access import Standing
 from services.llm import Balance, UpstreamError
 from services.llm.provider import BalanceSource, Provider, ProviderRegistry, TokenBalance
 from services.storage import Storage, UsageSummary
@@ -52,6 +54,8 @@ class UsageReport:
     # One provider is configured and every record is its own: a breakdown would only repeat
     # the overall lines.
     single_provider: bool
+    # The user's daily quota (what is left today); None when no quota source is wired.
+    quota: Standing | None = None
 
 
 def start_of_day(now: float) -> float:
@@ -84,6 +88,12 @@ async def _balance_or_error(source: BalanceSource) -> Balance | TokenBalance | U
         return error
 
 
+class QuotaSource(Protocol):
+    """Where /usage reads what is left of the user's daily quota (AccessService)."""
+
+    async def standing(self, user_id: int, *, is_admin: bool) -> Standing: ...
+
+
 class AccountService:
     def __init__(
         self,
@@ -91,10 +101,12 @@ class AccountService:
         storage: Storage,
         *,
         clock: Callable[[], float] = time.time,
+        quota: QuotaSource | None = None,
     ) -> None:
         self._registry = registry
         self._storage = storage
         self._clock = clock
+        self._quota = quota
 
     async def balances(self) -> list[ProviderBalance]:
         """Every provider that offers a balance, in menu order; empty when none does.
@@ -112,13 +124,16 @@ class AccountService:
             for (provider, _), result in zip(providers, results, strict=True)
         ]
 
-    async def usage(self, user_id: int) -> UsageReport:
+    async def usage(self, user_id: int, *, is_admin: bool = False) -> UsageReport:
         today = await self._storage.usage_by_provider(user_id, since=start_of_day(self._clock()))
         total = await self._storage.usage_by_provider(user_id)
         spending = self._spending(today, total)
         configured = self._registry.providers
         declared = {unit for p in configured for unit in p.units}
         units = declared.union(*(s.units for s in spending))
+        quota = None
+        if self._quota is not None:
+            quota = await self._quota.standing(user_id, is_admin=is_admin)
         return UsageReport(
             today=summary_of(today),
             total=summary_of(total),
@@ -126,6 +141,7 @@ class AccountService:
             units=tuple(u for u in USAGE_UNITS if u in units),
             single_provider=len(configured) == 1
             and all(s.name == configured[0].name for s in spending),
+            quota=quota,
         )
 
     def _spending(

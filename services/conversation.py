@@ -75,6 +75,12 @@ def select_recent(newest_first: Sequence[StoredMessage], budget: int) -> list[St
     return kept
 
 
+def _is_image_turn(content: str) -> bool:
+    """A stored image turn: "[image] …", or "Name: [image] …" in a group. (Checked as it is
+    first: a private caption may hold ": " itself, as in "[image] Translate: …".)"""
+    return is_image_placeholder(content) or is_image_placeholder(content.split(": ", 1)[-1])
+
+
 @dataclass(frozen=True, slots=True)
 class PreparedRequest:
     conversation_id: int
@@ -143,7 +149,7 @@ class ConversationService:
             if role == "user" and reattach is not None and m.content == reattach.placeholder:
                 turns.append(Turn("user", m.content, images=reattach.images))
                 reattached = True
-            elif role == "user" and is_image_placeholder(m.content.split(": ", 1)[-1]):
+            elif role == "user" and _is_image_turn(m.content):
                 turns.append(Turn("user", m.content + GONE_NOTE))
             else:
                 turns.append(Turn(role, m.content))

@@ -83,6 +83,9 @@ class Choice:
 
 
 class ModelChooser:
+    """Sets models in a settings row: a person's (`user_id` > 0) or a group's (its chat id,
+    negative); the choice lands in that row alone."""
+
     def __init__(self, registry: ProviderRegistry, users: UserService) -> None:
         self._providers = registry.providers
         self._users = users

@@ -19,6 +19,11 @@ MAX_SYSTEM_PROMPT = 4000
 MEDIA_FIELDS = frozenset({"vision_model", "image_model", "tts_voice", "reply_mode"})
 
 
+def is_group(record_id: int) -> bool:
+    """A settings row of a group, not of a person: Telegram gives groups negative ids."""
+    return record_id < 0
+
+
 def language_for(telegram_code: str | None) -> str:
     """ru for Russian, Ukrainian, Belarusian and Kazakh speakers; en otherwise."""
     if not telegram_code:
@@ -83,6 +88,24 @@ class UserService:
         )
         return self._profile(self._remember(record))
 
+    async def chat_settings(self, chat_id: int, title: str | None) -> UserRecord:
+        """A group's own settings (model, persona, temperature, vision model): a row in the
+        users table under the group's chat id (negative in Telegram), so the settings code
+        serves people and groups alike. Created on first use; the title is kept in the name
+        column (for admins' eyes only) and written again only when it changes.
+
+        Not a person: never wrap the record in a `Profile`, nor count it as a user.
+        """
+        cached = self._cache.get(chat_id)
+        if cached is not None and cached.first_name == title and not cached.is_blocked:
+            # An update from the group proves the bot is (again) in it.
+            self._cache.move_to_end(chat_id)
+            return cached
+        record = await self._storage.upsert_user(
+            chat_id, username=None, first_name=title, language_code=None
+        )
+        return self._remember(record)
+
     async def get(self, user_id: int) -> Profile | None:
         cached = self._cache.get(user_id)
         if cached is not None:
@@ -117,7 +140,8 @@ class UserService:
         return await self._update(user_id, **{field: value})
 
     async def set_blocked(self, user_id: int, blocked: bool) -> None:
-        """The user blocked (or unblocked) the bot: broadcasts skip blocked users."""
+        """The user blocked (or unblocked) the bot: broadcasts skip blocked users. For a
+        group's row (a negative id): the bot was removed from (or added back to) the group."""
         await self._storage.set_users_blocked([user_id], blocked)
         cached = self._cache.get(user_id)
         if cached is not None:

@@ -25,7 +25,7 @@ from typing import Protocol
 from services.images import to_data_url
 from services.llm.errors import RateLimited, ServiceUnavailable, UpstreamError
 from services.llm.retry import should_retry
-from services.storage import ACTIVE_VIDEO_JOB_STATES, Storage, VideoJob
+from services.storage import ACTIVE_VIDEO_JOB_STATES, Storage, UsageRecord, VideoJob
 
 __all__ = [
     "IMAGE",
@@ -261,6 +261,7 @@ class VideoService:
             job = await self._storage.update_video_job(
                 job.id, request_id=request_id, state="IN_QUEUE"
             )
+            await self._record_usage(job)
         finally:
             self._submitting.discard(job.id)
         log.info("video job %d: submitted as %s (model %s)", job.id, request_id, chosen)
@@ -294,6 +295,15 @@ class VideoService:
         self._pollers.clear()
 
     # ----------------------------------------------------------------------------- pollers
+
+    async def _record_usage(self, job: VideoJob) -> None:
+        """An accepted job is a paid request: it shows in /usage and /stats and counts against
+        the user's daily quota (recorded once, at submission, whatever comes of the job)."""
+        record = UsageRecord(job.user_id, job.chat_id, job.model, 0, 0, None, "ok")
+        try:
+            await self._storage.record_usage(record)
+        except Exception:
+            log.exception("video job %d: could not record its usage", job.id)
 
     def _poll_interval(self, job: VideoJob) -> float:
         # A picture is drawn in seconds (task APIs are polled every 2-3 s by their clients);

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import re
+from collections.abc import Sequence
 
 from aiogram import Bot
 from aiogram.exceptions import (
@@ -20,6 +22,7 @@ from aiogram.exceptions import (
     TelegramRetryAfter,
     TelegramServerError,
 )
+from aiogram.types import MessageEntity
 
 from handlers.ui.keyboards import broadcast_stop_keyboard
 from handlers.ui.texts import t
@@ -37,9 +40,40 @@ _UNREACHABLE = (
     "bot was blocked",
     "user not found",
 )
+# The command itself ("/broadcast", "/broadcast@bot"): everything up to the first whitespace.
+_COMMAND = re.compile(r"\S*")
 _SOURCE_GONE = ("message to copy not found", "message_id_invalid")
 # A network error pauses everybody this long and the recipient is tried again.
 _NETWORK_PAUSE = 1.0
+
+
+def _utf16_len(text: str) -> int:
+    # Telegram measures entity offsets and lengths in UTF-16 code units.
+    return len(text.encode("utf-16-le")) // 2
+
+
+def command_payload(
+    text: str, entities: Sequence[MessageEntity] | None
+) -> tuple[str, list[MessageEntity]] | None:
+    """What follows the command in "/broadcast <text>", with the admin's formatting: the
+    entities that fall in it, shifted and clipped to it (the command's own are dropped).
+    None when nothing but whitespace follows the command."""
+    command = _COMMAND.match(text)
+    rest = text[command.end() :] if command else text
+    payload = rest.strip()
+    if not payload:
+        return None
+    begin = len(text) - len(rest) + (len(rest) - len(rest.lstrip()))
+    start = _utf16_len(text[:begin])
+    end = start + _utf16_len(payload)
+    shifted: list[MessageEntity] = []
+    for entity in entities or ():
+        first = max(entity.offset, start)
+        last = min(entity.offset + entity.length, end)
+        if last > first:
+            update = {"offset": first - start, "length": last - first}
+            shifted.append(entity.model_copy(update=update))
+    return payload, shifted
 
 
 def duration_text(lang: str, seconds: float) -> str:
@@ -51,10 +85,6 @@ def duration_text(lang: str, seconds: float) -> str:
     return t(lang, "duration_hm", hours=minutes // 60, minutes=minutes % 60)
 
 
-def number(value: int) -> str:
-    return f"{value:,}".replace(",", " ")
-
-
 def progress_text(broadcast: Broadcast, rate: float) -> str:
     done = broadcast.delivered + broadcast.blocked + broadcast.failed
     # Users who joined after the start are sent to as well, so "done" may pass "total".
@@ -64,12 +94,12 @@ def progress_text(broadcast: Broadcast, rate: float) -> str:
         broadcast.lang,
         "broadcast_progress",
         id=broadcast.id,
-        done=number(done),
-        total=number(total),
+        done=done,
+        total=total,
         percent=percent,
-        delivered=number(broadcast.delivered),
-        blocked=number(broadcast.blocked),
-        failed=number(broadcast.failed),
+        delivered=broadcast.delivered,
+        blocked=broadcast.blocked,
+        failed=broadcast.failed,
         eta=duration_text(broadcast.lang, (total - done) / rate),
     )
 
@@ -85,9 +115,9 @@ def finished_text(broadcast: Broadcast) -> str:
         id=broadcast.id,
         outcome=t(lang, f"broadcast_{broadcast.state}"),
         duration=duration_text(lang, end - broadcast.created_at),
-        delivered=number(broadcast.delivered),
-        blocked=number(broadcast.blocked),
-        failed=number(broadcast.failed),
+        delivered=broadcast.delivered,
+        blocked=broadcast.blocked,
+        failed=broadcast.failed,
         reason=t(lang, "broadcast_source_gone") if broadcast.state == "failed" else "",
     )
 

@@ -51,6 +51,19 @@ def _shown(markup: InlineKeyboardMarkup | None) -> object:
     return markup.model_dump(exclude_none=True) if markup is not None else None
 
 
+# Telegram's limit for a callback answer's text.
+TOAST_LIMIT = 200
+
+
+def toast(callback_answer: CallbackAnswer, text: str, *, alert: bool = False) -> None:
+    """The press's answer: `text` (HTML allowed, shown plain), cut to what Telegram takes."""
+    plain = html.unescape(_TAG.sub("", text))
+    if len(plain) > TOAST_LIMIT:
+        plain = plain[: TOAST_LIMIT - 1] + "…"
+    callback_answer.text = plain
+    callback_answer.show_alert = alert
+
+
 def expire(callback_answer: CallbackAnswer, lang: str) -> None:
     """A forged or stale button: its reply, menu or page no longer exists."""
     callback_answer.text = t(lang, "button_expired")
@@ -92,14 +105,20 @@ class StopReply(CallbackData, prefix="stop"):
     reply_id: int
 
 
+# Menus carry `owner`, the id of the user who opened them (0: anyone), last so that every
+# other field keeps its place: see handlers/ui/ownership.py.
+
+
 class ModelProvider(CallbackData, prefix="mv"):
     # The provider's index in the registry; None: the list of providers.
     index: int | None = None
+    owner: int = 0
 
 
 class ModelPage(CallbackData, prefix="mp"):
     provider: int  # the provider's index in the registry
     page: int
+    owner: int = 0
 
 
 class ModelPick(CallbackData, prefix="mk"):
@@ -109,32 +128,41 @@ class ModelPick(CallbackData, prefix="mk"):
     provider: int
     index: int
     digest: str
+    owner: int = 0
 
 
 class SettingsAction(CallbackData, prefix="st"):
-    action: str  # "persona" | "temperature" | "reset" | "back" | "persona_clear"
+    # "persona" | "temperature" | "vision" | "image" | "voice" | "reply" | "persona_clear"
+    # | "reset" (asks first) | "reset_confirm" | "back"
+    action: str
+    owner: int = 0
 
 
 class SetTemperature(CallbackData, prefix="tmp"):
     # Tenths of a degree as an int; -1 means "model default".
     tenths: int
+    owner: int = 0
 
 
 class SetLanguage(CallbackData, prefix="lang"):
     code: str  # "ru" | "en" | "auto"
+    owner: int = 0
 
 
 class PickMediaModel(CallbackData, prefix="mm"):
     kind: str  # "vision" | "image"
     digest: str  # empty: back to the default
+    owner: int = 0
 
 
 class PickVoice(CallbackData, prefix="vo"):
     voice: str  # empty: default
+    owner: int = 0
 
 
 class PickReplyMode(CallbackData, prefix="rm"):
     mode: str  # "text" | "voice" | "both" | "auto"
+    owner: int = 0
 
 
 class BroadcastAction(CallbackData, prefix="bc"):

@@ -9,16 +9,27 @@ with the key of whoever sent it. The breaker opens only when the failures since 
 success come from at least `min_keys` different keys, so one user repeating a question the
 upstream chokes on (a 5xx on that input only) cannot shut the bot for everyone; any success
 resets the count. A failure without a key counts as a key of its own.
+
+Listeners (`add_listener`) hear each transition once: closed → open when it opens, open →
+closed when a success closes it. A failed probe re-opening an open breaker is no transition:
+whoever listens (the admins' notices) hears of an outage once, not every cooldown.
 """
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable, Hashable
 
 from services.llm.errors import CircuitOpen
 
-__all__ = ["CircuitBreaker"]
+__all__ = ["BreakerListener", "CircuitBreaker"]
+
+log = logging.getLogger(__name__)
+
+# Called with True when the breaker opens and False when it closes again. Runs inline in the
+# request that caused the transition: it must be quick and must not block (schedule work).
+BreakerListener = Callable[[bool], None]
 
 _CLOSED = "closed"
 _OPEN = "open"
@@ -48,6 +59,19 @@ class CircuitBreaker:
         self._failures = 0
         self._opened_at: float | None = None  # None = closed
         self._probe_at: float | None = None  # when the half-open probe was let through
+        self._listeners: list[BreakerListener] = []
+
+    def add_listener(self, listener: BreakerListener) -> None:
+        """Call `listener(opened)` on every transition (see the module docstring)."""
+        self._listeners.append(listener)
+
+    def _announce(self, opened: bool) -> None:
+        for listener in self._listeners:
+            try:
+                listener(opened)
+            except Exception:
+                # A listener's bug must never fail the request that reported the outcome.
+                log.exception("circuit breaker listener failed")
 
     @property
     def state(self) -> str:
@@ -82,10 +106,13 @@ class CircuitBreaker:
 
     def record_success(self, key: Hashable = None) -> None:
         """A request got an answer (any key's success shows the service works)."""
+        was_open = self._opened_at is not None
         self._failures = 0
         self._keys.clear()
         self._opened_at = None
         self._probe_at = None
+        if was_open:
+            self._announce(False)
 
     def record_failure(self, key: Hashable = None) -> None:
         """Count a request that failed for upstream-health reasons (5xx, 429, timeout,
@@ -102,6 +129,7 @@ class CircuitBreaker:
         if self._failures >= self._threshold and len(self._keys) >= self._min_keys:
             self._opened_at = self._clock()
             self._probe_at = None
+            self._announce(True)
 
     def __repr__(self) -> str:
         return f"CircuitBreaker(state={self.state!r}, failures={self._failures})"

@@ -180,8 +180,20 @@ class ModelUse:
 
 
 @dataclass(frozen=True, slots=True)
+class RefusalCount:
+    """Questions refused for one reason (see the ``refusals`` table): today and in 30 days."""
+
+    reason: str  # banned, not_allowed, flood, quota_requests, quota_tokens
+    today: int  # the current UTC day
+    month: int  # the last 30 UTC days, today included
+
+
+@dataclass(frozen=True, slots=True)
 class BotStatistics:
-    """Figures for the admins' /stats; "active" means the user made a request (usage record)."""
+    """Figures for the admins' /stats; "active" means the user made a request (usage record).
+
+    People are the rows of ``users`` with a positive id; a group's settings are stored there
+    too, under the group's (negative) chat id, and are counted as groups, never as users."""
 
     users: int
     blocked_users: int
@@ -196,6 +208,11 @@ class BotStatistics:
     tokens_month: int  # prompt + completion, last 30 days
     credits_month: float
     top_models: tuple[ModelUse, ...]  # last 30 days, most requests first, at most 5
+    groups: int = 0  # groups the bot has a row for (it was used there)
+    groups_left: int = 0  # of those, groups that removed the bot (their row is_blocked)
+    groups_active_day: int = 0  # distinct group chats with a usage record in the last 24 h
+    groups_active_week: int = 0
+    refusals: tuple[RefusalCount, ...] = ()  # reasons with a refusal in 30 days, by name
 
 
 @dataclass(frozen=True, slots=True)
@@ -206,6 +223,32 @@ class JournalEntry:
     payload: str | None  # the update's JSON (message updates); None: nothing to replay
     replays: int  # start-up replays so far; an update is replayed at most once
     created_at: float  # unix time it was recorded
+
+
+# ------------------------------------------------------------------------- access control
+# Why a question was refused before reaching a provider (the ``refusals`` table's reasons).
+REFUSAL_REASONS: frozenset[str] = frozenset(
+    {"banned", "not_allowed", "flood", "quota_requests", "quota_tokens"}
+)
+
+
+@dataclass(frozen=True, slots=True)
+class AccessEntry:
+    """A user or group an admin allowed or banned (a row of ``access_list``)."""
+
+    subject_id: int  # a user id, or a group's (negative) chat id
+    allowed: bool
+    banned: bool
+    ban_noticed: bool  # the banned user was told once; never again
+
+
+@dataclass(frozen=True, slots=True)
+class QuotaUsage:
+    """What counts against a user's daily quota: the usage records that reached the user
+    (every status but "error") since a moment."""
+
+    requests: int
+    tokens: int  # prompt + completion
 
 
 @runtime_checkable
@@ -278,7 +321,9 @@ class Storage(Protocol):
         Credits and energy are summed over the records that carry them (None if none does)."""
         ...
 
-    async def count_users(self) -> int: ...
+    async def count_users(self) -> int:
+        """People: rows with a positive id (a group's settings row is not a user)."""
+        ...
 
     async def create_video_job(
         self,
@@ -318,11 +363,12 @@ class Storage(Protocol):
         ...
 
     async def count_broadcast_recipients(self) -> int:
-        """Users who have not blocked the bot."""
+        """Users (positive ids: not groups) who have not blocked the bot."""
         ...
 
     async def broadcast_recipients(self, after_user_id: int, limit: int) -> list[int]:
-        """Ids of users who have not blocked the bot with user_id > after_user_id, ascending."""
+        """Ids of users who have not blocked the bot with user_id > after_user_id, ascending;
+        never a group's row (ids <= 0), whatever ``after_user_id`` is."""
         ...
 
     # ---------------------------------------------------------------------- admins: broadcasts
@@ -357,8 +403,9 @@ class Storage(Protocol):
     # ---------------------------------------------------------------------- admins: statistics
 
     async def bot_statistics(self, now: float) -> BotStatistics:
-        """Figures relative to ``now`` (unix time). May take a while on a big database; a
-        backend should run it without holding up the chat's own queries."""
+        """Figures relative to ``now`` (unix time); refusals by UTC day (``now``'s day and
+        the 29 before it). May take a while on a big database; a backend should run it
+        without holding up the chat's own queries."""
         ...
 
     # ------------------------------------------------------------------------ update journal
@@ -396,4 +443,49 @@ class Storage(Protocol):
         exactly ``content`` (e.g. "undelivered" when Telegram never took the final message).
         False when there is no such message. Only runs after a failed delivery, so it needs
         no index of its own."""
+        ...
+
+    # ------------------------------------------------------------------ admins: one user
+
+    async def user_by_username(self, username: str) -> UserRecord | None:
+        """The person whose Telegram username is ``username`` (without "@"), compared
+        case-insensitively as Telegram does; None if nobody has it. Group rows never match."""
+        ...
+
+    # ------------------------------------------------------------------------ access control
+
+    async def access_list(self) -> list[AccessEntry]:
+        """Every row of the allow/ban list (subjects allowed, banned or both), by id."""
+        ...
+
+    async def set_access_allowed(self, subject_id: int, allowed: bool) -> None:
+        """Put a user or group on the allowlist (True) or take it off (False); one upsert."""
+        ...
+
+    async def set_access_banned(self, subject_id: int, banned: bool) -> None:
+        """Ban or unban a user; either way ban_noticed goes back to False (a new ban is
+        noticed once again). One upsert."""
+        ...
+
+    async def mark_ban_noticed(self, subject_id: int) -> None:
+        """The banned user has been told: later refusals stay silent, also after a restart."""
+        ...
+
+    async def daily_limit_overrides(self) -> dict[int, int]:
+        """user_id → daily request limit for every user an admin gave one (0 = unlimited)."""
+        ...
+
+    async def set_daily_requests_limit(self, user_id: int, limit: int | None) -> None:
+        """Override one user's daily request limit (None: back to the bot's default). A
+        missing user is created bare, as update_user_settings does."""
+        ...
+
+    async def quota_usage(self, user_id: int, since: float) -> QuotaUsage:
+        """The user's usage records created at or after ``since`` whose status is not
+        "error": how many, and their prompt + completion tokens."""
+        ...
+
+    async def count_refusal(self, reason: str, day: str) -> None:
+        """Add one to the ``refusals`` count of ``reason`` (one of REFUSAL_REASONS) on the UTC
+        ``day`` ("YYYY-MM-DD"); one upsert."""
         ...

@@ -219,6 +219,43 @@ MIGRATIONS: tuple[Migration, ...] = (
             "ALTER TABLE video_jobs ADD COLUMN kind TEXT NOT NULL DEFAULT 'video'",
         ),
     ),
+    Migration(
+        version=7,
+        description="access control: allow/ban list, refusal counts, per-user daily limits",
+        statements=(
+            # One row per user or group an admin allowed or banned (subject_id: a user id, or a
+            # group's negative chat id). ban_noticed: the banned user was told once; it survives
+            # restarts so the notice is never repeated. Rows are few (admins write them), so
+            # the bot reads them all once and keeps them in memory.
+            """
+            CREATE TABLE access_list (
+                subject_id  INTEGER PRIMARY KEY,
+                allowed     INTEGER NOT NULL DEFAULT 0,
+                banned      INTEGER NOT NULL DEFAULT 0,
+                ban_noticed INTEGER NOT NULL DEFAULT 0,
+                updated_at  REAL NOT NULL
+            )
+            """,
+            # Questions refused before reaching a provider, counted per UTC day ("YYYY-MM-DD")
+            # and reason (banned, not_allowed, flood, quota_requests, quota_tokens), for /stats.
+            """
+            CREATE TABLE refusals (
+                day    TEXT NOT NULL,
+                reason TEXT NOT NULL,
+                count  INTEGER NOT NULL DEFAULT 0,
+                PRIMARY KEY (day, reason)
+            )
+            """,
+            # An admin's /limit: NULL = the bot's USER_DAILY_REQUESTS, 0 = unlimited. A
+            # schema-only change like migration 2's columns.
+            "ALTER TABLE users ADD COLUMN daily_requests_limit INTEGER",
+            # The overrides are read once at start-up: a handful of rows among all users.
+            """
+            CREATE INDEX users_daily_limit_idx ON users (user_id)
+            WHERE daily_requests_limit IS NOT NULL
+            """,
+        ),
+    ),
 )
 
 SCHEMA_VERSION: int = MIGRATIONS[-1].version

@@ -36,17 +36,21 @@ import aiosqlite
 from .base import (
     BROADCAST_STATES,
     BROADCAST_UPDATE_FIELDS,
+    REFUSAL_REASONS,
     REPLY_MODES,
     RESETTABLE_USER_SETTINGS,
     USAGE_NAMESPACES,
     USER_SETTING_FIELDS,
     VIDEO_JOB_STATES,
     VIDEO_JOB_UPDATE_FIELDS,
+    AccessEntry,
     BotStatistics,
     Broadcast,
     JournalEntry,
     ModelUse,
     ProviderUsage,
+    QuotaUsage,
+    RefusalCount,
     StoredMessage,
     UsageRecord,
     UsageSummary,
@@ -73,17 +77,25 @@ ON CONFLICT (user_id) DO UPDATE SET
     is_blocked = 0
 RETURNING {_USER_COLUMNS}
 """
+# The lowest id wins if two rows share a name (a stale one left by someone who gave it up).
+_SQL_USER_BY_USERNAME = (
+    f"SELECT {_USER_COLUMNS} FROM users "
+    "WHERE user_id > 0 AND lower(username) = lower(?) ORDER BY user_id LIMIT 1"
+)
 _SQL_ENSURE_USER = "INSERT INTO users (user_id, created_at) VALUES (?, ?) ON CONFLICT DO NOTHING"
-_SQL_COUNT_USERS = "SELECT COUNT(*) FROM users"
+# People only: a group's settings row (a negative chat id) is not a user. user_id is the rowid,
+# so this is a range of the table itself.
+_SQL_COUNT_USERS = "SELECT COUNT(*) FROM users WHERE user_id > 0"
 # The ids travel as one JSON array, so any number of them is one statement (no limit on bound
 # variables, one implicit transaction). Rows already in the wanted state are not rewritten.
 _SQL_SET_USERS_BLOCKED = """
 UPDATE users SET is_blocked = ?1
 WHERE user_id IN (SELECT value FROM json_each(?2)) AND is_blocked != ?1
 """
-_SQL_COUNT_BROADCAST_RECIPIENTS = "SELECT COUNT(*) FROM users WHERE is_blocked = 0"
+_SQL_COUNT_BROADCAST_RECIPIENTS = "SELECT COUNT(*) FROM users WHERE user_id > 0 AND is_blocked = 0"
 # user_id is the rowid, so "after the cursor" is a range scan of the table itself; the cursor
 # is a user id rather than an offset, so users arriving or blocking mid-broadcast shift nothing.
+# The cursor is never below 0 (broadcast_recipients clamps it), so groups' rows are never read.
 _SQL_BROADCAST_RECIPIENTS = (
     "SELECT user_id FROM users WHERE user_id > ? AND is_blocked = 0 ORDER BY user_id LIMIT ?"
 )
@@ -207,9 +219,11 @@ _SQL_RUNNING_BROADCASTS = (
 )
 
 _DAY = 86400.0
-# Every figure but the top models in one statement (one snapshot, one round trip). Each
-# subquery is a range of an index from migration 3 except the month's tokens and credits,
-# which must read the table rows, and the blocked count, a scan of the (small) users table.
+# Every figure but the top models and the refusals in one statement (one snapshot, one round
+# trip). Each subquery is a range of an index from migration 3 (or of the users table's rowid)
+# except the month's tokens and credits and the active groups, which must read the table rows,
+# and the blocked count, a scan of the (small) users table. People have positive ids; the
+# rows with negative ids are groups' settings (their chat ids), counted apart.
 _SQL_STATISTICS = """
 WITH month AS (
     SELECT COUNT(*) AS requests,
@@ -218,10 +232,10 @@ WITH month AS (
     FROM usage_records WHERE created_at >= :month
 )
 SELECT
-    (SELECT COUNT(*) FROM users),
-    (SELECT COUNT(*) FROM users WHERE is_blocked != 0),
-    (SELECT COUNT(*) FROM users WHERE created_at >= :day),
-    (SELECT COUNT(*) FROM users WHERE created_at >= :week),
+    (SELECT COUNT(*) FROM users WHERE user_id > 0),
+    (SELECT COUNT(*) FROM users WHERE user_id > 0 AND is_blocked != 0),
+    (SELECT COUNT(*) FROM users WHERE created_at >= :day AND user_id > 0),
+    (SELECT COUNT(*) FROM users WHERE created_at >= :week AND user_id > 0),
     (SELECT COUNT(DISTINCT user_id) FROM usage_records WHERE created_at >= :day),
     (SELECT COUNT(DISTINCT user_id) FROM usage_records WHERE created_at >= :week),
     (SELECT COUNT(DISTINCT user_id) FROM usage_records WHERE created_at >= :month),
@@ -229,7 +243,11 @@ SELECT
     (SELECT COUNT(*) FROM usage_records WHERE created_at >= :week),
     month.requests,
     month.tokens,
-    month.credits
+    month.credits,
+    (SELECT COUNT(*) FROM users WHERE user_id < 0),
+    (SELECT COUNT(*) FROM users WHERE user_id < 0 AND is_blocked != 0),
+    (SELECT COUNT(DISTINCT chat_id) FROM usage_records WHERE created_at >= :day AND chat_id < 0),
+    (SELECT COUNT(DISTINCT chat_id) FROM usage_records WHERE created_at >= :week AND chat_id < 0)
 FROM month
 """
 _TOP_MODELS = 5
@@ -237,6 +255,15 @@ _TOP_MODELS = 5
 _SQL_TOP_MODELS = f"""
 SELECT model, COUNT(*) AS requests FROM usage_records WHERE created_at >= ?
 GROUP BY model ORDER BY requests DESC, model LIMIT {_TOP_MODELS}
+"""
+# Questions refused before reaching a provider, per reason: today and over 30 days. The days
+# are "YYYY-MM-DD" (UTC) strings, so the range is a range of the (day, reason) primary key.
+_SQL_REFUSALS = """
+SELECT reason,
+       COALESCE(SUM(CASE WHEN day >= :today THEN count ELSE 0 END), 0),
+       COALESCE(SUM(count), 0)
+FROM refusals WHERE day >= :month
+GROUP BY reason ORDER BY reason
 """
 
 # ----------------------------------------------------------------------------- update journal
@@ -271,6 +298,11 @@ DELETE FROM update_journal WHERE update_id IN (
     WHERE finished_at IS NOT NULL AND finished_at < ? LIMIT ?
 )
 """
+
+
+def _utc_day(moment: float) -> str:
+    """The UTC day of a unix time as the refusals table stores it: "YYYY-MM-DD"."""
+    return time.strftime("%Y-%m-%d", time.gmtime(moment))
 
 
 def _thread_key(thread_id: int | None) -> int:
@@ -393,6 +425,47 @@ def _check_broadcast_field(name: str, value: Any) -> Any:
         suffix = " or None" if name == "progress_message_id" else ""
         raise TypeError(f"{name} must be an int{suffix}, got {type(value).__name__}")
     return value
+
+
+# ------------------------------------------------------------------------- access control
+# Each is one statement (see the module docstring). Rows that allow or ban nothing any more
+# (after /deny, /unban) stay, harmlessly: they are few, and keep when they changed.
+_SQL_ACCESS_LIST = (
+    "SELECT subject_id, allowed, banned, ban_noticed FROM access_list "
+    "WHERE allowed != 0 OR banned != 0 ORDER BY subject_id"
+)
+_SQL_SET_ACCESS_ALLOWED = """
+INSERT INTO access_list (subject_id, allowed, updated_at) VALUES (?, ?, ?)
+ON CONFLICT (subject_id) DO UPDATE SET
+    allowed = excluded.allowed, updated_at = excluded.updated_at
+"""
+# A new ban (or an unban) forgets the old notice: the next ban is told once again.
+_SQL_SET_ACCESS_BANNED = """
+INSERT INTO access_list (subject_id, banned, ban_noticed, updated_at) VALUES (?, ?, 0, ?)
+ON CONFLICT (subject_id) DO UPDATE SET
+    banned = excluded.banned, ban_noticed = 0, updated_at = excluded.updated_at
+"""
+_SQL_MARK_BAN_NOTICED = (
+    "UPDATE access_list SET ban_noticed = 1 WHERE subject_id = ? AND banned != 0"
+)
+# Must repeat the WHERE clause of users_daily_limit_idx (migration 7) to read only that index.
+_SQL_DAILY_LIMIT_OVERRIDES = (
+    "SELECT user_id, daily_requests_limit FROM users WHERE daily_requests_limit IS NOT NULL"
+)
+_SQL_SET_DAILY_REQUESTS_LIMIT = """
+INSERT INTO users (user_id, created_at, daily_requests_limit) VALUES (?, ?, ?)
+ON CONFLICT (user_id) DO UPDATE SET daily_requests_limit = excluded.daily_requests_limit
+"""
+# A range of usage_records_user_time_idx; the rows are read for status and tokens (a day of
+# one user's records: a handful to a few hundred).
+_SQL_QUOTA_USAGE = (
+    "SELECT COUNT(*), COALESCE(SUM(prompt_tokens + completion_tokens), 0) FROM usage_records "
+    "WHERE user_id = ? AND created_at >= ? AND status != 'error'"
+)
+_SQL_COUNT_REFUSAL = """
+INSERT INTO refusals (day, reason, count) VALUES (?, ?, 1)
+ON CONFLICT (day, reason) DO UPDATE SET count = refusals.count + 1
+"""
 
 
 class SQLiteStorage:
@@ -744,7 +817,9 @@ class SQLiteStorage:
     async def broadcast_recipients(self, after_user_id: int, limit: int) -> list[int]:
         if limit <= 0:
             return []  # SQLite treats a negative LIMIT as "no limit"
-        rows = await self._conn.execute_fetchall(_SQL_BROADCAST_RECIPIENTS, (after_user_id, limit))
+        # Groups' rows have negative ids: starting at 0 skips them in the same range scan.
+        after = max(after_user_id, 0)
+        rows = await self._conn.execute_fetchall(_SQL_BROADCAST_RECIPIENTS, (after, limit))
         return [int(row[0]) for row in rows]
 
     # ---------------------------------------------------------------------- admins: broadcasts
@@ -852,8 +927,14 @@ class SQLiteStorage:
             requests_month,
             tokens_month,
             credits_month,
+            groups,
+            groups_left,
+            groups_active_day,
+            groups_active_week,
         ) = rows[0]
         top = await db.execute_fetchall(_SQL_TOP_MODELS, (periods["month"],))
+        days = {"today": _utc_day(now), "month": _utc_day(now - 29 * _DAY)}
+        refusals = await db.execute_fetchall(_SQL_REFUSALS, days)
         return BotStatistics(
             users=int(users),
             blocked_users=int(blocked),
@@ -868,6 +949,14 @@ class SQLiteStorage:
             tokens_month=int(tokens_month),
             credits_month=float(credits_month),
             top_models=tuple(ModelUse(str(model), int(count)) for model, count in top),
+            groups=int(groups),
+            groups_left=int(groups_left),
+            groups_active_day=int(groups_active_day),
+            groups_active_week=int(groups_active_week),
+            refusals=tuple(
+                RefusalCount(str(reason), int(today), int(month))
+                for reason, today, month in refusals
+            ),
         )
 
     # ------------------------------------------------------------- answers: delivery marks
@@ -917,3 +1006,60 @@ class SQLiteStorage:
             return 0  # SQLite treats a negative LIMIT as "no limit"
         async with self._conn.execute(_SQL_JOURNAL_PRUNE, (finished_before, limit)) as cursor:
             return max(0, cursor.rowcount)
+
+    # ------------------------------------------------------------------ admins: one user
+
+    async def user_by_username(self, username: str) -> UserRecord | None:
+        # Only for an admin's /user: a scan of the users table (no index on lower(username)),
+        # a few milliseconds even for a hundred thousand users. Telegram usernames are ASCII,
+        # which SQLite's lower() folds.
+        rows = await self._conn.execute_fetchall(_SQL_USER_BY_USERNAME, (username.lstrip("@"),))
+        for row in rows:
+            return _user_from_row(row)
+        return None
+
+    # ------------------------------------------------------------------------ access control
+
+    async def access_list(self) -> list[AccessEntry]:
+        rows = await self._conn.execute_fetchall(_SQL_ACCESS_LIST)
+        return [
+            AccessEntry(int(subject), bool(allowed), bool(banned), bool(noticed))
+            for subject, allowed, banned, noticed in rows
+        ]
+
+    async def set_access_allowed(self, subject_id: int, allowed: bool) -> None:
+        await self._conn.execute_fetchall(
+            _SQL_SET_ACCESS_ALLOWED, (subject_id, int(bool(allowed)), self._clock())
+        )
+
+    async def set_access_banned(self, subject_id: int, banned: bool) -> None:
+        await self._conn.execute_fetchall(
+            _SQL_SET_ACCESS_BANNED, (subject_id, int(bool(banned)), self._clock())
+        )
+
+    async def mark_ban_noticed(self, subject_id: int) -> None:
+        await self._conn.execute_fetchall(_SQL_MARK_BAN_NOTICED, (subject_id,))
+
+    async def daily_limit_overrides(self) -> dict[int, int]:
+        rows = await self._conn.execute_fetchall(_SQL_DAILY_LIMIT_OVERRIDES)
+        return {int(user_id): int(limit) for user_id, limit in rows}
+
+    async def set_daily_requests_limit(self, user_id: int, limit: int | None) -> None:
+        if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int)):
+            raise TypeError(f"limit must be an int or None, got {type(limit).__name__}")
+        if limit is not None and limit < 0:
+            raise ValueError("limit must be >= 0 (0 = unlimited)")
+        await self._conn.execute_fetchall(
+            _SQL_SET_DAILY_REQUESTS_LIMIT, (user_id, self._clock(), limit)
+        )
+
+    async def quota_usage(self, user_id: int, since: float) -> QuotaUsage:
+        rows = list(await self._conn.execute_fetchall(_SQL_QUOTA_USAGE, (user_id, since)))
+        requests, tokens = rows[0]
+        return QuotaUsage(requests=int(requests), tokens=int(tokens))
+
+    async def count_refusal(self, reason: str, day: str) -> None:
+        if reason not in REFUSAL_REASONS:
+            raise ValueError(f"unknown refusal reason {reason!r}")
+        # str(): a StrEnum member is stored as its plain value.
+        await self._conn.execute_fetchall(_SQL_COUNT_REFUSAL, (day, str(reason)))

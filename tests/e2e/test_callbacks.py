@@ -55,16 +55,17 @@ def stray_messages(bench: Bench) -> list[Call]:
         "nonsense-3f9a",  # no such prefix
         "stop:123456",  # a Stop for a reply that does not exist
         "stop:not-a-number",  # a known prefix with a broken payload
-        "mp:0:99",  # a model page beyond the list
-        "mp:0:-1",
-        "mp:5:0",  # a provider the bot does not have
-        "mv:5",
-        "st:no-such-action",
-        "tmp:990",  # a temperature no button offers
-        "vo:robot",  # a voice no button offers
-        "rm:loud",
-        "mm:audio:abc",
-        "mm:image:0000000000",  # a model that is no longer in the list
+        "mp:0:99:7301",  # a model page beyond the list (menus end with their owner)
+        "mp:0:-1:7301",
+        "mp:5:0:7301",  # a provider the bot does not have
+        "mv:5:7301",
+        "st:no-such-action:7301",
+        "tmp:990:7301",  # a temperature no button offers
+        "vo:robot:7301",  # a voice no button offers
+        "rm:loud:7301",
+        "mm:audio:abc:7301",
+        "mm:image:0000000000:7301",  # a model that is no longer in the list
+        "lang:de:7301",  # a language the bot does not speak
     ],
 )
 async def test_forged_callbacks_get_the_expired_toast(
@@ -94,11 +95,11 @@ async def test_button_under_a_vanished_message_expires(bench: Bench) -> None:
         "chat": {"id": USER, "type": "private", "first_name": "U"},
         "text": "an old settings menu",
     }
-    answer = await press(bench, gone, "st:back")
+    answer = await press(bench, gone, "st:back:7301")
     assert answer.params.get("text") == EXPIRED
     # An inaccessible message (older than 48 hours) cannot be edited at all.
     old = {"message_id": 7, "date": 0, "chat": {"id": USER, "type": "private"}}
-    answer = await press(bench, old, "st:back")
+    answer = await press(bench, old, "st:back:7301")
     assert answer.params.get("text") == EXPIRED
     assert not bench.telegram.calls_of("sendMessage", chat_id=USER)
 

@@ -139,7 +139,13 @@ async def test_persona_and_temperature_from_settings(bench: Bench) -> None:
     bench.telegram.press_button(
         USER, bench.telegram.sent_messages(USER)[-1], reset["callback_data"]
     )
-    await bench.telegram.wait_for("editMessageText", lambda c: "default" in c.params["text"])
+    # It asks first; "Yes, reset" resets.
+    ask = await bench.telegram.wait_for("editMessageText", lambda c: "Reset" in c.params["text"])
+    yes = ask[-1].params["reply_markup"]["inline_keyboard"][0][0]
+    bench.telegram.press_button(USER, bench.telegram.sent_messages(USER)[-1], yes["callback_data"])
+    await bench.telegram.wait_for(
+        "answerCallbackQuery", lambda c: "reset to defaults" in c.params.get("text", "")
+    )
     await bench.ask(USER, "again")
     request = bench.upstream.chat_requests()[-1].json
     assert request["messages"][0]["content"] != "You are a pirate."

@@ -406,7 +406,7 @@ async def test_balance_for_admins_and_usage_for_everyone(bench: Bench) -> None:
     shown = (await bench.telegram.wait_for("sendMessage", lambda c: c.chat_id == ADMIN_ID))[
         0
     ].params["text"]
-    assert "10.75" in shown and "2026-12-31" in shown and "🟢" in shown
+    assert "10.75" in shown and "31 Dec 2026" in shown and "🟢 OK" in shown
     bench.upstream.balance_disabled = True
     bench.telegram.send_message(ADMIN_ID, "/balance")
     off = (await bench.telegram.wait_for("sendMessage", lambda c: c.chat_id == ADMIN_ID, count=2))[
@@ -417,7 +417,7 @@ async def test_balance_for_admins_and_usage_for_everyone(bench: Bench) -> None:
     await bench.ask(USER, "count me")
     bench.telegram.send_message(USER, "/usage")
     usage = await bench.telegram.wait_for("sendMessage", lambda c: "usage" in c.params["text"])
-    assert "Today: 1 requests" in usage[0].params["text"]
+    assert "Today: 1 request," in usage[0].params["text"]
     assert "0.01" in usage[0].params["text"]  # the upstream's x-used-credits
 
 

@@ -701,6 +701,41 @@ def _has_thinking(blocks: list[Any]) -> bool:
     return any(isinstance(b, dict) and b.get("type") == "thinking" for b in blocks)
 
 
+MEMBER_STATUSES = frozenset({"creator", "administrator", "member", "left", "kicked"})
+
+
+def _chat_member(status: str, user: dict[str, Any]) -> dict[str, Any]:
+    """A ChatMember object of `status` with the fields the Bot API always sends for it."""
+    member: dict[str, Any] = {"status": status, "user": user}
+    if status == "creator":
+        member["is_anonymous"] = False
+    elif status == "administrator":
+        member.update(
+            dict.fromkeys(
+                (
+                    "can_be_edited",
+                    "is_anonymous",
+                    "can_manage_chat",
+                    "can_delete_messages",
+                    "can_manage_video_chats",
+                    "can_restrict_members",
+                    "can_promote_members",
+                    "can_change_info",
+                    "can_invite_users",
+                    "can_post_stories",
+                    "can_edit_stories",
+                    "can_delete_stories",
+                    "can_send_welcome_messages",
+                ),
+                False,
+            )
+        )
+        member["can_manage_chat"] = True
+    elif status == "kicked":
+        member["until_date"] = 0
+    return member
+
+
 # --------------------------------------------------------------------------------------------
 # The server
 # --------------------------------------------------------------------------------------------
@@ -766,6 +801,8 @@ class FakeTelegram:
         # Users whose private chat refuses sending calls with 403 (see block_bot()).
         self._blocked: set[int] = set()
         self._deactivated: set[int] = set()
+        # (chat_id, user_id) -> status getChatMember reports (see set_member_status()).
+        self._member_status: dict[tuple[int, int], str] = {}
 
     # ---------------------------------------------------------------- lifecycle
 
@@ -1026,21 +1063,46 @@ class FakeTelegram:
         "Forbidden: user is deactivated" until reset() (this wins over block_bot())."""
         self._deactivated.add(user_id)
 
+    def set_member_status(self, chat_id: int, user_id: int, status: str) -> None:
+        """What getChatMember reports for `user_id` in the group `chat_id` from now on (until
+        reset()): one of MEMBER_STATUSES; "member" when never set."""
+        if status not in MEMBER_STATUSES:
+            raise ValueError(f"unknown chat member status {status!r}")
+        self._member_status[(chat_id, user_id)] = status
+
+    def bot_added_to_group(
+        self,
+        chat_id: int,
+        by_user: int,
+        *,
+        old: str = "left",
+        new: str = "member",
+        chat_type: str = "supergroup",
+        language_code: str | None = "en",
+    ) -> dict[str, Any]:
+        """Queue the my_chat_member update Telegram sends when `by_user` changes the bot's
+        status in a group (by default: adds it); the bot's getChatMember follows `new`."""
+        if old not in MEMBER_STATUSES or new not in MEMBER_STATUSES:
+            raise ValueError(f"unknown chat member status {old!r} or {new!r}")
+        user = self._users.get(by_user) or self._user(by_user, "User", None, language_code)
+        chat = self._chat(chat_id, chat_type, user)
+        self._member_status[(chat_id, self.bot_id)] = new
+        return self._push_my_chat_member(chat, user, old, new)
+
     def _my_chat_member(self, user_id: int, old: str, new: str) -> dict[str, Any]:
         user = self._users.get(user_id) or self._user(user_id, "User", None, "en")
         chat = self._chat_info.get(user_id) or self._chat(user_id, "private", user)
+        return self._push_my_chat_member(chat, user, old, new)
 
-        def member(status: str) -> dict[str, Any]:
-            if status == "kicked":
-                return {"status": "kicked", "user": self.bot_user, "until_date": 0}
-            return {"status": status, "user": self.bot_user}
-
+    def _push_my_chat_member(
+        self, chat: dict[str, Any], user: dict[str, Any], old: str, new: str
+    ) -> dict[str, Any]:
         updated = {
             "chat": chat,
             "from": user,
             "date": int(time.time()),
-            "old_chat_member": member(old),
-            "new_chat_member": member(new),
+            "old_chat_member": _chat_member(old, self.bot_user),
+            "new_chat_member": _chat_member(new, self.bot_user),
         }
         return self.push_update({"my_chat_member": updated})
 
@@ -1981,12 +2043,13 @@ class FakeTelegram:
         }
 
     def _get_chat_member(self, params: dict[str, Any], call: Call) -> dict[str, Any]:
-        self._chat_id(params)
+        chat_id = self._chat_id(params)
         user_id = _int(params.get("user_id"), "user_id")
+        status = self._member_status.get((chat_id, user_id), "member")
         if user_id == self.bot_id:
-            return {"status": "member", "user": self.bot_user}
+            return _chat_member(status, self.bot_user)
         user = self._users.get(user_id) or {"id": user_id, "is_bot": False, "first_name": "User"}
-        return {"status": "member", "user": user}
+        return _chat_member(status, user)
 
     @staticmethod
     def _commands_key(params: dict[str, Any]) -> tuple[str, str]:

@@ -228,7 +228,9 @@ def test_start_of_day_is_midnight_utc() -> None:
 def test_credits_balance_block() -> None:
     text = render_balance(ProviderBalance("openai", "VseGPT", VSEGPT_BALANCE), "en", is_admin=True)
     assert text.startswith("💰 <b>VseGPT</b>\n")
-    assert "10.75 credits" in text and "until 2026-12-31" in text and "🟢 All good" in text
+    # Raw values read humanly: the date in words, the status code in the reader's words.
+    assert "10.75 credits" in text and "until 31 Dec 2026" in text and "🟢 OK" in text
+    assert "Subscription: active" in text
 
 
 def test_token_balance_block_lists_models() -> None:
@@ -339,21 +341,23 @@ def test_usage_text_shows_each_provider_in_its_own_units() -> None:
     )
     assert render_usage(report, "en") == (
         "📊 <b>Your usage</b>\n"
-        "Today: 2 requests, 1 500 tokens, 0.25 credits, 1.50 energy\n"
-        "Total: 9 requests, 1 234 567 tokens, 1.50 credits, 12.00 energy\n\n"
+        "Today: 2 requests, 1,500 tokens, 0.25 credits, 1.50 energy\n"
+        "Total: 9 requests, 1,234,567 tokens, 1.50 credits, 12.00 energy\n\n"
         "<b>VseGPT</b>\n"
-        "Today: 1 requests, 1 000 tokens, 0.25 credits\n"
-        "Total: 5 requests, 1 200 000 tokens, 1.50 credits\n\n"
+        "Today: 1 request, 1,000 tokens, 0.25 credits\n"
+        "Total: 5 requests, 1,200,000 tokens, 1.50 credits\n\n"
         "<b>GigaChat</b>\n"
         "Today: 0 requests, 0 tokens\n"
-        "Total: 3 requests, 34 000 tokens\n\n"
+        "Total: 3 requests, 34,000 tokens\n\n"
         "<b>MashaGPT</b>\n"
-        "Today: 1 requests, 500 tokens, 1.50 energy\n"
-        "Total: 1 requests, 567 tokens, 12.00 energy"
+        "Today: 1 request, 500 tokens, 1.50 energy\n"
+        "Total: 1 request, 567 tokens, 12.00 energy"
     )
     ru = render_usage(report, "ru")
-    assert ru.startswith("📊 <b>Ваш расход</b>\nСегодня: 2 запросов, 1 500 токенов, 0.25 кредитов")
-    assert "12.00 энергии" in ru
+    assert ru.startswith(
+        "📊 <b>Ваш расход</b>\nСегодня: 2 запроса, 1\u00a0500 токенов, 0,25 кредита"
+    )
+    assert "12,00 энергии" in ru
 
 
 def test_usage_text_of_a_single_provider_bot_and_of_unnamed_bare_ids() -> None:
@@ -369,7 +373,7 @@ def test_usage_text_of_a_single_provider_bot_and_of_unnamed_bare_ids() -> None:
         UsageSummary(0, 0, 0, 0.0), UsageSummary(1, 10, 0, 0.0), (gone,), (), False
     )
     assert render_usage(report, "en").endswith(
-        "\n\n<b>Main provider</b>\nToday: 0 requests, 0 tokens\nTotal: 1 requests, 10 tokens"
+        "\n\n<b>Main provider</b>\nToday: 0 requests, 0 tokens\nTotal: 1 request, 10 tokens"
     )
 
 
@@ -408,6 +412,6 @@ async def test_usage_command_answers_with_the_users_report(
     message = FakeMessage()
     await usage_command(cast(Any, message), account(storage, vsegpt()), profile(False))
     assert message.answers == [
-        "📊 <b>Your usage</b>\nToday: 1 requests, 5 tokens, 0.01 credits\n"
-        "Total: 1 requests, 5 tokens, 0.01 credits"
+        "📊 <b>Your usage</b>\nToday: 1 request, 5 tokens, 0.01 credits\n"
+        "Total: 1 request, 5 tokens, 0.01 credits"
     ]

@@ -65,8 +65,8 @@ def test_durations(seconds: float, en: str, ru: str) -> None:
 
 def test_progress_counts_everyone_handled_and_the_time_left() -> None:
     text = progress_text(broadcast(total=10_000, delivered=2400, blocked=80, failed=20), rate=25)
-    assert text.startswith("📣 Broadcast #7: 2 500 of 10 000 (25%)")
-    assert "delivered 2 400" in text and "blocked the bot 80" in text and "failed 20" in text
+    assert text.startswith("📣 Broadcast #7: 2,500 of 10,000 (25%)")
+    assert "delivered 2,400" in text and "blocked the bot 80" in text and "failed 20" in text
     assert "about 5 min left" in text  # 7,500 more at 25/s
 
 

@@ -480,7 +480,7 @@ async def test_statistics_scan_usage_only_through_the_time_index(storage: SQLite
         )
     ]
     usage = [step for step in plan if "usage_records" in step]
-    assert len(usage) == 7
+    assert len(usage) == 9  # 7 for people, 2 for active groups
     assert all(
         step.startswith("SEARCH usage_records USING")
         and "usage_records_time_user_idx (created_at>?)" in step

@@ -6,7 +6,7 @@ import pytest
 
 from handlers.ui.errors import error_key, error_text
 from handlers.ui.keyboards import models_keyboard
-from handlers.ui.texts import keys, languages_of, t
+from handlers.ui.texts import CATALOG, keys, languages_of, t
 from services.llm import (
     AuthFailed,
     ContextTooLong,
@@ -19,11 +19,32 @@ from services.users import language_for
 
 
 def test_every_text_has_russian_and_english_with_the_same_placeholders() -> None:
+    assert len(keys()) > 100  # the bot's own texts are loaded, not only a part's
     for key in keys():
         assert languages_of(key) == {"ru", "en"}, key
-        ru = set(re.findall(r"{(\w+)}", t("ru", key)))
-        en = set(re.findall(r"{(\w+)}", t("en", key)))
-        assert ru == en, key
+        assert CATALOG.variables_of("ru", key) == CATALOG.variables_of("en", key), key
+
+
+_TAG = re.compile(r"<(/?)(b|i|u|s|code|pre|a|blockquote|tg-spoiler)\b[^>]*>")
+
+
+@pytest.mark.parametrize("lang", ["en", "ru"])
+@pytest.mark.parametrize("number", [1, 2, 5])
+def test_html_tags_are_balanced_in_every_variant(lang: str, number: int) -> None:
+    # Telegram rejects a message whose tags do not nest, so every text and every plural
+    # variant must stay balanced; numbers pick the variants, "x" the default ones.
+    for key in keys():
+        names = CATALOG.variables_of(lang, key)
+        for value in (number, "x"):
+            text = t(lang, key, **dict.fromkeys(names, value))
+            open_tags: list[str] = []
+            for closing, tag in _TAG.findall(text):
+                if closing:
+                    assert open_tags and open_tags.pop() == tag, (key, text)
+                else:
+                    open_tags.append(tag)
+            assert not open_tags, (key, text)
+            assert "{" not in text and "}" not in text, (key, text)
 
 
 @pytest.mark.parametrize(

@@ -1,0 +1,379 @@
+"""Who may spend the providers' money, and how much: one decision for every paid question.
+
+Every path that costs money (a text question in a private chat or a group, a photo or an
+album, a voice note, /image, /video, /ask) passes the same checks in the same order:
+ban → access list → flood → quota. The providers' own rate limiters come after, inside the
+chat, image and video services. Admins pass every check and are never counted.
+
+Where the state lives:
+- the allow/ban list and the admins' /limit overrides are a few rows that admins write: read
+  from storage once, on first use, and kept in memory, written through — a question costs no
+  query for them;
+- flood windows, "this bot is private" notice times and album burst keys are per process,
+  in memory and bounded (state shared between replicas comes with the multi-replica mode);
+- quota counts are the stored usage records of the UTC day (a restart changes nothing) plus
+  the questions being answered right now: a passing verdict that says ``reserved`` holds one
+  request until the caller calls ``release`` (after the answer is stored).
+
+The reservation is released when the answer has been delivered, a moment after its usage
+record was stored; a question checked in between sees that answer twice. The error is on
+the side of refusing early (and only while an answer is being delivered), never of letting
+a user past the limit.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import logging
+import time
+from collections import OrderedDict, deque
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+
+from services.storage import Storage
+from services.storage.base import AccessEntry
+
+log = logging.getLogger(__name__)
+
+# The flood window, and how often one user may be told the bot is private.
+WINDOW_SECONDS = 60.0
+DAY_SECONDS = 86400.0
+ACCESS_MODES = ("open", "allowlist")
+# Album burst keys remembered per user: an album is ten messages at most, a few at a time.
+MAX_BURSTS_PER_USER = 16
+
+
+class Refusal(enum.StrEnum):
+    BANNED = "banned"
+    NOT_ALLOWED = "not_allowed"
+    FLOOD = "flood"
+    QUOTA_REQUESTS = "quota_requests"
+    QUOTA_TOKENS = "quota_tokens"
+
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    """The answer to "may this message spend money?"."""
+
+    refusal: Refusal | None  # None: it may
+    # Tell the user why (False: stay silent — a ban after its one notice, flood after its one
+    # notice, "private" more than once a minute, the other parts of a refused album).
+    notify: bool
+    # Quota refusals: the next UTC midnight (unix time). Flood refusals: when the next message
+    # will be taken.
+    resets_at: float | None = None
+    # A pass that holds one in-flight request against the user's quota: the caller must call
+    # AccessService.release(user_id) once the answer is stored (or nothing was sent).
+    reserved: bool = False
+
+
+PASS = Verdict(None, False)
+
+
+@dataclass(frozen=True, slots=True)
+class Standing:
+    """A user's access and quota as /usage and the admins' /user show them."""
+
+    banned: bool
+    allowed: bool  # open mode, or listed (allowlist mode)
+    requests_today: int  # answered (or being answered) since the UTC day began
+    tokens_today: int
+    requests_limit: int  # 0 = unlimited; the /limit override when there is one
+    tokens_limit: int  # 0 = unlimited
+    limit_overridden: bool
+    resets_at: float  # the next UTC midnight
+    exempt: bool  # admins are never refused nor counted
+
+
+def start_of_utc_day(now: float) -> float:
+    return now - now % DAY_SECONDS
+
+
+def next_utc_midnight(now: float) -> float:
+    return start_of_utc_day(now) + DAY_SECONDS
+
+
+def utc_day(now: float) -> str:
+    """The UTC date of a unix time as the refusals table stores it: "YYYY-MM-DD"."""
+    return time.strftime("%Y-%m-%d", time.gmtime(now))
+
+
+@dataclass(slots=True, eq=False)
+class _Burst:
+    """One album: decided (and counted) once, by the first of its messages."""
+
+    at: float
+    decided: asyncio.Event = field(default_factory=asyncio.Event)
+    verdict: Verdict = PASS
+
+
+@dataclass(slots=True, eq=False)
+class _Recent:
+    """What one user did lately (monotonic times)."""
+
+    sent: deque[float]  # paid messages taken in the last WINDOW_SECONDS
+    flood_silent_until: float = float("-inf")  # told "too fast" once; silent until then
+    private_told_at: float = float("-inf")
+    bursts: OrderedDict[str, _Burst] = field(default_factory=OrderedDict)
+
+
+class AccessService:
+    def __init__(
+        self,
+        storage: Storage,
+        *,
+        mode: str = "open",
+        daily_requests: int = 0,
+        daily_tokens: int = 0,
+        flood_per_minute: int = 20,
+        clock: Callable[[], float] = time.time,
+        monotonic: Callable[[], float] = time.monotonic,
+        max_tracked_users: int = 10_000,
+    ) -> None:
+        if mode not in ACCESS_MODES:
+            raise ValueError(f"access mode must be one of {', '.join(ACCESS_MODES)}")
+        if min(daily_requests, daily_tokens, flood_per_minute) < 0:
+            raise ValueError("limits must be >= 0 (0 = none)")
+        self._storage = storage
+        self._mode = mode
+        self._daily_requests = daily_requests
+        self._daily_tokens = daily_tokens
+        self._flood = flood_per_minute
+        self._clock = clock
+        self._monotonic = monotonic
+        self._max_tracked = max_tracked_users
+        # Loaded from storage on first use (the database opens at start-up, after building).
+        self._entries: dict[int, AccessEntry] | None = None
+        self._overrides: dict[int, int] = {}
+        self._load_lock = asyncio.Lock()
+        self._recent: OrderedDict[int, _Recent] = OrderedDict()
+        # Requests being answered per user; never evicted (bounded by the questions in flight).
+        self._in_flight: dict[int, int] = {}
+
+    @property
+    def mode(self) -> str:
+        return self._mode
+
+    @property
+    def default_requests_limit(self) -> int:
+        return self._daily_requests
+
+    def limits(self, user_id: int) -> tuple[int, int]:
+        """The user's daily (requests, tokens) limits, 0 = unlimited; known without a query
+        once the list is loaded (any check loads it)."""
+        return self._overrides.get(user_id, self._daily_requests), self._daily_tokens
+
+    # ------------------------------------------------------------------------ the decision
+
+    async def check(
+        self,
+        *,
+        user_id: int,
+        chat_id: int,
+        is_admin: bool,
+        kind: str,
+        burst_key: str | None = None,
+    ) -> Verdict:
+        """May `user_id` spend money in `chat_id` now? Checks ban → access → flood → quota.
+
+        `kind` is what the message spends ("chat", "image", "video"); every kind is checked
+        the same way today. Messages sharing a `burst_key` (the parts of one album) are
+        decided and counted once, by the first of them; the others get the same verdict,
+        silently. A refusal is counted in the refusal statistics (burst followers are not).
+        """
+        if is_admin:
+            return PASS
+        recent = self._recent_of(user_id)
+        if burst_key is None:
+            return await self._decide(user_id, chat_id, recent)
+        now = self._monotonic()
+        burst = recent.bursts.get(burst_key)
+        if burst is not None and now - burst.at < WINDOW_SECONDS:
+            await burst.decided.wait()
+            verdict = burst.verdict
+            return PASS if verdict.refusal is None else replace(verdict, notify=False)
+        # Registered before any await, so parts arriving meanwhile wait for this decision.
+        burst = _Burst(now)
+        recent.bursts[burst_key] = burst
+        recent.bursts.move_to_end(burst_key)
+        while len(recent.bursts) > MAX_BURSTS_PER_USER:
+            recent.bursts.popitem(last=False)
+        try:
+            burst.verdict = await self._decide(user_id, chat_id, recent)
+        finally:
+            # Also on an error (storage down): the other parts must not wait forever. They
+            # then pass and the album is answered as the handlers see fit.
+            burst.decided.set()
+        return burst.verdict
+
+    def release(self, user_id: int) -> None:
+        """The answer of a `reserved` verdict is stored (or was never sent)."""
+        count = self._in_flight.get(user_id, 0)
+        if count <= 1:
+            self._in_flight.pop(user_id, None)
+        else:
+            self._in_flight[user_id] = count - 1
+
+    async def _decide(self, user_id: int, chat_id: int, recent: _Recent) -> Verdict:
+        entries = self._entries
+        if entries is None:
+            entries = await self._load()
+        entry = entries.get(user_id)
+        if entry is not None and entry.banned:
+            notify = not entry.ban_noticed
+            if notify:
+                # Marked before the write: two messages racing still get one notice.
+                entries[user_id] = replace(entry, ban_noticed=True)
+                try:
+                    await self._storage.mark_ban_noticed(user_id)
+                except Exception:
+                    log.warning("could not store that user %d was told of the ban", user_id)
+            return await self._refuse(Refusal.BANNED, notify)
+        if self._mode == "allowlist" and not self._listed(entries, user_id, chat_id):
+            now = self._monotonic()
+            notify = now - recent.private_told_at >= WINDOW_SECONDS
+            if notify:
+                recent.private_told_at = now
+            return await self._refuse(Refusal.NOT_ALLOWED, notify)
+        if self._flood:
+            now = self._monotonic()
+            sent = recent.sent
+            while sent and now - sent[0] >= WINDOW_SECONDS:
+                sent.popleft()
+            if len(sent) >= self._flood:
+                free_at = sent[0] + WINDOW_SECONDS
+                notify = now >= recent.flood_silent_until
+                if notify:
+                    recent.flood_silent_until = free_at
+                resets_at = self._clock() + (free_at - now)
+                return await self._refuse(Refusal.FLOOD, notify, resets_at)
+            # Counted once it passed ban and access, also when the quota then refuses it:
+            # someone over quota who keeps writing is throttled like anyone else.
+            sent.append(now)
+        requests_limit = self._overrides.get(user_id, self._daily_requests)
+        if not requests_limit and not self._daily_tokens:
+            return PASS  # nothing to count: no query, no reservation
+        return await self._quota(user_id, requests_limit)
+
+    @staticmethod
+    def _listed(entries: dict[int, AccessEntry], user_id: int, chat_id: int) -> bool:
+        entry = entries.get(user_id)
+        if entry is not None and entry.allowed:
+            return True
+        # In a group (its chat id is not the user's), the group itself may be listed.
+        group = entries.get(chat_id) if chat_id != user_id else None
+        return group is not None and group.allowed
+
+    async def _quota(self, user_id: int, requests_limit: int) -> Verdict:
+        tokens_limit = self._daily_tokens
+        now = self._clock()
+        day_start = start_of_utc_day(now)
+        used = await self._storage.quota_usage(user_id, day_start)
+        resets_at = day_start + DAY_SECONDS
+        # Read after the query and reserved without an await in between: questions checked
+        # while it ran count here, and this one counts for the next.
+        in_flight = self._in_flight.get(user_id, 0)
+        if requests_limit and used.requests + in_flight >= requests_limit:
+            return await self._refuse(Refusal.QUOTA_REQUESTS, True, resets_at)
+        if tokens_limit and used.tokens >= tokens_limit:
+            return await self._refuse(Refusal.QUOTA_TOKENS, True, resets_at)
+        self._in_flight[user_id] = in_flight + 1
+        return Verdict(None, False, reserved=True)
+
+    async def _refuse(
+        self, refusal: Refusal, notify: bool, resets_at: float | None = None
+    ) -> Verdict:
+        try:
+            await self._storage.count_refusal(refusal.value, utc_day(self._clock()))
+        except Exception:
+            # Statistics only: the refusal itself stands.
+            log.warning("could not count a %s refusal", refusal.value, exc_info=True)
+        return Verdict(refusal, notify, resets_at)
+
+    def _recent_of(self, user_id: int) -> _Recent:
+        recent = self._recent.get(user_id)
+        if recent is None:
+            recent = _Recent(deque(maxlen=max(self._flood, 1)))
+            self._recent[user_id] = recent
+            if len(self._recent) > self._max_tracked:
+                # The least recently active user forgets their window: at worst they may send
+                # a few more messages in that minute.
+                self._recent.popitem(last=False)
+        else:
+            self._recent.move_to_end(user_id)
+        return recent
+
+    async def _load(self) -> dict[int, AccessEntry]:
+        async with self._load_lock:
+            if self._entries is None:
+                entries = {e.subject_id: e for e in await self._storage.access_list()}
+                self._overrides = await self._storage.daily_limit_overrides()
+                self._entries = entries
+            return self._entries
+
+    # ---------------------------------------------------------------------- /usage, /user
+
+    async def standing(self, user_id: int, *, is_admin: bool) -> Standing:
+        entries = self._entries if self._entries is not None else await self._load()
+        entry = entries.get(user_id)
+        override = self._overrides.get(user_id)
+        day_start = start_of_utc_day(self._clock())
+        used = await self._storage.quota_usage(user_id, day_start)
+        return Standing(
+            banned=entry is not None and entry.banned,
+            allowed=self._mode == "open" or (entry is not None and entry.allowed),
+            requests_today=used.requests + self._in_flight.get(user_id, 0),
+            tokens_today=used.tokens,
+            requests_limit=self._daily_requests if override is None else override,
+            tokens_limit=self._daily_tokens,
+            limit_overridden=override is not None,
+            resets_at=day_start + DAY_SECONDS,
+            exempt=is_admin,
+        )
+
+    # ----------------------------------------------------------------- the admins' levers
+
+    async def allow(self, target_id: int) -> None:
+        """Put a user or a group (its chat id) on the allowlist."""
+        await self._load()
+        await self._storage.set_access_allowed(target_id, True)
+        self._update(target_id, allowed=True)
+
+    async def deny(self, target_id: int) -> None:
+        await self._load()
+        await self._storage.set_access_allowed(target_id, False)
+        self._update(target_id, allowed=False)
+
+    async def ban(self, user_id: int) -> None:
+        """Refuse every paid message of the user, with one notice (the first time after)."""
+        await self._load()
+        await self._storage.set_access_banned(user_id, True)
+        self._update(user_id, banned=True, ban_noticed=False)
+
+    async def unban(self, user_id: int) -> None:
+        await self._load()
+        await self._storage.set_access_banned(user_id, False)
+        self._update(user_id, banned=False, ban_noticed=False)
+
+    async def set_daily_limit(self, user_id: int, requests: int | None) -> None:
+        """Override one user's daily request limit at once (0 = unlimited); None removes the
+        override (back to USER_DAILY_REQUESTS)."""
+        if requests is not None and requests < 0:
+            raise ValueError("the limit must be >= 0 (0 = unlimited)")
+        await self._load()
+        await self._storage.set_daily_requests_limit(user_id, requests)
+        if requests is None:
+            self._overrides.pop(user_id, None)
+        else:
+            self._overrides[user_id] = requests
+
+    def _update(self, subject_id: int, **changes: bool) -> None:
+        entries = self._entries
+        assert entries is not None  # loaded by the caller
+        current = entries.get(subject_id) or AccessEntry(subject_id, False, False, False)
+        entry = replace(current, **changes)
+        if entry.allowed or entry.banned:
+            entries[subject_id] = entry
+        else:
+            entries.pop(subject_id, None)  # nothing to remember: keep the map small
