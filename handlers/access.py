@@ -10,11 +10,15 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from types import MappingProxyType
 
 from aiogram import Router
 from aiogram.filters import Command, CommandObject
 from aiogram.types import Message
 
+from handlers.ui.admin_gate import admin_in_private
 from handlers.ui.texts import t
 from services.access import AccessService, Refusal, Standing, Verdict
 from services.users import Profile, UserService
@@ -92,17 +96,6 @@ def quota_text(standing: Standing, lang: str, now: float) -> str:
 # ------------------------------------------------------------------------------ handlers
 
 
-async def _admin_in_private(message: Message, profile: Profile) -> bool:
-    """The same refusals as the other admin commands; True when the command may go on."""
-    if not profile.is_admin:
-        await message.answer(t(profile.lang, "admins_only"))
-        return False
-    if message.chat.type != "private":
-        await message.answer(t(profile.lang, "private_only"))
-        return False
-    return True
-
-
 def parse_id(args: str | None) -> int | None:
     """One user id or group chat id (negative), nothing else."""
     parts = (args or "").split()
@@ -130,75 +123,60 @@ def parse_limit(args: str | None) -> tuple[int, int | None] | None:
     return user_id, int(parts[1])
 
 
-def _mode_note(access: AccessService, lang: str) -> str:
-    return "\n" + t(lang, "access-open-mode") if access.mode == "open" else ""
+@dataclass(frozen=True, slots=True)
+class _IdLever:
+    """/allow, /deny, /ban, /unban: one id, one change, one confirmation."""
+
+    usage: str
+    done: str
+    apply: Callable[[AccessService, int], Awaitable[None]]
+    # /allow and /deny change nothing a user notices while the bot is open to everyone.
+    mode_note: bool = False
+    # A ban of an admin is stored but does nothing: admins pass every check.
+    admin_note: bool = False
 
 
-async def allow_command(
-    message: Message, command: CommandObject, profile: Profile, access: AccessService
-) -> None:
-    if not await _admin_in_private(message, profile):
-        return
-    target = parse_id(command.args)
-    if target is None:
-        await message.answer(t(profile.lang, "access-usage-allow"))
-        return
-    await access.allow(target)
-    note = _mode_note(access, profile.lang)
-    await message.answer(t(profile.lang, "access-allowed", id=str(target)) + note)
+ID_LEVERS: Mapping[str, _IdLever] = MappingProxyType(
+    {
+        "allow": _IdLever(
+            "access-usage-allow", "access-allowed", AccessService.allow, mode_note=True
+        ),
+        "deny": _IdLever("access-usage-deny", "access-denied", AccessService.deny, mode_note=True),
+        "ban": _IdLever(
+            "access-usage-ban", "access-banned-done", AccessService.ban, admin_note=True
+        ),
+        "unban": _IdLever("access-usage-unban", "access-unbanned", AccessService.unban),
+    }
+)
 
 
-async def deny_command(
-    message: Message, command: CommandObject, profile: Profile, access: AccessService
-) -> None:
-    if not await _admin_in_private(message, profile):
-        return
-    target = parse_id(command.args)
-    if target is None:
-        await message.answer(t(profile.lang, "access-usage-deny"))
-        return
-    await access.deny(target)
-    note = _mode_note(access, profile.lang)
-    await message.answer(t(profile.lang, "access-denied", id=str(target)) + note)
-
-
-async def ban_command(
+async def id_lever_command(
     message: Message,
     command: CommandObject,
     profile: Profile,
     access: AccessService,
     users: UserService,
 ) -> None:
-    if not await _admin_in_private(message, profile):
+    if not await admin_in_private(message, profile):
         return
+    lever = ID_LEVERS[command.command.lower()]
     target = parse_id(command.args)
     if target is None:
-        await message.answer(t(profile.lang, "access-usage-ban"))
+        await message.answer(t(profile.lang, lever.usage))
         return
-    await access.ban(target)
-    text = t(profile.lang, "access-banned-done", id=str(target))
-    if users.is_admin(target):
+    await lever.apply(access, target)
+    text = t(profile.lang, lever.done, id=str(target))
+    if lever.mode_note and access.mode == "open":
+        text += "\n" + t(profile.lang, "access-open-mode")
+    if lever.admin_note and users.is_admin(target):
         text += "\n" + t(profile.lang, "access-admin-exempt")
     await message.answer(text)
-
-
-async def unban_command(
-    message: Message, command: CommandObject, profile: Profile, access: AccessService
-) -> None:
-    if not await _admin_in_private(message, profile):
-        return
-    target = parse_id(command.args)
-    if target is None:
-        await message.answer(t(profile.lang, "access-usage-unban"))
-        return
-    await access.unban(target)
-    await message.answer(t(profile.lang, "access-unbanned", id=str(target)))
 
 
 async def limit_command(
     message: Message, command: CommandObject, profile: Profile, access: AccessService
 ) -> None:
-    if not await _admin_in_private(message, profile):
+    if not await admin_in_private(message, profile):
         return
     parsed = parse_limit(command.args)
     if parsed is None:
@@ -222,9 +200,6 @@ async def limit_command(
 
 def create_router() -> Router:
     router = Router(name=__name__)
-    router.message.register(allow_command, Command("allow"))
-    router.message.register(deny_command, Command("deny"))
-    router.message.register(ban_command, Command("ban"))
-    router.message.register(unban_command, Command("unban"))
+    router.message.register(id_lever_command, Command(*ID_LEVERS))
     router.message.register(limit_command, Command("limit"))
     return router

@@ -21,6 +21,7 @@ from aiogram.types import CallbackQuery, Message
 from aiogram.utils.callback_answer import CallbackAnswer
 
 from handlers.filters import Magic
+from handlers.ui.admin_gate import admin_in_private
 from handlers.ui.broadcast import command_payload, duration_text
 from handlers.ui.callbacks import BroadcastAction
 from handlers.ui.keyboards import broadcast_confirm_keyboard, broadcast_stop_keyboard
@@ -37,17 +38,6 @@ REFUSAL_ORDER = tuple(reason.value for reason in Refusal)
 
 class BroadcastForm(StatesGroup):
     message = State()  # waiting for the message to send to everyone
-
-
-async def _admin_in_private(message: Message, profile: Profile) -> bool:
-    """Answers for the refused cases; True when the command may go on."""
-    if not profile.is_admin:
-        await message.answer(t(profile.lang, "admins_only"))
-        return False
-    if message.chat.type != "private":
-        await message.answer(t(profile.lang, "private_only"))
-        return False
-    return True
 
 
 def stats_text(report: StatisticsReport, lang: str) -> str:
@@ -132,7 +122,7 @@ def _refusal_name(reason: str, lang: str) -> str:
 
 
 async def stats_command(message: Message, profile: Profile, statistics: StatisticsService) -> None:
-    if not await _admin_in_private(message, profile):
+    if not await admin_in_private(message, profile):
         return
     report = await statistics.report()
     await message.answer(stats_text(report, profile.lang))
@@ -218,7 +208,7 @@ async def user_command(
     profile: Profile,
     statistics: StatisticsService,
 ) -> None:
-    if not await _admin_in_private(message, profile):
+    if not await admin_in_private(message, profile):
         return
     who = parse_user_query(command.args)
     if who is None:
@@ -238,7 +228,7 @@ async def user_command(
 async def broadcast_command(
     message: Message, profile: Profile, broadcasts: BroadcastService, state: FSMContext
 ) -> None:
-    if not await _admin_in_private(message, profile):
+    if not await admin_in_private(message, profile):
         return
     running = broadcasts.running
     if running is not None:

@@ -332,3 +332,40 @@ async def test_help_lists_balance_only_for_those_who_may_use_it(bench: Bench) ->
     assert "/balance" in admin_help
     await bench.restart(balance_for_everyone=True)
     assert "/balance" in text_of(await reply_to(bench, USERS[1], "/help"))
+
+
+async def test_counted_texts_take_their_plural_forms_in_both_languages(bench: Bench) -> None:
+    await join(bench, [ADMIN_ID])
+    before = len(bench.telegram.calls_of("sendMessage", chat_id=ADMIN_ID))
+    bench.telegram.send_message(ADMIN_ID, "/broadcast hello")
+    sent = await bench.telegram.wait_for(
+        "sendMessage", lambda c: c.chat_id == ADMIN_ID, count=before + 2
+    )
+    assert "Send this message to 1 user?" in sent[before + 1].params["text"]
+
+    async def stored(user: int, requests: int) -> None:
+        # An answer's usage record is written a moment after its final message.
+        assert bench.app is not None
+        for _ in range(200):
+            summary = await bench.app.services.storage.usage_summary(user)
+            if summary.requests == requests:
+                return
+            await asyncio.sleep(0.01)
+        raise AssertionError(f"{requests} requests never stored")
+
+    russian = USERS[0]
+    for n in range(2):
+        await bench.ask(russian, f"вопрос {n}", language_code="ru")
+    await stored(russian, 2)
+    usage = text_of(await reply_to(bench, russian, "/usage", language_code="ru"))
+    assert "Сегодня: 2 запроса," in usage
+    for n in range(3):
+        await bench.ask(russian, f"ещё {n}", language_code="ru")
+    await stored(russian, 5)
+    usage = text_of(await reply_to(bench, russian, "/usage", language_code="ru"))
+    assert "Сегодня: 5 запросов," in usage
+
+    await bench.ask(USERS[1], "one question")
+    await stored(USERS[1], 1)
+    usage = text_of(await reply_to(bench, USERS[1], "/usage"))
+    assert "Today: 1 request," in usage
