@@ -1,4 +1,5 @@
-"""`python -m bot`: long polling with SQLite, nothing else to start.
+"""`python -m bot`: long polling with SQLite, nothing else to start (a webhook server
+when WEBHOOK_URL is set).
 
 Settings are read and checked before aiogram is imported (its import takes seconds on a
 small machine), so a configuration error is reported at once.
@@ -15,8 +16,9 @@ from bot.settings import SECTIONS, SettingsError, env_names, load_settings
 
 USAGE = """usage: python -m bot [--help]
 
-Runs the Telegram bot with long polling. Configuration comes from the environment
-and from ./.env (see .env.example); BOT_TOKEN and LLM_API_KEY are required.
+Runs the Telegram bot: long polling, or a webhook server when WEBHOOK_URL is set.
+Configuration comes from the environment and from ./.env (see .env.example);
+BOT_TOKEN and LLM_API_KEY are required.
 """
 
 
@@ -52,7 +54,7 @@ def main(argv: Sequence[str] | None = None, *, read_env_file: bool = True) -> in
 
     from bot.logging_setup import setup_logging
 
-    setup_logging(settings.log_level, settings.secrets())
+    setup_logging(settings.log_level, settings.secrets(), settings.log_format)
 
     # Heavy imports only once the configuration is known to be good.
     from aiogram.exceptions import (
@@ -76,7 +78,7 @@ def main(argv: Sequence[str] | None = None, *, read_env_file: bool = True) -> in
     freeze_startup_heap()
     log = logging.getLogger("bot")
     try:
-        run(app.run_polling())
+        run(app.run())
     except KeyboardInterrupt:
         pass
     except TelegramUnauthorizedError:

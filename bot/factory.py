@@ -6,10 +6,12 @@ the tests exercise exactly what runs in production.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
-from dataclasses import dataclass
-from typing import Any
+import signal
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
 from aiogram import Bot, Dispatcher
 from aiogram.client.default import DefaultBotProperties
@@ -19,14 +21,16 @@ from aiogram.exceptions import TelegramAPIError
 from aiogram.types import BotCommand, BotCommandScopeAllGroupChats, BotCommandScopeChat
 
 from bot.fsm_storage import CompactMemoryStorage
-from bot.instance_lock import InstanceLock
+from bot.instance_lock import instance_lock_for
 from bot.journal import JournalMiddleware, Replayer, RestartNote
+from bot.metrics import Metrics, UpdateCounter
 from bot.middlewares import InFlight, ProfileMiddleware
 from bot.providers import build_providers
 from bot.settings import Settings
 from bot.spend_guard import SpendGuard
 from bot.telegram_retry import DeliveryRetry, backoff_delays
 from bot.telegram_session import FloodControl, TelegramSession, resolve_proxy
+from bot.webhook import Draining, Readiness, health_app, serve, webhook_app
 from handlers import get_routers
 from handlers.settings import MediaDefaults
 from handlers.ui.alert_notifier import TelegramAlertNotifier
@@ -52,10 +56,13 @@ from services.model_choice import ModelChooser
 from services.pacing import DraftBudget, KeyedPacer
 from services.questions import QuestionService
 from services.statistics import StatisticsService
-from services.storage import Storage, open_storage, sqlite_path_from_url
+from services.storage import Storage, open_storage
 from services.users import UserService
 from services.video import VideoService
 from services.voice import VoiceService
+
+if TYPE_CHECKING:  # redis-py is loaded only with REDIS_URL (bot/shared_state.py)
+    from bot.shared_state import SharedState
 
 log = logging.getLogger(__name__)
 
@@ -98,6 +105,8 @@ class Services:
     broadcasts: BroadcastService
     statistics: StatisticsService
     alerts: AlertService
+    # REDIS_URL: the state replicas share (its client is closed last on shutdown).
+    shared: SharedState | None = None
 
 
 @dataclass(slots=True)
@@ -106,22 +115,102 @@ class App:
     bot: Bot
     dispatcher: Dispatcher
     services: Services
+    metrics: Metrics
+    readiness: Readiness
+    draining: Draining
+    # Set by stop() or SIGTERM in webhook mode.
+    _stop: asyncio.Event | None = field(default=None)
+
+    async def run(self, *, handle_signals: bool = True) -> None:
+        """Webhook mode when WEBHOOK_URL is set, long polling otherwise."""
+        if self.settings.server.webhook:
+            await self.run_webhook(handle_signals=handle_signals)
+        else:
+            await self.run_polling(handle_signals=handle_signals)
 
     async def run_polling(self, *, handle_signals: bool = True) -> None:
-        await self.dispatcher.start_polling(
+        port = self.settings.server.health_port
+        health = None
+        if port is not None:
+            health = await serve(
+                health_app(self.readiness, self.metrics), self.settings.server.webhook_host, port
+            )
+        try:
+            await self.dispatcher.start_polling(
+                self.bot,
+                polling_timeout=self.settings.telegram.polling_timeout,
+                handle_signals=handle_signals,
+                close_bot_session=True,
+            )
+        finally:
+            if health is not None:
+                await health.cleanup()
+
+    async def run_webhook(self, *, handle_signals: bool = True) -> None:
+        """Serve the webhook until stop() or SIGTERM/SIGINT: the dispatcher's start-up runs,
+        the listener opens, then Telegram is told the URL (so its first delivery finds us).
+        On stop the webhook path answers 503, the listener closes, answers in progress get
+        SHUTDOWN_GRACE_SECONDS (the dispatcher's shutdown), then the bot's session closes.
+        The webhook stays registered: other replicas keep serving it."""
+        server = self.settings.server
+        assert server.webhook_url is not None and server.webhook_secret is not None
+        secret = server.webhook_secret.get_secret_value()
+        stop = self._stop = asyncio.Event()
+        self.draining.active = False
+        app = webhook_app(
+            self.dispatcher,
             self.bot,
-            polling_timeout=self.settings.telegram.polling_timeout,
-            handle_signals=handle_signals,
-            close_bot_session=True,
+            path=server.webhook_path,
+            secret=secret,
+            readiness=self.readiness,
+            metrics=self.metrics,
+            draining=self.draining,
         )
+        try:
+            runner = await serve(app, server.webhook_host, server.webhook_port)
+        except BaseException:
+            await self.bot.session.close()  # the app's own shutdown never ran
+            raise
+        loop = asyncio.get_running_loop()
+        signals = (signal.SIGTERM, signal.SIGINT) if handle_signals else ()
+        try:
+            for sig in signals:
+                loop.add_signal_handler(sig, stop.set)
+            await self.bot.set_webhook(
+                server.webhook_url,
+                secret_token=secret,
+                allowed_updates=self.dispatcher.resolve_used_update_types(),
+                drop_pending_updates=False,
+            )
+            log.info("webhook mode: listening on %s:%d", server.webhook_host, server.webhook_port)
+            await stop.wait()
+        finally:
+            for sig in signals:
+                loop.remove_signal_handler(sig)
+            self.draining.active = True
+            await runner.cleanup()
+            self._stop = None
 
     async def stop(self) -> None:
+        if self._stop is not None:
+            self._stop.set()
+            return
         with contextlib.suppress(RuntimeError):  # not polling
             await self.dispatcher.stop_polling()
 
 
+def _open_shared(settings: Settings) -> SharedState | None:
+    if settings.storage.redis_url is None:
+        return None
+    from bot.shared_state import open_shared_state  # loads redis-py
+
+    bot_id = int(settings.telegram.bot_token.get_secret_value().split(":", 1)[0])
+    return open_shared_state(settings.storage.redis_url.get_secret_value(), bot_id)
+
+
 def build_services(settings: Settings) -> Services:
-    providers = build_providers(settings)
+    shared = _open_shared(settings)
+    providers = build_providers(settings, shared)
     storage = open_storage(settings.storage.database_url)
     audio = AudioService(max_seconds=settings.limits.max_audio_seconds)
     users = UserService(storage, settings.admin.admin_ids)
@@ -140,9 +229,14 @@ def build_services(settings: Settings) -> Services:
         default_vision_model=settings.media.vision_model,
         images=ImageMemory(),
         users=users,
+        stop_forwarder=shared.stops if shared is not None else None,
     )
     limits = settings.limits
-    pacer = KeyedPacer(limits.telegram_global_rps, limits.telegram_chat_rps)
+    pacer = KeyedPacer(
+        limits.telegram_global_rps,
+        limits.telegram_chat_rps,
+        shared=shared.rates if shared is not None else None,
+    )
     # Drafts share the overall budget with messages (only what messages leave free), and
     # queue-position drafts a small part of that: see DraftBudget.
     drafts = DraftBudget(
@@ -212,10 +306,11 @@ def build_services(settings: Settings) -> Services:
             else 0,
             tokens_threshold=settings.gigachat.low_balance,
         ),
+        shared=shared,
     )
 
 
-def build_bot(settings: Settings, pacer: KeyedPacer) -> Bot:
+def build_bot(settings: Settings, pacer: KeyedPacer, metrics: Metrics | None = None) -> Bot:
     telegram = settings.telegram
     # 100 connections carry far more than Telegram's 30 messages/s (a call takes one round
     # trip); a burst waits its turn in the pool instead of opening a TLS session per call.
@@ -227,7 +322,9 @@ def build_bot(settings: Settings, pacer: KeyedPacer) -> Bot:
     # Outermost first: every retry of an answer takes its own turn in flood control.
     delays = backoff_delays(telegram.retry_delay_seconds, telegram.retries)
     session.middleware(DeliveryRetry(delays))
-    session.middleware(FloodControl(pacer))
+    session.middleware(
+        FloodControl(pacer, on_retry_after=metrics.telegram_429.inc if metrics else None)
+    )
     return Bot(
         token=settings.telegram.bot_token.get_secret_value(),
         session=session,
@@ -238,17 +335,34 @@ def build_bot(settings: Settings, pacer: KeyedPacer) -> Bot:
 def build_app(settings: Settings) -> App:
     # Before anything else: a second process on this database stops here, so broadcasts and
     # video jobs are never driven twice (released last on shutdown).
-    instance_lock = InstanceLock(sqlite_path_from_url(settings.storage.database_url))
+    # A file lock beside an SQLite database, an advisory lock on PostgreSQL.
+    instance_lock = instance_lock_for(settings.storage.database_url)
     instance_lock.acquire()
     services = build_services(settings)
-    bot = build_bot(settings, services.pacer)
+    metrics = Metrics()
+    bot = build_bot(settings, services.pacer, metrics)
+    services.chat.add_listener(metrics.answer_ended)
+    services.videos.add_state_listener(metrics.media_job)
+    for provider in services.providers.providers:
+        if provider.limiter is not None:
+            provider.limiter.on_grant = metrics.queue_wait.observe
+    metrics.watch(
+        active_streams=lambda: services.chat.active,
+        queues=[p.limiter.queued for p in services.providers.providers if p.limiter],
+        media_jobs_active=lambda: services.videos.active_pollers,
+    )
+    draining = Draining()
+    readiness = Readiness(services.storage, services.providers, draining)
     services.videos.set_notifier(TelegramVideoNotifier(bot))
     broadcaster = TelegramBroadcaster(bot, settings.admin.broadcast_rps)
     services.broadcasts.attach(broadcaster, broadcaster)
     services.alerts.attach(TelegramAlertNotifier(bot, services.users, settings.admin.admin_ids))
     dispatcher = Dispatcher(
-        # No FSM record is kept for chats that are not in the middle of a form.
-        storage=CompactMemoryStorage(),
+        # No FSM record is kept for chats that are not in the middle of a form; with
+        # replicas, forms live in Redis so that one continues on any replica.
+        storage=services.shared.fsm_storage()
+        if services.shared is not None
+        else CompactMemoryStorage(),
         # What handlers receive by parameter name.
         chat=services.chat,
         questions=services.questions,
@@ -280,6 +394,8 @@ def build_app(settings: Settings) -> App:
     in_flight = InFlight()
     journal = UpdateJournal(services.storage)
     replayer = Replayer(dispatcher, bot, journal)
+    # One counter increment per update, by type (before anything can drop it as a duplicate).
+    dispatcher.update.outer_middleware(UpdateCounter(metrics))
     dispatcher.update.outer_middleware(in_flight)
     # Right after InFlight: the update is stored before anything of ours works on it, and the
     # shutdown's drain waits for its final write.
@@ -306,15 +422,22 @@ def build_app(settings: Settings) -> App:
         await services.audio.close()
         await services.storage.close()
         await services.providers.aclose()
+        if services.shared is not None:
+            await services.shared.aclose()
         instance_lock.release()
 
     async def on_startup(bot: Bot, **_: Any) -> None:
         try:
             await services.storage.connect()
             journal.start()  # prunes old finished updates now and hourly
-            # Long polling and a webhook exclude each other; a leftover webhook would
-            # make getUpdates fail. Pending updates are kept.
-            await bot.delete_webhook(drop_pending_updates=False)
+            if services.shared is not None:
+                # A Stop pressed on another replica for an answer streaming here.
+                services.shared.stops.listen(services.chat.stop_forwarded)
+            if not settings.server.webhook:
+                # Long polling and a webhook exclude each other; a leftover webhook would
+                # make getUpdates fail. Pending updates are kept. (Webhook mode registers
+                # its URL once its listener is up: see App.run_webhook.)
+                await bot.delete_webhook(drop_pending_updates=False)
             await register_commands(
                 bot,
                 settings.admin.admin_ids,
@@ -356,7 +479,15 @@ def build_app(settings: Settings) -> App:
 
     dispatcher.startup.register(on_startup)
     dispatcher.shutdown.register(on_shutdown)
-    return App(settings=settings, bot=bot, dispatcher=dispatcher, services=services)
+    return App(
+        settings=settings,
+        bot=bot,
+        dispatcher=dispatcher,
+        services=services,
+        metrics=metrics,
+        readiness=readiness,
+        draining=draining,
+    )
 
 
 async def register_commands(

@@ -1,4 +1,5 @@
-"""Logging with secrets redacted from every record, whatever library wrote it."""
+"""Logging with secrets redacted from every record, whatever library wrote it; as text lines
+or as one JSON object per line (`LOG_FORMAT=json`)."""
 
 from __future__ import annotations
 
@@ -35,9 +36,40 @@ class RedactSecrets(logging.Filter):
         return True
 
 
-def setup_logging(level: str, secrets: Iterable[str]) -> None:
+# What a log call may add with `extra=` that JSON lines carry as their own fields.
+CONTEXT_FIELDS = ("update_id", "chat", "user", "model", "latency")
+
+
+def json_formatter(secrets: Iterable[str] = ()) -> logging.Formatter:
+    """One JSON object per line: time, level, logger, message, whatever the call gave in
+    `extra=` (update_id, chat, user, model, latency), and the traceback if any.
+
+    `RedactSecrets` cleans the message and the traceback before this runs; the finished line is
+    cleaned once more, so a secret passed in `extra=` is redacted too (secrets are made of
+    characters JSON never escapes, so they read the same inside the line)."""
+    from pythonjsonlogger.json import JsonFormatter  # only when LOG_FORMAT=json
+
+    redact = RedactSecrets(secrets)
+
+    class _Formatter(JsonFormatter):
+        def format(self, record: logging.LogRecord) -> str:
+            return redact._clean(super().format(record))
+
+    return _Formatter(
+        "%(asctime)s %(levelname)s %(name)s %(message)s",
+        rename_fields={"asctime": "time", "levelname": "level", "name": "logger"},
+        datefmt="%Y-%m-%dT%H:%M:%S%z",
+        json_ensure_ascii=False,
+    )
+
+
+def setup_logging(level: str, secrets: Iterable[str], log_format: str = "text") -> None:
+    secrets = list(secrets)
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    if log_format == "json":
+        handler.setFormatter(json_formatter(secrets))
+    else:
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     handler.addFilter(RedactSecrets(secrets))
     root = logging.getLogger()
     root.handlers[:] = [handler]

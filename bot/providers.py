@@ -13,6 +13,7 @@ builder here like `_primary` (an `LLMClient` with the provider's auth headers wr
 from __future__ import annotations
 
 import logging
+from typing import TYPE_CHECKING
 
 import httpx
 
@@ -28,6 +29,9 @@ from services.llm import (
 )
 from services.llm.openai_compat import OpenAIChat
 from services.llm.provider import Provider, ProviderRegistry
+
+if TYPE_CHECKING:  # redis-py is loaded only with REDIS_URL
+    from bot.shared_state import SharedState
 
 log = logging.getLogger(__name__)
 
@@ -48,7 +52,7 @@ def _primary_title(base_url: str) -> str:
     return "VseGPT" if host == vsegpt.HOST else host
 
 
-def _primary(settings: Settings) -> Provider:
+def _primary(settings: Settings, shared: SharedState | None) -> Provider:
     """The OpenAI-compatible provider of LLM_*: VseGPT by default; bare model ids."""
     llm = settings.llm
     assert llm.api_key is not None
@@ -58,7 +62,10 @@ def _primary(settings: Settings) -> Provider:
     http = build_http_client(
         HttpTarget(proxy=llm.proxy, ca_bundle=llm.ca_bundle, read_timeout=llm.timeout_seconds)
     )
-    limiter = FairRateLimiter(llm.rps * RATE_SAFETY)
+    rate = llm.rps * RATE_SAFETY
+    # With replicas, LLM_RPS holds for all of them together (Redis).
+    gate = shared.start_gate("openai", rate) if shared is not None and rate else None
+    limiter = FairRateLimiter(rate, gate=gate)
     breaker = _breaker(settings)
     client = LLMClient(
         http,
@@ -100,10 +107,11 @@ def _primary(settings: Settings) -> Provider:
         balance=media,
         units=("credits",) if is_vsegpt else (),
         closers=[http.aclose],
+        limiter=limiter,
     )
 
 
-def _gigachat(settings: Settings) -> Provider:
+def _gigachat(settings: Settings, shared: SharedState | None) -> Provider:
     # Imported only when configured: a bot without GigaChat does not carry its code.
     from services.llm.gigachat import build_gigachat
 
@@ -132,6 +140,10 @@ def _gigachat(settings: Settings) -> Provider:
         credentials=giga.credentials.get_secret_value(),
         scope=giga.scope,
         max_streams=giga.max_streams,
+        # With replicas, GIGACHAT_MAX_STREAMS holds for all of them together (Redis).
+        shared_streams=(
+            shared.stream_slots("gigachat", giga.max_streams) if shared is not None else None
+        ),
         breaker=breaker,
         stream_gap=llm.stream_gap_seconds,
     )
@@ -148,7 +160,7 @@ def _gigachat(settings: Settings) -> Provider:
     )
 
 
-def _mashagpt(settings: Settings) -> Provider:
+def _mashagpt(settings: Settings, shared: SharedState | None) -> Provider:
     from services.llm.mashagpt import build_mashagpt  # only when configured, as GigaChat
 
     masha = settings.mashagpt
@@ -161,6 +173,11 @@ def _mashagpt(settings: Settings) -> Provider:
         base_url=masha.base_url,
         api_key=masha.api_key.get_secret_value(),
         rps=masha.rps * RATE_SAFETY,
+        rate_gate=(
+            shared.start_gate("mashagpt", masha.rps * RATE_SAFETY)
+            if shared is not None and masha.rps
+            else None
+        ),
         models=masha.models,
         breaker=breaker,
         deadline=llm.request_deadline_seconds,
@@ -181,13 +198,14 @@ def _mashagpt(settings: Settings) -> Provider:
     )
 
 
-def build_providers(settings: Settings) -> ProviderRegistry:
-    """The configured providers, the primary one first (menu order)."""
+def build_providers(settings: Settings, shared: SharedState | None = None) -> ProviderRegistry:
+    """The configured providers, the primary one first (menu order); with `shared` (Redis),
+    their rate and stream limits hold for all replicas together."""
     providers: list[Provider] = []
     if settings.llm.api_key is not None:
-        providers.append(_primary(settings))
+        providers.append(_primary(settings, shared))
     if settings.gigachat.enabled:
-        providers.append(_gigachat(settings))
+        providers.append(_gigachat(settings, shared))
     if settings.mashagpt.enabled:
-        providers.append(_mashagpt(settings))
+        providers.append(_mashagpt(settings, shared))
     return ProviderRegistry(providers)

@@ -16,6 +16,7 @@ import logging
 import os
 from collections.abc import Iterator, Mapping
 from typing import Annotated, Any
+from urllib.parse import urlsplit
 
 from pydantic import (
     AliasChoices,
@@ -308,12 +309,33 @@ class AccessSettings(_Section):
 
 class StorageSettings(_Section):
     database_url: str = Field("sqlite:///data/bot.db", alias="DATABASE_URL")
+    # Set: state shared by replicas (forms, limiters, pacing, Stop) lives in this Redis.
+    redis_url: SecretStr | None = Field(None, alias="REDIS_URL")
+
+    @field_validator("redis_url")
+    @classmethod
+    def _check_redis_url(cls, value: SecretStr | None) -> SecretStr | None:
+        value = _optional_secret(value)  # may hold a password: never echoed
+        if value is not None:
+            scheme = value.get_secret_value().split("://", 1)[0].lower()
+            if scheme not in ("redis", "rediss", "unix"):
+                raise ValueError("must look like redis://[:password@]host:port/db")
+        return value
 
     @field_validator("database_url")
     @classmethod
     def _check_database_url(cls, value: str) -> str:
-        if not value.startswith("sqlite:///"):
-            raise ValueError("must look like sqlite:///relative/path or sqlite:////absolute/path")
+        # The full check (and the backend) is services/storage/factory.py's; this one fails
+        # fast on a value of the wrong kind. The value is never echoed: it may hold a password.
+        url = value.strip()
+        scheme, _, rest = url.partition("://")
+        # A PostgreSQL URL must name its database: postgresql://…@host/database.
+        postgres = scheme.lower() in ("postgresql", "postgres") and "/" in rest.split("?")[0]
+        if not url.startswith("sqlite:///") and not postgres:
+            raise ValueError(
+                "must look like sqlite:///relative/path, sqlite:////absolute/path or "
+                "postgresql://user:password@host:port/database"
+            )
         return value
 
 
@@ -338,6 +360,56 @@ class AdminSettings(_Section):
         return value
 
 
+class ServerSettings(_Section):
+    """How updates arrive (long polling, or a webhook behind a public HTTPS URL) and the
+    operators' HTTP endpoints (/healthz, /readyz, /metrics)."""
+
+    # Set: the bot registers this URL with Telegram and serves it instead of polling.
+    webhook_url: str | None = Field(None, alias="WEBHOOK_URL")
+    # Sent to Telegram as secret_token; requests without it in their header get 401.
+    webhook_secret: SecretStr | None = Field(None, alias="WEBHOOK_SECRET")
+    webhook_host: str = Field("0.0.0.0", alias="WEBHOOK_HOST")
+    webhook_port: int = Field(8080, ge=1, le=65535, alias="WEBHOOK_PORT")
+    webhook_path: str = Field("/telegram/webhook", alias="WEBHOOK_PATH")
+    # Polling mode only: serve /healthz, /readyz and /metrics on this port (unset: no server).
+    health_port: int | None = Field(None, ge=1, le=65535, alias="HEALTH_PORT")
+
+    @property
+    def webhook(self) -> bool:
+        return self.webhook_url is not None
+
+    @field_validator("webhook_url")
+    @classmethod
+    def _check_webhook_url(cls, value: str | None) -> str | None:
+        if value is None or not value.strip():
+            return None
+        value = value.strip()
+        # Telegram refuses anything else; plain http is for a local test server only.
+        if not value.startswith(("https://", "http://127.0.0.1", "http://localhost")):
+            raise ValueError("must be an https:// URL")
+        return value
+
+    @field_validator("webhook_secret")
+    @classmethod
+    def _check_webhook_secret(cls, value: SecretStr | None) -> SecretStr | None:
+        value = _optional_secret(value)
+        if value is not None:
+            secret = value.get_secret_value()
+            # Telegram's rule for secret_token.
+            allowed = all(c.isascii() and (c.isalnum() or c in "_-") for c in secret)
+            if len(secret) > 256 or not allowed:
+                raise ValueError("must be 1-256 characters of A-Z, a-z, 0-9, _ and -")
+        return value
+
+    @field_validator("webhook_path")
+    @classmethod
+    def _check_webhook_path(cls, value: str) -> str:
+        value = value.strip()
+        if not value.startswith("/"):
+            raise ValueError("must start with /")
+        return value
+
+
 SECTIONS: dict[str, type[_Section]] = {
     "telegram": TelegramSettings,
     "llm": LLMSettings,
@@ -348,9 +420,14 @@ SECTIONS: dict[str, type[_Section]] = {
     "access": AccessSettings,
     "storage": StorageSettings,
     "admin": AdminSettings,
+    "server": ServerSettings,
 }
 # Settings of the process itself, at the top level.
-_TOP_LEVEL = {"LOG_LEVEL": "log_level", "SHUTDOWN_GRACE_SECONDS": "shutdown_grace_seconds"}
+_TOP_LEVEL = {
+    "LOG_LEVEL": "log_level",
+    "LOG_FORMAT": "log_format",
+    "SHUTDOWN_GRACE_SECONDS": "shutdown_grace_seconds",
+}
 
 
 def env_names() -> Iterator[tuple[str, str | None, str]]:
@@ -413,9 +490,12 @@ class Settings(BaseSettings):
     access: AccessSettings = Field(default_factory=lambda: AccessSettings())
     storage: StorageSettings = Field(default_factory=lambda: StorageSettings())
     admin: AdminSettings = Field(default_factory=lambda: AdminSettings())
+    server: ServerSettings = Field(default_factory=lambda: ServerSettings())
 
     shutdown_grace_seconds: float = Field(default=10.0, ge=0)
     log_level: str = "INFO"
+    # text: one human-readable line per record; json: one JSON object per line.
+    log_format: str = "text"
 
     @classmethod
     def settings_customise_sources(
@@ -451,6 +531,14 @@ class Settings(BaseSettings):
             raise ValueError("must be one of DEBUG, INFO, WARNING, ERROR, CRITICAL")
         return level
 
+    @field_validator("log_format")
+    @classmethod
+    def _check_log_format(cls, value: str) -> str:
+        fmt = value.strip().lower()
+        if fmt not in ("text", "json"):
+            raise ValueError("must be text or json")
+        return fmt
+
     @model_validator(mode="after")
     def _one_provider_at_least(self) -> Settings:
         if self.llm.api_key is None and not self.gigachat.enabled and not self.mashagpt.enabled:
@@ -458,6 +546,12 @@ class Settings(BaseSettings):
                 "no provider is configured: set LLM_API_KEY, GIGACHAT_CREDENTIALS or "
                 "MASHAGPT_API_KEY"
             )
+        return self
+
+    @model_validator(mode="after")
+    def _webhook_secret_with_url(self) -> Settings:
+        if self.server.webhook_url is not None and self.server.webhook_secret is None:
+            raise ValueError("WEBHOOK_SECRET is required when WEBHOOK_URL is set")
         return self
 
     @model_validator(mode="after")
@@ -471,10 +565,21 @@ class Settings(BaseSettings):
     def secrets(self) -> list[str]:
         """Every secret value, for the log filter that redacts them."""
         values = [self.telegram.bot_token]
-        for secret in (self.llm.api_key, self.gigachat.credentials, self.mashagpt.api_key):
+        for secret in (
+            self.llm.api_key,
+            self.gigachat.credentials,
+            self.mashagpt.api_key,
+            self.server.webhook_secret,
+        ):
             if secret is not None:
                 values.append(secret)
-        return [v.get_secret_value() for v in values]
+        secrets = [v.get_secret_value() for v in values]
+        if self.storage.redis_url is not None:
+            # REDIS_URL is logged nowhere; its password is redacted should it show up anyway.
+            redis_password = urlsplit(self.storage.redis_url.get_secret_value()).password
+            if redis_password:
+                secrets.append(redis_password)
+        return secrets
 
 
 def load_settings(*, _env_file: str | None = ".env", **overrides: object) -> Settings:

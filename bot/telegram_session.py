@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import urllib.request
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Callable
 from typing import Any, cast
 
 from aiogram import Bot
@@ -221,10 +221,19 @@ def safe_description(error: BaseException, token: str) -> str:
 
 
 class FloodControl(BaseRequestMiddleware):
-    def __init__(self, pacer: KeyedPacer, *, max_retries: int = 3, max_wait: float = 60.0) -> None:
+    def __init__(
+        self,
+        pacer: KeyedPacer,
+        *,
+        max_retries: int = 3,
+        max_wait: float = 60.0,
+        on_retry_after: Callable[[], None] | None = None,
+    ) -> None:
         self._pacer = pacer
         self._max_retries = max_retries
         self._max_wait = max_wait
+        # Told about every 429 Telegram answers (the bot's metrics).
+        self._on_retry_after = on_retry_after
 
     async def __call__(
         self,
@@ -242,6 +251,8 @@ class FloodControl(BaseRequestMiddleware):
             try:
                 return await make_request(bot, method)
             except TelegramRetryAfter as error:
+                if self._on_retry_after is not None:
+                    self._on_retry_after()
                 attempt += 1
                 if (
                     name in NOT_RETRIED

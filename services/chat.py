@@ -12,8 +12,9 @@ import enum
 import logging
 import random
 import time
-from collections.abc import AsyncIterator, Hashable
+from collections.abc import AsyncIterator, Callable, Hashable
 from dataclasses import dataclass
+from typing import Protocol
 
 from services.conversation import (
     PARTLY_DELIVERED,
@@ -94,6 +95,12 @@ class StopResult(enum.Enum):
     STOPPED = "stopped"
     NOT_FOUND = "not_found"
     NOT_ALLOWED = "not_allowed"
+
+
+class StopForwarder(Protocol):
+    """Replicas: hands a Stop to the other processes (services/shared/stop.py)."""
+
+    def send(self, chat_id: int, reply_id: int, user_id: int | None, force: bool) -> None: ...
 
 
 class Reply:
@@ -248,8 +255,11 @@ class ChatService:
         default_vision_model: str,
         images: ImageMemory | None = None,
         users: UserService | None = None,
+        stop_forwarder: StopForwarder | None = None,
     ) -> None:
         self._providers = providers
+        # With replicas, a Stop for a reply streamed elsewhere is forwarded to its replica.
+        self._stop_forwarder = stop_forwarder
         self._users = users
         # Models that rejected a temperature: later requests leave it out from the start.
         self._no_temperature: set[str] = set()
@@ -267,6 +277,13 @@ class ChatService:
         self._next_id = random.randint(1, _MAX_ID // 2)
         self._closed = False
         self._closing = False  # shutdown began: nothing new starts
+        # Told once about every answer that ended (the bot's metrics); must be cheap.
+        self._listeners: list[Callable[[Reply, ReplyOutcome], None]] = []
+
+    def add_listener(self, listener: Callable[[Reply, ReplyOutcome], None]) -> None:
+        """Call `listener(reply, outcome)` once when each answer ends (not one put off at
+        start-up of a shutdown). A failing listener is logged, never the answer's problem."""
+        self._listeners.append(listener)
 
     def model_for(self, user: UserRecord) -> str:
         """The user's chat model; the default when none is chosen or its provider is gone."""
@@ -334,7 +351,24 @@ class ChatService:
     def stop(
         self, chat_id: int, reply_id: int, *, user_id: int | None = None, force: bool = False
     ) -> StopResult:
-        """Stop a reply in `chat_id`. With `user_id`, only its author may (or `force`)."""
+        """Stop a reply in `chat_id`. With `user_id`, only its author may (or `force`).
+
+        With replicas, a reply this process does not stream is forwarded to the others: the
+        replica streaming it checks the permission and stops it. Forwarded, the answer is
+        STOPPED (the presser sees "Stopping…"; a stale button is no longer told apart).
+        """
+        reply = self._replies.get(reply_id)
+        if (reply is None or reply.request.chat_id != chat_id) and (
+            self._stop_forwarder is not None
+        ):
+            self._stop_forwarder.send(chat_id, reply_id, user_id, force)
+            return StopResult.STOPPED
+        return self.stop_forwarded(chat_id, reply_id, user_id, force)
+
+    def stop_forwarded(
+        self, chat_id: int, reply_id: int, user_id: int | None, force: bool
+    ) -> StopResult:
+        """A Stop forwarded by a replica (or this one): stop the reply if it streams here."""
         reply = self._replies.get(reply_id)
         if reply is None or reply.request.chat_id != chat_id:
             return StopResult.NOT_FOUND
@@ -514,17 +548,23 @@ class ChatService:
 
     def _finish(self, reply: Reply, status: ReplyStatus, error: UpstreamError | None) -> None:
         self._replies.pop(reply.id, None)
+        if reply._outcome is not None:
+            return  # published already (a complete answer is, before it is stored)
         text = "" if status is ReplyStatus.REFUSED else reply.text
-        reply._finish(
-            ReplyOutcome(
-                status,
-                text,
-                reply.model,
-                error,
-                truncated=reply._truncated,
-                temperature_dropped=reply._temperature_dropped,
-            )
+        outcome = ReplyOutcome(
+            status,
+            text,
+            reply.model,
+            error,
+            truncated=reply._truncated,
+            temperature_dropped=reply._temperature_dropped,
         )
+        reply._finish(outcome)
+        for listener in self._listeners:
+            try:
+                listener(reply, outcome)
+            except Exception:
+                log.exception("reply listener failed")
 
     async def _persist(
         self,

@@ -3,14 +3,29 @@
 Telegram limits a bot to about 30 messages per second overall and about one per
 second in a chat, 20 per minute in a group. Waiting here is cheaper than a 429,
 which stalls the whole chat for `retry_after` seconds.
+
+With replicas (REDIS_URL), `KeyedPacer` is given the shared limiter: each send books its turn
+under the bot's overall rate and its chat's rate there, for all replicas together; when Redis
+cannot answer, that send is paced by the local buckets as without it.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable, Hashable
+from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass
+from typing import Protocol
+
+from services.shared.rate import Rate
+
+
+class SharedRates(Protocol):
+    """Rate limits shared with other processes (services/shared/gcra.py)."""
+
+    async def book(self, rates: Sequence[Rate]) -> float | None:
+        """Book one send under every rate: seconds to wait, None to pace locally."""
+        ...
 
 
 @dataclass(slots=True)
@@ -80,9 +95,12 @@ class KeyedPacer:
         group_burst: float = 20.0,
         max_keys: int = 10_000,
         clock: Callable[[], float] = time.monotonic,
+        shared: SharedRates | None = None,
     ) -> None:
         self._clock = clock
         self._global = TokenBucket(global_rate, global_burst or global_rate, clock)
+        self._shared = shared
+        self._shared_global = Rate("tg:all", global_rate, global_burst or global_rate)
         self._key_rate = key_rate
         self._key_burst = key_burst
         self._group_rate = group_rate
@@ -121,7 +139,24 @@ class KeyedPacer:
         self._global.take()
         return True
 
+    def _shared_rates(self, key: Hashable | None, group: bool) -> tuple[Rate, ...]:
+        if key is None:
+            return (self._shared_global,)
+        if group and self._group_rate:
+            chat = Rate(f"tg:chat:{key}", self._group_rate, self._group_burst)
+        else:
+            chat = Rate(f"tg:chat:{key}", self._key_rate, self._key_burst)
+        return (self._shared_global, chat)
+
     async def wait(self, key: Hashable | None, *, group: bool = False) -> None:
+        if self._shared is not None:
+            shared_delay = await self._shared.book(self._shared_rates(key, group))
+            if shared_delay is not None:
+                # Counted locally too: drafts use only what this replica's sends leave free.
+                self._global.reserve()
+                if shared_delay > 0:
+                    await asyncio.sleep(shared_delay)
+                return
         delay = self.delay_for(key, group=group)
         if delay > 0:
             await asyncio.sleep(delay)

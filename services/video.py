@@ -179,6 +179,15 @@ class VideoService:
         # submits (one bot process owns the database, so an in-process lock is enough).
         self._limit_lock = asyncio.Lock()
         self._closed = False
+        # Told (kind, state) when a job is submitted, delivered or fails: the bot's metrics.
+        self._state_listeners: list[Callable[[str, str], None]] = []
+
+    def add_state_listener(self, listener: Callable[[str, str], None]) -> None:
+        self._state_listeners.append(listener)
+
+    def _announce(self, job: VideoJob) -> None:
+        for listener in self._state_listeners:
+            listener(job.kind, job.state)
 
     def set_notifier(self, notifier: VideoNotifier) -> None:
         self._notifier = notifier
@@ -261,6 +270,7 @@ class VideoService:
             job = await self._storage.update_video_job(
                 job.id, request_id=request_id, state="IN_QUEUE"
             )
+            self._announce(job)
             await self._record_usage(job)
         finally:
             self._submitting.discard(job.id)
@@ -417,12 +427,14 @@ class VideoService:
             return await self._finish(job, "ERROR", "delivery failed")
         ctx.video = None  # do not hold megabytes longer than needed
         job = await self._storage.update_video_job(job.id, state="DELIVERED")
+        self._announce(job)
         log.info("video job %d: delivered", job.id)
         return job
 
     async def _finish(self, job: VideoJob, state: str, reason: str | None) -> VideoJob:
         """Store a terminal failure state and tell the user; notifier errors are only logged."""
         job = await self._storage.update_video_job(job.id, state=state, reason=reason)
+        self._announce(job)
         try:
             await self._require_notifier().failed(job)
         except Exception:

@@ -8,6 +8,12 @@ One scheduler task per limiter (alive only while someone waits) grants the start
 sleep on their own. A grant is O(1) amortised: cancelled waiters are skipped lazily. Queue
 positions are computed only while some waiter has waited past `notice_after` and has a callback,
 by walking the round-robin order up to the last such waiter, once per grant or notice deadline.
+
+With a `gate` (replicas sharing one rate, services/shared), this queue still decides WHO starts
+next and the gate decides WHEN: while anyone waits, the scheduler books one start on the gate
+(one booking ahead per replica, so the shared rate stays full), sleeps until it, and grants it
+to the head of the fair order. A gate that cannot answer (Redis down) returns None and that
+start is paced locally, as without a gate.
 """
 
 from __future__ import annotations
@@ -18,12 +24,21 @@ import math
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Hashable, Iterator
+from typing import Protocol
 
-__all__ = ["FairRateLimiter"]
+__all__ = ["FairRateLimiter", "StartGate"]
 
 log = logging.getLogger(__name__)
 
 OnWait = Callable[[int], Awaitable[None]]
+
+
+class StartGate(Protocol):
+    """A rate shared with other processes."""
+
+    async def book(self) -> float | None:
+        """Book the next start: seconds until it, or None when the shared state is
+        unreachable (the caller paces this start locally)."""
 
 
 class _Waiter:
@@ -61,8 +76,10 @@ class FairRateLimiter:
         *,
         notice_after: float = 2.0,
         clock: Callable[[], float] = time.monotonic,
+        gate: StartGate | None = None,
     ) -> None:
-        """`rate` = starts per second for the whole bot; 0 means unlimited."""
+        """`rate` = starts per second for the whole bot; 0 means unlimited. `gate`: the same
+        rate shared with other replicas (unused when unlimited)."""
         if math.isnan(rate) or rate < 0:
             raise ValueError("rate must be >= 0")
         self._interval = 1.0 / rate if rate > 0 else 0.0
@@ -77,6 +94,10 @@ class FairRateLimiter:
         self._task: asyncio.Task[None] | None = None
         self._timer: asyncio.Future[None] | None = None  # the scheduler's sleep
         self._wake_at = math.inf  # when that sleep ends
+        self._gate = gate if self._interval else None
+        self._booked = False  # the time of the next grant (_next_at) is decided for a waiter
+        # Told how long each granted caller waited, in seconds (the bot's metrics).
+        self.on_grant: Callable[[float], None] | None = None
 
     def queued(self) -> int:
         return self._live
@@ -96,8 +117,10 @@ class FairRateLimiter:
         if not self._interval:
             return
         now = self._clock()
-        if not self._live and now >= self._next_at:
+        if not self._live and now >= self._next_at and self._gate is None:
             self._next_at = now + self._interval
+            if self.on_grant is not None:
+                self.on_grant(0.0)
             return
         loop = asyncio.get_running_loop()
         waiter = _Waiter(loop.create_future(), now, on_wait)
@@ -124,6 +147,8 @@ class FairRateLimiter:
                         log.warning("queue position callback failed", exc_info=True)
                         waiter.on_wait = None
                 if waiter.granted:
+                    if self.on_grant is not None:
+                        self.on_grant(self._clock() - waiter.enqueued_at)
                     return
                 waiter.wake = loop.create_future()
         except BaseException:
@@ -146,6 +171,8 @@ class FairRateLimiter:
             _resolve(self._timer)  # nobody left: let the scheduler exit and drop the leftovers
 
     def _refund(self) -> None:
+        if self._gate is not None:
+            return  # a shared start is booked for its moment: a later use might crowd the next
         # The grant was never used: let the next waiter have the slot at once.
         self._next_at -= self._interval
         if self._timer is not None:
@@ -212,6 +239,7 @@ class FairRateLimiter:
     def _grant(self, waiter: _Waiter, now: float) -> None:
         # max(): after idling the next slot starts now; never grant two within one interval.
         self._next_at = max(now, self._next_at) + self._interval
+        self._booked = False
         waiter.granted = True
         self._live -= 1
         if waiter.noticed:
@@ -228,9 +256,20 @@ class FairRateLimiter:
             handle.cancel()
             self._timer = None
 
+    async def _book(self) -> None:
+        # A start booked on the shared gate; when the gate cannot answer, the local
+        # schedule (_next_at, kept by every grant) paces this one.
+        delay = await self._gate.book() if self._gate is not None else None
+        if delay is not None:
+            self._next_at = self._clock() + delay
+        self._booked = True
+
     async def _run(self) -> None:
         try:
             while self._live:
+                if self._gate is not None and not self._booked:
+                    await self._book()
+                    continue  # waiters may have left meanwhile
                 now = self._clock()
                 changed = False
                 if now >= self._next_at:
@@ -258,6 +297,7 @@ class FairRateLimiter:
                         waiter.wake.set_exception(exc)
         finally:
             self._task = None
+            self._booked = False  # an unused booking is given up: the next waiter books anew
             if not self._live:
                 # Only cancelled leftovers remain: drop them now rather than on a later grant.
                 self._queues.clear()

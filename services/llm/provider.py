@@ -20,6 +20,7 @@ from typing import Protocol, cast, runtime_checkable
 from services.llm.breaker import CircuitBreaker
 from services.llm.catalog import ModelCatalog
 from services.llm.errors import ModelUnavailable
+from services.llm.limiter import FairRateLimiter
 from services.llm.media import Balance, ImageResult, VideoStatus
 from services.llm.turns import Turn
 from services.llm.types import ModelInfo, StreamChunk
@@ -162,6 +163,8 @@ class Provider:
     units: tuple[str, ...] = ()
     # Closed by the factory on shutdown (HTTP clients, background tasks), in order.
     closers: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
+    # Its request-rate limiter with the fair queue, when it has one (queue metrics).
+    limiter: FairRateLimiter | None = None
 
     def qualify(self, model: str) -> str:
         """The id users and storage see for this provider's own model id."""

@@ -17,6 +17,10 @@ callback hears its 1-based position in the service order, and again whenever it 
 timer (no task) marks waiters that passed `notice_after`; positions are recomputed at most once per
 event-loop pass, and only while such a waiter exists, by walking the service order up to the last
 of them.
+
+With `shared` (replicas sharing the upstream's limit, services/shared), a caller granted a local
+slot also holds a place of the shared semaphore for the body: the local queue decides WHO goes
+next, the shared count decides WHEN, and all replicas together never exceed it.
 """
 
 from __future__ import annotations
@@ -28,13 +32,21 @@ import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Hashable, Iterator
 from types import TracebackType
-from typing import TypeAlias
+from typing import Protocol, TypeAlias
 
-__all__ = ["FairSlots"]
+__all__ = ["FairSlots", "SharedCount"]
 
 log = logging.getLogger(__name__)
 
 OnWait = Callable[[int], Awaitable[None]]
+
+
+class SharedCount(Protocol):
+    """A limit of holders shared with other processes."""
+
+    def hold(self) -> contextlib.AbstractAsyncContextManager[None]:
+        """Hold one place for the body; goes ahead when the shared state is unreachable."""
+        ...
 
 
 class _Waiter:
@@ -81,8 +93,10 @@ class FairSlots:
         *,
         notice_after: float = 1.0,
         clock: Callable[[], float] = time.monotonic,
+        shared: SharedCount | None = None,
     ) -> None:
-        """`limit` = requests in flight at once for the whole bot (per upstream key)."""
+        """`limit` = requests in flight at once for the whole bot (per upstream key);
+        `shared`: the same limit across replicas."""
         if limit < 1:
             raise ValueError("limit must be >= 1")
         if not notice_after >= 0:  # also rejects NaN
@@ -100,6 +114,7 @@ class FairSlots:
         self._noticed_live = 0
         self._notice_timer: asyncio.TimerHandle | None = None
         self._positions_pending: asyncio.Handle | None = None
+        self._shared = shared
 
     @property
     def in_use(self) -> int:
@@ -308,18 +323,27 @@ class FairSlots:
 class _Hold:
     """One slot for the body of one `async with`."""
 
-    __slots__ = ("_held", "_key", "_on_wait", "_slots")
+    __slots__ = ("_held", "_key", "_on_wait", "_shared", "_slots")
 
     def __init__(self, slots: FairSlots, key: Hashable, on_wait: OnWait | None) -> None:
         self._slots = slots
         self._key = key
         self._on_wait = on_wait
         self._held = False
+        self._shared: contextlib.AbstractAsyncContextManager[None] | None = None
 
     async def __aenter__(self) -> None:
         if self._held:
             raise RuntimeError("this hold already has its slot")
         await self._slots._acquire(self._key, self._on_wait)
+        if self._slots._shared is not None:
+            shared = self._slots._shared.hold()
+            try:
+                await shared.__aenter__()
+            except BaseException:
+                self._slots._release(self._key)  # cancelled while waiting for a shared place
+                raise
+            self._shared = shared
         self._held = True
 
     async def __aexit__(
@@ -330,4 +354,9 @@ class _Hold:
     ) -> None:
         if self._held:
             self._held = False
-            self._slots._release(self._key)
+            shared, self._shared = self._shared, None
+            try:
+                if shared is not None:
+                    await shared.__aexit__(exc_type, exc, tb)
+            finally:
+                self._slots._release(self._key)

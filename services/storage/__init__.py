@@ -1,5 +1,5 @@
 """Persistence behind one interface: users, conversations, messages, usage, video jobs,
-broadcasts and the admins' statistics."""
+broadcasts and the admins' statistics; on SQLite (the default) or PostgreSQL."""
 
 from __future__ import annotations
 
@@ -23,8 +23,9 @@ from .base import (
     UserRecord,
     VideoJob,
 )
-from .factory import open_storage, sqlite_path_from_url
-from .migrations import MIGRATIONS, SCHEMA_VERSION, Migration, SchemaTooNew
+from .factory import database_kind, open_storage, postgres_dsn, sqlite_path_from_url
+from .migrations import MIGRATIONS, SCHEMA_VERSION, Migration, PerDialect, SchemaTooNew
+from .postgres import PostgresStorage
 from .sqlite import SQLiteStorage
 
 __all__ = [
@@ -42,6 +43,8 @@ __all__ = [
     "Broadcast",
     "Migration",
     "ModelUse",
+    "PerDialect",
+    "PostgresStorage",
     "RefusalCount",
     "SQLiteStorage",
     "SchemaTooNew",
@@ -51,6 +54,8 @@ __all__ = [
     "UsageSummary",
     "UserRecord",
     "VideoJob",
+    "database_kind",
     "open_storage",
+    "postgres_dsn",
     "sqlite_path_from_url",
 ]

@@ -489,3 +489,8 @@ class Storage(Protocol):
         """Add one to the ``refusals`` count of ``reason`` (one of REFUSAL_REASONS) on the UTC
         ``day`` ("YYYY-MM-DD"); one upsert."""
         ...
+
+    async def ping(self) -> None:
+        """A cheap round trip to the database (readiness probes); raises when it does not
+        answer."""
+        ...

@@ -1,8 +1,16 @@
-"""Versioned SQLite schema migrations.
+"""Versioned schema migrations: one list, one runner, for SQLite and PostgreSQL.
 
-The schema version lives in ``PRAGMA user_version`` (stored in the database header and
-transactional), so each migration and its version bump commit together: a crash mid-migration
-leaves the previous version intact and the migration is simply retried on the next start.
+Each migration holds its SQL once, and per dialect only where SQLite and PostgreSQL differ
+(``PerDialect``: column types, identity keys). The same runner applies them to both:
+
+- SQLite keeps the version in ``PRAGMA user_version`` (stored in the database header and
+  transactional), so existing databases keep working; each step runs in ``BEGIN IMMEDIATE``.
+- PostgreSQL keeps it in the one-row table ``schema_version``; each step runs in a transaction
+  holding a transaction-level advisory lock (per schema), so of two processes starting at once
+  only one migrates and the other then sees the new version.
+
+Either way a migration and its version bump commit together: a crash mid-migration leaves the
+previous version intact and the migration is simply retried on the next start.
 
 Rules for adding a migration: append a new ``Migration`` with the next version; never edit one
 that has shipped (existing databases have already applied it).
@@ -11,12 +19,28 @@ that has shipped (existing databases have already applied it).
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
+from typing import Literal, Protocol
 
 import aiosqlite
+import asyncpg
+from asyncpg.pool import PoolConnectionProxy
 
+# A connection of its own or one lent by a pool.
+PgConnection = asyncpg.Connection | PoolConnectionProxy
 log = logging.getLogger(__name__)
+
+Dialect = Literal["sqlite", "postgres"]
+
+
+@dataclass(frozen=True, slots=True)
+class PerDialect:
+    """One statement written twice, where SQLite and PostgreSQL need different SQL."""
+
+    sqlite: str
+    postgres: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -24,8 +48,17 @@ class Migration:
     version: int
     description: str
     # Separate statements rather than one script: sqlite3's executescript() commits first, which
-    # would break the all-or-nothing guarantee.
-    statements: tuple[str, ...]
+    # would break the all-or-nothing guarantee. A plain string is the same in both dialects.
+    statements: tuple[str | PerDialect, ...]
+
+    def sql(self, dialect: Dialect) -> tuple[str, ...]:
+        """The statements of this migration in ``dialect``."""
+        return tuple(
+            statement
+            if isinstance(statement, str)
+            else (statement.sqlite if dialect == "sqlite" else statement.postgres)
+            for statement in self.statements
+        )
 
 
 MIGRATIONS: tuple[Migration, ...] = (
@@ -33,61 +66,117 @@ MIGRATIONS: tuple[Migration, ...] = (
         version=1,
         description="users, conversations, messages, usage records",
         statements=(
-            """
-            CREATE TABLE users (
-                user_id       INTEGER PRIMARY KEY,
-                username      TEXT,
-                first_name    TEXT,
-                language_code TEXT,
-                language      TEXT,
-                model         TEXT,
-                system_prompt TEXT,
-                temperature   REAL,
-                created_at    REAL NOT NULL,
-                is_blocked    INTEGER NOT NULL DEFAULT 0
-            )
-            """,
+            PerDialect(
+                sqlite="""
+                CREATE TABLE users (
+                    user_id       INTEGER PRIMARY KEY,
+                    username      TEXT,
+                    first_name    TEXT,
+                    language_code TEXT,
+                    language      TEXT,
+                    model         TEXT,
+                    system_prompt TEXT,
+                    temperature   REAL,
+                    created_at    REAL NOT NULL,
+                    is_blocked    INTEGER NOT NULL DEFAULT 0
+                )
+                """,
+                postgres="""
+                CREATE TABLE users (
+                    user_id       BIGINT PRIMARY KEY,
+                    username      TEXT,
+                    first_name    TEXT,
+                    language_code TEXT,
+                    language      TEXT,
+                    model         TEXT,
+                    system_prompt TEXT,
+                    temperature   DOUBLE PRECISION,
+                    created_at    DOUBLE PRECISION NOT NULL,
+                    is_blocked    INTEGER NOT NULL DEFAULT 0
+                )
+                """,
+            ),
             # A chat/thread's active conversation is its newest one, so starting a new
             # conversation is a single INSERT and the old one stays untouched.
             # thread_id NULL is stored as 0 so equality lookups (and a future UNIQUE) work.
-            """
-            CREATE TABLE conversations (
-                id         INTEGER PRIMARY KEY,
-                chat_id    INTEGER NOT NULL,
-                thread_id  INTEGER NOT NULL DEFAULT 0,
-                created_at REAL NOT NULL
-            )
-            """,
+            PerDialect(
+                sqlite="""
+                CREATE TABLE conversations (
+                    id         INTEGER PRIMARY KEY,
+                    chat_id    INTEGER NOT NULL,
+                    thread_id  INTEGER NOT NULL DEFAULT 0,
+                    created_at REAL NOT NULL
+                )
+                """,
+                postgres="""
+                CREATE TABLE conversations (
+                    id         BIGINT GENERATED BY DEFAULT AS IDENTITY PRIMARY KEY,
+                    chat_id    BIGINT NOT NULL,
+                    thread_id  BIGINT NOT NULL DEFAULT 0,
+                    created_at DOUBLE PRECISION NOT NULL
+                )
+                """,
+            ),
             # Covering index for "newest conversation of (chat_id, thread_id)": one b-tree seek.
             "CREATE INDEX conversations_chat_thread_idx ON conversations (chat_id, thread_id, id)",
-            """
-            CREATE TABLE messages (
-                id              INTEGER PRIMARY KEY,
-                conversation_id INTEGER NOT NULL
-                                REFERENCES conversations (id) ON DELETE CASCADE,
-                user_id         INTEGER,
-                role            TEXT NOT NULL CHECK (role IN ('user', 'assistant')),
-                content         TEXT NOT NULL,
-                tokens          INTEGER NOT NULL,
-                status          TEXT NOT NULL DEFAULT 'complete',
-                created_at      REAL NOT NULL
-            )
-            """,
+            PerDialect(
+                sqlite="""
+                CREATE TABLE messages (
+                    id              INTEGER PRIMARY KEY,
+                    conversation_id INTEGER NOT NULL
+                                    REFERENCES conversations (id) ON DELETE CASCADE,
+                    user_id         INTEGER,
+                    role            TEXT NOT NULL CHECK (role IN ('user', 'assistant')),
+                    content         TEXT NOT NULL,
+                    tokens          INTEGER NOT NULL,
+                    status          TEXT NOT NULL DEFAULT 'complete',
+                    created_at      REAL NOT NULL
+                )
+                """,
+                postgres="""
+                CREATE TABLE messages (
+                    id              BIGINT GENERATED BY DEFAULT AS IDENTITY PRIMARY KEY,
+                    conversation_id BIGINT NOT NULL
+                                    REFERENCES conversations (id) ON DELETE CASCADE,
+                    user_id         BIGINT,
+                    role            TEXT NOT NULL CHECK (role IN ('user', 'assistant')),
+                    content         TEXT NOT NULL,
+                    tokens          INTEGER NOT NULL,
+                    status          TEXT NOT NULL DEFAULT 'complete',
+                    created_at      DOUBLE PRECISION NOT NULL
+                )
+                """,
+            ),
             # History paging: newest N of one conversation, optionally below an id.
             "CREATE INDEX messages_conversation_idx ON messages (conversation_id, id)",
-            """
-            CREATE TABLE usage_records (
-                id                INTEGER PRIMARY KEY,
-                user_id           INTEGER NOT NULL,
-                chat_id           INTEGER NOT NULL,
-                model             TEXT NOT NULL,
-                prompt_tokens     INTEGER NOT NULL,
-                completion_tokens INTEGER NOT NULL,
-                credits           REAL,
-                status            TEXT NOT NULL,
-                created_at        REAL NOT NULL
-            )
-            """,
+            PerDialect(
+                sqlite="""
+                CREATE TABLE usage_records (
+                    id                INTEGER PRIMARY KEY,
+                    user_id           INTEGER NOT NULL,
+                    chat_id           INTEGER NOT NULL,
+                    model             TEXT NOT NULL,
+                    prompt_tokens     INTEGER NOT NULL,
+                    completion_tokens INTEGER NOT NULL,
+                    credits           REAL,
+                    status            TEXT NOT NULL,
+                    created_at        REAL NOT NULL
+                )
+                """,
+                postgres="""
+                CREATE TABLE usage_records (
+                    id                BIGINT GENERATED BY DEFAULT AS IDENTITY PRIMARY KEY,
+                    user_id           BIGINT NOT NULL,
+                    chat_id           BIGINT NOT NULL,
+                    model             TEXT NOT NULL,
+                    prompt_tokens     INTEGER NOT NULL,
+                    completion_tokens INTEGER NOT NULL,
+                    credits           DOUBLE PRECISION,
+                    status            TEXT NOT NULL,
+                    created_at        DOUBLE PRECISION NOT NULL
+                )
+                """,
+            ),
             "CREATE INDEX usage_records_user_time_idx ON usage_records (user_id, created_at)",
         ),
     ),
@@ -104,24 +193,44 @@ MIGRATIONS: tuple[Migration, ...] = (
             # thread_id stays nullable here: it is only echoed back to Telegram, never looked up.
             # No CHECK on state: SQLite cannot alter a CHECK without rebuilding the table, and
             # the code validates states before writing.
-            """
-            CREATE TABLE video_jobs (
-                id                  INTEGER PRIMARY KEY,
-                user_id             INTEGER NOT NULL,
-                chat_id             INTEGER NOT NULL,
-                thread_id           INTEGER,
-                request_id          TEXT,
-                model               TEXT NOT NULL,
-                prompt              TEXT NOT NULL,
-                lang                TEXT NOT NULL,
-                state               TEXT NOT NULL,
-                progress_message_id INTEGER,
-                url                 TEXT,
-                reason              TEXT,
-                created_at          REAL NOT NULL,
-                updated_at          REAL NOT NULL
-            )
-            """,
+            PerDialect(
+                sqlite="""
+                CREATE TABLE video_jobs (
+                    id                  INTEGER PRIMARY KEY,
+                    user_id             INTEGER NOT NULL,
+                    chat_id             INTEGER NOT NULL,
+                    thread_id           INTEGER,
+                    request_id          TEXT,
+                    model               TEXT NOT NULL,
+                    prompt              TEXT NOT NULL,
+                    lang                TEXT NOT NULL,
+                    state               TEXT NOT NULL,
+                    progress_message_id INTEGER,
+                    url                 TEXT,
+                    reason              TEXT,
+                    created_at          REAL NOT NULL,
+                    updated_at          REAL NOT NULL
+                )
+                """,
+                postgres="""
+                CREATE TABLE video_jobs (
+                    id                  BIGINT GENERATED BY DEFAULT AS IDENTITY PRIMARY KEY,
+                    user_id             BIGINT NOT NULL,
+                    chat_id             BIGINT NOT NULL,
+                    thread_id           BIGINT,
+                    request_id          TEXT,
+                    model               TEXT NOT NULL,
+                    prompt              TEXT NOT NULL,
+                    lang                TEXT NOT NULL,
+                    state               TEXT NOT NULL,
+                    progress_message_id BIGINT,
+                    url                 TEXT,
+                    reason              TEXT,
+                    created_at          DOUBLE PRECISION NOT NULL,
+                    updated_at          DOUBLE PRECISION NOT NULL
+                )
+                """,
+            ),
             # Finished jobs pile up forever while only a handful are ever active, so both hot
             # lookups (per-user limit, resume on start) use partial indexes holding active rows
             # only. Queries must repeat this exact IN list for SQLite to match the index.
@@ -142,25 +251,46 @@ MIGRATIONS: tuple[Migration, ...] = (
             # cursor is a user id, not an offset: recipients are read in user_id order, so
             # users who arrive or block the bot mid-broadcast never shift the position.
             # No CHECK on state, as for video_jobs: the code validates states before writing.
-            """
-            CREATE TABLE broadcasts (
-                id                  INTEGER PRIMARY KEY,
-                admin_id            INTEGER NOT NULL,
-                from_chat_id        INTEGER NOT NULL,
-                message_id          INTEGER NOT NULL,
-                lang                TEXT NOT NULL,
-                state               TEXT NOT NULL,
-                total               INTEGER NOT NULL,
-                cursor              INTEGER NOT NULL DEFAULT 0,
-                delivered           INTEGER NOT NULL DEFAULT 0,
-                blocked             INTEGER NOT NULL DEFAULT 0,
-                failed              INTEGER NOT NULL DEFAULT 0,
-                progress_message_id INTEGER,
-                created_at          REAL NOT NULL,
-                updated_at          REAL NOT NULL,
-                finished_at         REAL
-            )
-            """,
+            PerDialect(
+                sqlite="""
+                CREATE TABLE broadcasts (
+                    id                  INTEGER PRIMARY KEY,
+                    admin_id            INTEGER NOT NULL,
+                    from_chat_id        INTEGER NOT NULL,
+                    message_id          INTEGER NOT NULL,
+                    lang                TEXT NOT NULL,
+                    state               TEXT NOT NULL,
+                    total               INTEGER NOT NULL,
+                    cursor              INTEGER NOT NULL DEFAULT 0,
+                    delivered           INTEGER NOT NULL DEFAULT 0,
+                    blocked             INTEGER NOT NULL DEFAULT 0,
+                    failed              INTEGER NOT NULL DEFAULT 0,
+                    progress_message_id INTEGER,
+                    created_at          REAL NOT NULL,
+                    updated_at          REAL NOT NULL,
+                    finished_at         REAL
+                )
+                """,
+                postgres="""
+                CREATE TABLE broadcasts (
+                    id                  BIGINT GENERATED BY DEFAULT AS IDENTITY PRIMARY KEY,
+                    admin_id            BIGINT NOT NULL,
+                    from_chat_id        BIGINT NOT NULL,
+                    message_id          BIGINT NOT NULL,
+                    lang                TEXT NOT NULL,
+                    state               TEXT NOT NULL,
+                    total               INTEGER NOT NULL,
+                    cursor              BIGINT NOT NULL DEFAULT 0,
+                    delivered           INTEGER NOT NULL DEFAULT 0,
+                    blocked             INTEGER NOT NULL DEFAULT 0,
+                    failed              INTEGER NOT NULL DEFAULT 0,
+                    progress_message_id BIGINT,
+                    created_at          DOUBLE PRECISION NOT NULL,
+                    updated_at          DOUBLE PRECISION NOT NULL,
+                    finished_at         DOUBLE PRECISION
+                )
+                """,
+            ),
             # Resume on start reads running broadcasts only; finished ones pile up. Queries must
             # repeat this exact WHERE clause for SQLite to match the index.
             "CREATE INDEX broadcasts_running_idx ON broadcasts (id) WHERE state = 'running'",
@@ -180,15 +310,26 @@ MIGRATIONS: tuple[Migration, ...] = (
             # update's JSON for message updates (replayed after a crash) and NULL otherwise; it
             # is dropped when the update is finished, so users' texts do not linger here.
             # replays counts start-up replays: an update is replayed once, never twice.
-            """
-            CREATE TABLE update_journal (
-                update_id   INTEGER PRIMARY KEY,
-                payload     TEXT,
-                replays     INTEGER NOT NULL DEFAULT 0,
-                created_at  REAL NOT NULL,
-                finished_at REAL
-            )
-            """,
+            PerDialect(
+                sqlite="""
+                CREATE TABLE update_journal (
+                    update_id   INTEGER PRIMARY KEY,
+                    payload     TEXT,
+                    replays     INTEGER NOT NULL DEFAULT 0,
+                    created_at  REAL NOT NULL,
+                    finished_at REAL
+                )
+                """,
+                postgres="""
+                CREATE TABLE update_journal (
+                    update_id   BIGINT PRIMARY KEY,
+                    payload     TEXT,
+                    replays     INTEGER NOT NULL DEFAULT 0,
+                    created_at  DOUBLE PRECISION NOT NULL,
+                    finished_at DOUBLE PRECISION
+                )
+                """,
+            ),
             # Start-up reads the unfinished rows only, a handful among a day of finished ones.
             # Queries must repeat this exact WHERE clause for SQLite to match the index.
             """
@@ -208,7 +349,11 @@ MIGRATIONS: tuple[Migration, ...] = (
         statements=(
             # Like migration 2's columns: a schema-only change, old rows read as NULL ("no
             # energy reported"), which is what they are: no provider billed in energy before.
-            "ALTER TABLE usage_records ADD COLUMN energy REAL",
+            # PostgreSQL's REAL is single precision; DOUBLE PRECISION is SQLite's REAL.
+            PerDialect(
+                sqlite="ALTER TABLE usage_records ADD COLUMN energy REAL",
+                postgres="ALTER TABLE usage_records ADD COLUMN energy DOUBLE PRECISION",
+            ),
         ),
     ),
     Migration(
@@ -227,15 +372,26 @@ MIGRATIONS: tuple[Migration, ...] = (
             # group's negative chat id). ban_noticed: the banned user was told once; it survives
             # restarts so the notice is never repeated. Rows are few (admins write them), so
             # the bot reads them all once and keeps them in memory.
-            """
-            CREATE TABLE access_list (
-                subject_id  INTEGER PRIMARY KEY,
-                allowed     INTEGER NOT NULL DEFAULT 0,
-                banned      INTEGER NOT NULL DEFAULT 0,
-                ban_noticed INTEGER NOT NULL DEFAULT 0,
-                updated_at  REAL NOT NULL
-            )
-            """,
+            PerDialect(
+                sqlite="""
+                CREATE TABLE access_list (
+                    subject_id  INTEGER PRIMARY KEY,
+                    allowed     INTEGER NOT NULL DEFAULT 0,
+                    banned      INTEGER NOT NULL DEFAULT 0,
+                    ban_noticed INTEGER NOT NULL DEFAULT 0,
+                    updated_at  REAL NOT NULL
+                )
+                """,
+                postgres="""
+                CREATE TABLE access_list (
+                    subject_id  BIGINT PRIMARY KEY,
+                    allowed     INTEGER NOT NULL DEFAULT 0,
+                    banned      INTEGER NOT NULL DEFAULT 0,
+                    ban_noticed INTEGER NOT NULL DEFAULT 0,
+                    updated_at  DOUBLE PRECISION NOT NULL
+                )
+                """,
+            ),
             # Questions refused before reaching a provider, counted per UTC day ("YYYY-MM-DD")
             # and reason (banned, not_allowed, flood, quota_requests, quota_tokens), for /stats.
             """
@@ -265,9 +421,104 @@ class SchemaTooNew(RuntimeError):
     """The database was written by a newer version of the bot; refusing to touch it."""
 
 
+# Transaction-level advisory lock taken by each PostgreSQL migration step: (class, schema).
+# The class keeps it apart from other advisory locks; hashing the schema lets bots (and
+# tests) in different schemas of one database migrate side by side.
+_PG_MIGRATION_LOCK_CLASS = 0x4C4D4731  # "LMG1"
+_PG_LOCK = "SELECT pg_advisory_xact_lock($1, hashtext(current_schema()))"
+_PG_VERSION_TABLE = (
+    "CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL, "
+    "one BOOLEAN PRIMARY KEY DEFAULT TRUE CHECK (one))"
+)
+_PG_GET_VERSION = "SELECT version FROM schema_version"
+_PG_SET_VERSION = """
+INSERT INTO schema_version (version) VALUES ($1)
+ON CONFLICT (one) DO UPDATE SET version = excluded.version
+"""
+
+
+class _Target(Protocol):
+    """What the runner needs of a database: its dialect, its version, one transaction."""
+
+    dialect: Dialect
+
+    async def version(self) -> int: ...
+
+    def step(self) -> AbstractAsyncContextManager[None]:
+        """One migration step's transaction, holding the dialect's write/migration lock."""
+        ...
+
+    async def execute(self, sql: str) -> None: ...
+
+    async def set_version(self, version: int) -> None: ...
+
+
+class _SQLiteTarget:
+    dialect: Dialect = "sqlite"
+
+    def __init__(self, conn: aiosqlite.Connection) -> None:
+        self._conn = conn
+
+    async def version(self) -> int:
+        return await get_schema_version(self._conn)
+
+    @asynccontextmanager
+    async def step(self) -> AsyncIterator[None]:
+        # IMMEDIATE takes the write lock up front, so a second process starting at the same
+        # time waits here and then sees the new version.
+        await self._conn.execute_fetchall("BEGIN IMMEDIATE")
+        try:
+            yield
+            await self._conn.commit()
+        except BaseException:
+            await self._conn.rollback()
+            raise
+
+    async def execute(self, sql: str) -> None:
+        await self._conn.execute_fetchall(sql)
+
+    async def set_version(self, version: int) -> None:
+        # PRAGMA takes no bound parameters; the version is a validated int.
+        await self._conn.execute_fetchall(f"PRAGMA user_version = {int(version)}")
+
+
+class _PostgresTarget:
+    dialect: Dialect = "postgres"
+
+    def __init__(self, conn: PgConnection) -> None:
+        self._conn = conn
+
+    async def version(self) -> int:
+        return await get_postgres_schema_version(self._conn)
+
+    @asynccontextmanager
+    async def step(self) -> AsyncIterator[None]:
+        async with self._conn.transaction():
+            # Held until this transaction ends: a second process waits here, then re-reads
+            # the version. The version table is created under the lock too.
+            await self._conn.execute(_PG_LOCK, _PG_MIGRATION_LOCK_CLASS)
+            await self._conn.execute(_PG_VERSION_TABLE)
+            yield
+
+    async def execute(self, sql: str) -> None:
+        await self._conn.execute(sql)
+
+    async def set_version(self, version: int) -> None:
+        await self._conn.execute(_PG_SET_VERSION, int(version))
+
+
 async def get_schema_version(conn: aiosqlite.Connection) -> int:
     rows = list(await conn.execute_fetchall("PRAGMA user_version"))
     return int(rows[0][0])
+
+
+async def get_postgres_schema_version(conn: PgConnection) -> int:
+    """The schema version of the connection's current schema (0: never migrated)."""
+    exists = await conn.fetchval("SELECT to_regclass('schema_version') IS NOT NULL")
+    if not exists:
+        return 0
+    version = await conn.fetchval(_PG_GET_VERSION)
+    return 0 if version is None else int(version)
 
 
 def _check_sequence(migrations: Sequence[Migration]) -> None:
@@ -277,35 +528,44 @@ def _check_sequence(migrations: Sequence[Migration]) -> None:
         raise ValueError(f"migration versions must be 1..n in order, got {actual}")
 
 
-async def migrate(conn: aiosqlite.Connection, migrations: Sequence[Migration] = MIGRATIONS) -> int:
-    """Apply every migration newer than the database's version; return the final version.
-
-    ``conn`` must be in autocommit mode (isolation_level=None) so the explicit transactions
-    here are the only ones.
-    """
+async def _run(target: _Target, migrations: Sequence[Migration]) -> int:
+    """The one runner: apply every migration newer than the database's version in its own
+    transaction (re-reading the version inside it); return the final version."""
     _check_sequence(migrations)
     latest = migrations[-1].version if migrations else 0
-    version = await get_schema_version(conn)
+    version = await target.version()
     if version > latest:
         raise SchemaTooNew(
             f"database schema version {version} is newer than this code supports ({latest}); "
             "upgrade the bot instead of running an older version against this database"
         )
     for migration in migrations[version:]:
-        # IMMEDIATE takes the write lock up front; re-reading the version inside the transaction
-        # means a second process starting at the same time cannot apply a step twice.
-        await conn.execute_fetchall("BEGIN IMMEDIATE")
-        try:
-            if await get_schema_version(conn) >= migration.version:
-                await conn.rollback()
-                continue
-            for statement in migration.statements:
-                await conn.execute_fetchall(statement)
-            # PRAGMA takes no bound parameters; the version is a validated int.
-            await conn.execute_fetchall(f"PRAGMA user_version = {int(migration.version)}")
-            await conn.commit()
-        except BaseException:
-            await conn.rollback()
-            raise
-        log.info("storage: applied migration %d (%s)", migration.version, migration.description)
-    return await get_schema_version(conn)
+        async with target.step():
+            if await target.version() >= migration.version:
+                continue  # another process applied it while this one waited for the lock
+            for statement in migration.sql(target.dialect):
+                await target.execute(statement)
+            await target.set_version(migration.version)
+        log.info(
+            "storage: applied migration %d (%s) on %s",
+            migration.version,
+            migration.description,
+            target.dialect,
+        )
+    return await target.version()
+
+
+async def migrate(conn: aiosqlite.Connection, migrations: Sequence[Migration] = MIGRATIONS) -> int:
+    """Migrate an SQLite database; return the final version.
+
+    ``conn`` must be in autocommit mode (isolation_level=None) so the explicit transactions
+    here are the only ones.
+    """
+    return await _run(_SQLiteTarget(conn), migrations)
+
+
+async def migrate_postgres(conn: PgConnection, migrations: Sequence[Migration] = MIGRATIONS) -> int:
+    """Migrate the connection's current schema of a PostgreSQL database; return the version.
+
+    Safe to run from several processes at once (see the module docstring)."""
+    return await _run(_PostgresTarget(conn), migrations)

@@ -1063,3 +1063,6 @@ class SQLiteStorage:
             raise ValueError(f"unknown refusal reason {reason!r}")
         # str(): a StrEnum member is stored as its plain value.
         await self._conn.execute_fetchall(_SQL_COUNT_REFUSAL, (day, str(reason)))
+
+    async def ping(self) -> None:
+        await self._conn.execute_fetchall("SELECT 1")

@@ -10,6 +10,14 @@ It keeps the state a user would see (per-chat message store with edits applied),
 call, produces updates for long polling and validates requests the way Telegram does where our bot
 could get it wrong (HTML entities, UTF-16 lengths, drafts only in private chats, "message is not
 modified"). It is built for throughput: O(1) work per call, no logging, event-driven waiting.
+
+Webhook mode: after `setWebhook` (an HTTPS URL on port 443, 80, 88 or 8443, like Telegram; a
+test's `http://127.0.0.1:<any port>` only with `allow_loopback_webhook=True`), pushed updates
+are POSTed to the URL one at a time, in order, with the `X-Telegram-Bot-Api-Secret-Token`
+header, instead of being served by getUpdates (which answers 409 meanwhile, as Telegram's
+does). An update is confirmed by a 2xx answer; any other answer or a network error is recorded
+(`webhook_deliveries`, getWebhookInfo's last_error_message) and it is sent again after
+`webhook_retry_delay` seconds.
 """
 
 from __future__ import annotations
@@ -21,17 +29,20 @@ import json
 import math
 import re
 import time
+import urllib.parse
 from collections import Counter, deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+import aiohttp
 from aiohttp import web
 
 __all__ = [
     "SENDING_METHODS",
     "Call",
     "FakeTelegram",
+    "WebhookDelivery",
     "detect_entities",
     "parse_telegram_html",
     "utf16_len",
@@ -60,6 +71,16 @@ CONFLICT = (
     "Conflict: terminated by other getUpdates request; "
     "make sure that only one bot instance is running"
 )
+WEBHOOK_ACTIVE = (
+    "Conflict: can't use getUpdates method while webhook is active; "
+    "use deleteWebhook to delete the webhook first"
+)
+WEBHOOK_HTTPS = "Bad Request: bad webhook: An HTTPS URL must be provided for webhook"
+WEBHOOK_PORT = "Bad Request: bad webhook: Webhook can be set up only on ports 80, 88, 443 or 8443"
+WEBHOOK_SECRET_INVALID = "Bad Request: secret token contains unallowed characters"
+_WEBHOOK_PORTS = frozenset({80, 88, 443, 8443})
+_SECRET_TOKEN_RE = re.compile(r"[A-Za-z0-9_-]{1,256}")
+SECRET_HEADER = "X-Telegram-Bot-Api-Secret-Token"
 COPY_NOT_FOUND = "Bad Request: message to copy not found"
 BOT_BLOCKED = "Forbidden: bot was blocked by the user"
 USER_DEACTIVATED = "Forbidden: user is deactivated"
@@ -494,6 +515,20 @@ def _bad(description: str) -> ApiError:
 
 
 @dataclass(slots=True)
+class WebhookDelivery:
+    """One POST of an update to the webhook: its answer's status, or the network error."""
+
+    update_id: int
+    status: int | None
+    error: str | None = None
+    at: float = 0.0
+
+    @property
+    def ok(self) -> bool:
+        return self.status is not None and 200 <= self.status < 300
+
+
+@dataclass(slots=True)
 class _Fault:
     error: ApiError
     times: int
@@ -749,8 +784,16 @@ class FakeTelegram:
         token: str = "123456:TEST-TOKEN",
         bot_id: int = 123456,
         bot_username: str = "test_llm_bot",
+        *,
+        allow_loopback_webhook: bool = False,
     ) -> None:
         self.token = token
+        # Test-only: accept http://127.0.0.1:<any port> webhooks (Telegram takes HTTPS only).
+        self.allow_loopback_webhook = allow_loopback_webhook
+        # How long a failed webhook delivery waits before it is sent again.
+        self.webhook_retry_delay = 0.05
+        self._webhook_task: asyncio.Task[None] | None = None
+        self._webhook_client: aiohttp.ClientSession | None = None
         self.bot_id = bot_id
         self.bot_username = bot_username
         self.bot_user: dict[str, Any] = {
@@ -768,6 +811,7 @@ class FakeTelegram:
         self._cond = asyncio.Condition()
         self._call_waiters = 0
         self._updates_event = asyncio.Event()
+        self._webhook_event = asyncio.Event()
         self._poll_generation = 0
         self._update_ids = itertools.count(1)  # monotonic across reset(): a live poller's offset
         self._ids = itertools.count(1)  # file ids, callback ids
@@ -803,6 +847,10 @@ class FakeTelegram:
         self._deactivated: set[int] = set()
         # (chat_id, user_id) -> status getChatMember reports (see set_member_status()).
         self._member_status: dict[tuple[int, int], str] = {}
+        # setWebhook's url, secret_token and max_connections; None: updates are polled.
+        self._webhook: dict[str, Any] | None = None
+        self._webhook_error: tuple[int, str] | None = None  # (unix time, message)
+        self.webhook_deliveries: list[WebhookDelivery] = []
 
     # ---------------------------------------------------------------- lifecycle
 
@@ -810,6 +858,9 @@ class FakeTelegram:
         # Fresh primitives bind to the loop that runs the server.
         self._cond = asyncio.Condition()
         self._updates_event = asyncio.Event()
+        self._webhook_event = asyncio.Event()
+        self._webhook_client = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10))
+        self._webhook_task = asyncio.create_task(self._deliver_webhooks(), name="fake-webhook")
         app = web.Application(client_max_size=MAX_UPLOAD + 1024 * 1024)
         app.router.add_route("*", "/bot{token}/{method}", self._handle)
         app.router.add_get("/file/bot{token}/{path:.+}", self._handle_download)
@@ -825,6 +876,13 @@ class FakeTelegram:
     async def stop(self) -> None:
         self._closing = True
         self._updates_event.set()  # long polls answer at once instead of holding shutdown
+        task, self._webhook_task = self._webhook_task, None
+        if task is not None:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+        client, self._webhook_client = self._webhook_client, None
+        if client is not None:
+            await client.close()
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
@@ -935,6 +993,7 @@ class FakeTelegram:
         if allowed is None or _update_type(update) in allowed:
             self._updates.append(update)
             self._updates_event.set()
+            self._webhook_event.set()
         return update
 
     def deliver_again(self, update: dict[str, Any]) -> None:
@@ -943,6 +1002,7 @@ class FakeTelegram:
         poller's offset is already past it."""
         self._again.append(update)
         self._updates_event.set()
+        self._webhook_event.set()
 
     def send_message(
         self,
@@ -1447,6 +1507,8 @@ class FakeTelegram:
     # ---------------------------------------------------------------- getUpdates
 
     async def _get_updates(self, params: dict[str, Any]) -> list[dict[str, Any]]:
+        if self._webhook is not None:
+            raise ApiError(409, WEBHOOK_ACTIVE)
         offset = _int(params.get("offset"), "offset", 0)
         limit = min(100, max(1, _int(params.get("limit"), "limit", 100)))
         timeout = max(0, _int(params.get("timeout"), "timeout", 0))
@@ -1474,6 +1536,8 @@ class FakeTelegram:
                     break
                 if generation != self._poll_generation:
                     raise ApiError(409, CONFLICT)
+        if self._webhook is not None:
+            raise ApiError(409, WEBHOOK_ACTIVE)  # set while this poll waited
         if generation != self._poll_generation:
             raise ApiError(409, CONFLICT)
         again = [self._again.popleft() for _ in range(min(limit, len(self._again)))]
@@ -1488,19 +1552,143 @@ class FakeTelegram:
             while updates and updates[0]["update_id"] < offset:
                 updates.popleft()
 
+    # ---------------------------------------------------------------- webhook
+
+    @property
+    def webhook_url(self) -> str | None:
+        return self._webhook["url"] if self._webhook is not None else None
+
+    def _set_webhook(self, params: dict[str, Any], call: Call) -> bool:
+        url = str(params.get("url") or "")
+        if _truthy(params.get("drop_pending_updates")):
+            self._updates.clear()
+            self._again.clear()
+        if not url:  # an empty URL removes the webhook, as deleteWebhook does
+            self._webhook = None
+            return True
+        parts = urllib.parse.urlsplit(url)
+        loopback = self.allow_loopback_webhook and parts.hostname in ("127.0.0.1", "localhost")
+        if parts.scheme != "https" and not (loopback and parts.scheme == "http"):
+            raise _bad(WEBHOOK_HTTPS)
+        if not loopback and (parts.port or 443) not in _WEBHOOK_PORTS:
+            raise _bad(WEBHOOK_PORT)
+        secret = params.get("secret_token")
+        if secret is not None and not _SECRET_TOKEN_RE.fullmatch(str(secret)):
+            raise _bad(WEBHOOK_SECRET_INVALID)
+        max_connections = _int(params.get("max_connections"), "max_connections", 40)
+        if not 1 <= max_connections <= 100:
+            raise _bad("Bad Request: bad webhook: max_connections must be between 1 and 100")
+        allowed = params.get("allowed_updates")
+        if isinstance(allowed, list):
+            self._allowed_updates = frozenset(allowed) if allowed else None
+        self._webhook = {
+            "url": url,
+            "secret_token": None if secret is None else str(secret),
+            "max_connections": max_connections,
+        }
+        self._webhook_error = None
+        # A long poll still waiting ends with 409, as when Telegram switches to the webhook.
+        self._updates_event.set()
+        self._webhook_event.set()
+        return True
+
+    def _delete_webhook(self, params: dict[str, Any], call: Call) -> bool:
+        self._webhook = None
+        if _truthy(params.get("drop_pending_updates")):
+            self._updates.clear()
+            self._again.clear()
+        return True
+
+    def _get_webhook_info(self, params: dict[str, Any], call: Call) -> dict[str, Any]:
+        info: dict[str, Any] = {
+            "url": self.webhook_url or "",
+            "has_custom_certificate": False,
+            "pending_update_count": len(self._updates) + len(self._again),
+        }
+        if self._webhook is not None:
+            info["max_connections"] = self._webhook["max_connections"]
+            if self._allowed_updates is not None:
+                info["allowed_updates"] = sorted(self._allowed_updates)
+            if self._webhook_error is not None:
+                info["last_error_date"], info["last_error_message"] = self._webhook_error
+        return info
+
+    async def _deliver_webhooks(self) -> None:
+        """While a webhook is set: POST the oldest pending update until it is taken (2xx)."""
+        while True:
+            hook = self._webhook
+            if hook is None or not (self._updates or self._again):
+                self._webhook_event.clear()
+                await self._webhook_event.wait()
+                continue
+            again = bool(self._again)
+            updates = self._updates
+            update = self._again[0] if again else updates[0]
+            delivery = await self._post_update(hook, update)
+            if delivery.ok:
+                queue = self._again if again else updates
+                if queue and queue[0] is update:  # not dropped or reset meanwhile
+                    queue.popleft()
+            else:
+                self._webhook_error = (int(time.time()), delivery.error or "")
+                await asyncio.sleep(self.webhook_retry_delay)
+
+    async def _post_update(self, hook: dict[str, Any], update: dict[str, Any]) -> WebhookDelivery:
+        assert self._webhook_client is not None
+        headers = {"Content-Type": "application/json"}
+        if hook["secret_token"] is not None:
+            headers[SECRET_HEADER] = hook["secret_token"]
+        body = json.dumps(update, ensure_ascii=False)
+        try:
+            async with self._webhook_client.post(hook["url"], data=body, headers=headers) as r:
+                await r.read()
+                status: int | None = r.status
+                error = None
+                if not 200 <= r.status < 300:
+                    error = f"Wrong response from the webhook: {r.status} {r.reason}"
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            status, error = None, f"Connection failed: {type(exc).__name__}"
+        delivery = WebhookDelivery(update["update_id"], status, error, time.monotonic())
+        self.webhook_deliveries.append(delivery)
+        if self._call_waiters:
+            async with self._cond:
+                self._cond.notify_all()
+        return delivery
+
+    async def wait_for_deliveries(
+        self,
+        predicate: Callable[[WebhookDelivery], bool] | None = None,
+        *,
+        count: int = 1,
+        timeout: float = 5.0,  # noqa: ASYNC109 - the shared test API takes a timeout
+    ) -> list[WebhookDelivery]:
+        """Wait until `count` webhook deliveries matching `predicate` were made; return them."""
+
+        def matching() -> list[WebhookDelivery]:
+            return [d for d in self.webhook_deliveries if predicate is None or predicate(d)]
+
+        self._call_waiters += 1
+        try:
+            async with asyncio.timeout(timeout), self._cond:
+                await self._cond.wait_for(lambda: len(matching()) >= count)
+        except TimeoutError:
+            raise TimeoutError(
+                f"wait_for_deliveries(count={count}) timed out after {timeout}s: "
+                f"{self.webhook_deliveries[-5:]}"
+            ) from None
+        finally:
+            self._call_waiters -= 1
+        return matching()
+
     # ---------------------------------------------------------------- method handlers
 
     def _handler_table(self) -> dict[str, Callable[[dict[str, Any], Call], Any]]:
         return {
             "getMe": lambda p, c: self.bot_user,
             "getUpdates": lambda p, c: [],  # served by _get_updates (async)
-            "deleteWebhook": lambda p, c: True,
-            "setWebhook": lambda p, c: True,
-            "getWebhookInfo": lambda p, c: {
-                "url": "",
-                "has_custom_certificate": False,
-                "pending_update_count": len(self._updates),
-            },
+            "deleteWebhook": self._delete_webhook,
+            "setWebhook": self._set_webhook,
+            "getWebhookInfo": self._get_webhook_info,
             "setMyCommands": self._set_my_commands,
             "deleteMyCommands": self._delete_my_commands,
             "getMyCommands": self._get_my_commands,

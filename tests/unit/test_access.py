@@ -4,7 +4,6 @@ the texts of refusals and of what is left today; the storage methods behind them
 from __future__ import annotations
 
 import asyncio
-import sqlite3
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -25,6 +24,7 @@ from services.access import (
 from services.account import UsageReport
 from services.storage import SQLiteStorage, UsageRecord, UsageSummary
 from tests.fakes.clock import FakeClock
+from tests.unit.storage_backends import BACKENDS, backend_storage, fetch
 
 DAY = 86400.0
 MIDNIGHT = 1_700_006_400.0  # a UTC midnight (2023-11-15)
@@ -39,14 +39,12 @@ def clock() -> FakeClock:
     return FakeClock(NOW)
 
 
-@pytest.fixture
-async def storage(tmp_path: Path, clock: FakeClock) -> AsyncIterator[SQLiteStorage]:
-    store = SQLiteStorage(tmp_path / "bot.db", clock=clock)
-    await store.connect()
-    try:
+@pytest.fixture(params=BACKENDS)
+async def storage(
+    request: pytest.FixtureRequest, tmp_path: Path, clock: FakeClock
+) -> AsyncIterator[SQLiteStorage]:
+    async with backend_storage(request.param, clock, tmp_path / "bot.db") as store:
         yield store
-    finally:
-        await store.close()
 
 
 def service(storage: SQLiteStorage, clock: FakeClock, **options: object) -> AccessService:
@@ -77,11 +75,9 @@ async def check(
     )
 
 
-def refusals(storage: SQLiteStorage) -> dict[str, int]:
-    with sqlite3.connect(storage.path) as conn:
-        return dict(
-            conn.execute("SELECT reason, count FROM refusals WHERE day = ?", (utc_day(NOW),))
-        )
+async def refusals(storage: SQLiteStorage) -> dict[str, int]:
+    rows = await fetch(storage, "SELECT reason, count FROM refusals WHERE day = ?", (utc_day(NOW),))
+    return {str(reason): int(count) for reason, count in rows}
 
 
 # ------------------------------------------------------------------------------ order
@@ -99,7 +95,7 @@ async def test_a_banned_user_over_quota_and_flooding_is_refused_as_banned(
     first, second = await check(access), await check(access)
     assert first == Verdict(Refusal.BANNED, notify=True)
     assert second == Verdict(Refusal.BANNED, notify=False)  # one notice, then silence
-    assert refusals(storage) == {"quota_requests": 1, "flood": 1, "banned": 2}
+    assert await refusals(storage) == {"quota_requests": 1, "flood": 1, "banned": 2}
 
 
 async def test_a_user_not_allowed_who_floods_is_refused_as_not_allowed(
@@ -140,7 +136,7 @@ async def test_admins_pass_every_check_and_are_never_counted(
     await access.ban(USER)
     for _ in range(3):
         assert await check(access, admin=True) == PASS  # not reserved either
-    assert refusals(storage) == {}
+    assert await refusals(storage) == {}
     standing = await access.standing(USER, is_admin=True)
     assert standing.exempt and standing.banned
     assert quota_text(standing, "en", NOW) == ""
@@ -187,7 +183,7 @@ async def test_flood_window_slides_and_gives_one_notice_per_episode(
     assert await check(access) == PASS
     again = await check(access)
     assert again.refusal is Refusal.FLOOD and again.notify  # a new episode, a new notice
-    assert refusals(storage) == {"flood": 3}
+    assert await refusals(storage) == {"flood": 3}
 
 
 async def test_flood_control_off_with_zero(storage: SQLiteStorage, clock: FakeClock) -> None:
@@ -205,7 +201,7 @@ async def test_an_album_counts_once_for_flood(storage: SQLiteStorage, clock: Fak
     # A refused album: the first part says so, the others are silent and not counted again.
     parts = [await check(access, burst="album:2") for _ in range(3)]
     assert [(p.refusal, p.notify) for p in parts] == [(Refusal.FLOOD, False)] * 3
-    assert refusals(storage) == {"flood": 2}
+    assert await refusals(storage) == {"flood": 2}
 
 
 async def test_album_parts_arriving_together_wait_for_one_decision(
@@ -426,6 +422,6 @@ async def test_storage_access_rows_refusals_and_overrides(
     await storage.count_refusal("flood", "2023-11-15")
     await storage.count_refusal("flood", "2023-11-15")
     await storage.count_refusal("banned", "2023-11-15")
-    assert refusals(storage) == {"flood": 2, "banned": 1}
+    assert await refusals(storage) == {"flood": 2, "banned": 1}
     with pytest.raises(ValueError):
         await storage.count_refusal("bored", "2023-11-15")

@@ -47,3 +47,10 @@ async def test_returned_data_is_a_copy() -> None:
     data = await storage.get_data(key(1))
     data["a"] = 2
     assert await storage.get_data(key(1)) == {"a": 1}
+
+
+def test_the_dispatcher_keeps_an_empty_storage() -> None:
+    from aiogram import Dispatcher
+
+    storage = CompactMemoryStorage()
+    assert Dispatcher(storage=storage).storage is storage

@@ -8,14 +8,14 @@ from pathlib import Path
 
 import pytest
 
-from bot.instance_lock import InstanceLock, InstanceLocked
+from bot.instance_lock import FileInstanceLock, InstanceLocked
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_a_second_holder_is_refused_until_the_first_releases(tmp_path: Path) -> None:
     db = str(tmp_path / "bot.db")
-    first, second = InstanceLock(db), InstanceLock(db)
+    first, second = FileInstanceLock(db), FileInstanceLock(db)
     first.acquire()
     with pytest.raises(InstanceLocked, match=f"another bot process is already using {db}$"):
         second.acquire()
@@ -26,7 +26,7 @@ def test_a_second_holder_is_refused_until_the_first_releases(tmp_path: Path) -> 
 
 
 def test_an_in_memory_database_needs_no_lock(tmp_path: Path) -> None:
-    first, second = InstanceLock(":memory:"), InstanceLock(":memory:")
+    first, second = FileInstanceLock(":memory:"), FileInstanceLock(":memory:")
     first.acquire()
     second.acquire()
 
@@ -38,8 +38,8 @@ def test_a_lock_left_by_a_killed_process_does_not_block(tmp_path: Path) -> None:
             sys.executable,
             "-c",
             "import sys, time\n"
-            "from bot.instance_lock import InstanceLock\n"
-            f"lock = InstanceLock({db!r})\n"
+            "from bot.instance_lock import FileInstanceLock\n"
+            f"lock = FileInstanceLock({db!r})\n"
             "lock.acquire()\n"
             "print('locked', flush=True)\n"
             "time.sleep(60)\n",
@@ -51,13 +51,13 @@ def test_a_lock_left_by_a_killed_process_does_not_block(tmp_path: Path) -> None:
     try:
         assert holder.stdout is not None and holder.stdout.readline().strip() == "locked"
         with pytest.raises(InstanceLocked):
-            InstanceLock(db).acquire()
+            FileInstanceLock(db).acquire()
         holder.kill()  # SIGKILL: no release, no clean-up
         holder.wait(10)
     finally:
         if holder.poll() is None:
             holder.kill()
             holder.wait(10)
-    lock = InstanceLock(db)
+    lock = FileInstanceLock(db)
     lock.acquire()
     lock.release()

@@ -1,4 +1,5 @@
-"""The update journal (services/journal.py) on a real SQLite file, and migration 4."""
+"""The update journal (services/journal.py) on a real SQLite file and on PostgreSQL, and
+migration 4."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from services.journal import DAY, PRUNE_BATCH, UpdateJournal
 from services.storage import MIGRATIONS, SQLiteStorage
 from services.storage.migrations import migrate
 from tests.fakes.clock import FakeClock
+from tests.unit.storage_backends import BACKENDS, backend_storage, fetch
 
 PAYLOAD = '{"update_id": 1, "message": {"text": "hi"}}'
 
@@ -23,14 +25,12 @@ async def clock() -> FakeClock:
     return FakeClock()
 
 
-@pytest.fixture
-async def store(tmp_path: Path, clock: FakeClock) -> AsyncIterator[SQLiteStorage]:
-    storage = SQLiteStorage(tmp_path / "bot.db", clock=clock)
-    await storage.connect()
-    try:
+@pytest.fixture(params=BACKENDS)
+async def store(
+    request: pytest.FixtureRequest, tmp_path: Path, clock: FakeClock
+) -> AsyncIterator[SQLiteStorage]:
+    async with backend_storage(request.param, clock, tmp_path / "bot.db") as storage:
         yield storage
-    finally:
-        await storage.close()
 
 
 @pytest.fixture
@@ -38,21 +38,23 @@ async def journal(store: SQLiteStorage, clock: FakeClock) -> UpdateJournal:
     return UpdateJournal(store, clock=clock)
 
 
-def rows(path: Path) -> list[tuple[object, ...]]:
-    with sqlite3.connect(path) as conn:
-        return conn.execute(
-            "SELECT update_id, payload, replays, finished_at IS NOT NULL FROM update_journal "
-            "ORDER BY update_id"
-        ).fetchall()
+async def rows(store: SQLiteStorage) -> list[tuple[object, ...]]:
+    return await fetch(
+        store,
+        "SELECT update_id, payload, replays, finished_at IS NOT NULL FROM update_journal "
+        "ORDER BY update_id",
+    )
 
 
-async def test_record_then_duplicate_is_refused(journal: UpdateJournal, tmp_path: Path) -> None:
+async def test_record_then_duplicate_is_refused(
+    journal: UpdateJournal, store: SQLiteStorage
+) -> None:
     assert await journal.record(1, PAYLOAD) is True
     assert await journal.record(1, PAYLOAD) is False
     # Even after it is finished: the id stays for dedupe.
     await journal.finish(1)
     assert await journal.record(1, PAYLOAD) is False
-    assert rows(tmp_path / "bot.db") == [(1, None, 0, 1)]
+    assert await rows(store) == [(1, None, 0, 1)]
 
 
 async def test_concurrent_records_of_one_id_admit_exactly_one(journal: UpdateJournal) -> None:
@@ -123,25 +125,26 @@ async def test_prune_removes_old_finished_rows_only(
     await journal.record(old + 2, None)
     await journal.finish(old + 2)  # finished recently: kept
     assert await journal.prune() == old
-    assert [r[0] for r in rows(tmp_path / "bot.db")] == [old + 1, old + 2]
+    assert [r[0] for r in await rows(store)] == [old + 1, old + 2]
     assert await journal.prune() == 0
 
 
 async def test_pruner_runs_at_start_and_stops_on_close(
-    journal: UpdateJournal, clock: FakeClock, tmp_path: Path
+    journal: UpdateJournal, store: SQLiteStorage, clock: FakeClock
 ) -> None:
     await journal.record(1, None)
     await journal.finish(1)
     clock.now += DAY + 1
     journal.start()
     for _ in range(100):
-        if not rows(tmp_path / "bot.db"):
+        if not await rows(store):
             break
         await asyncio.sleep(0.01)
     await journal.close()
-    assert rows(tmp_path / "bot.db") == []
+    assert await rows(store) == []
 
 
+@pytest.mark.parametrize("store", ["sqlite"], indirect=True)
 async def test_unfinished_query_uses_the_partial_index(store: SQLiteStorage) -> None:
     from services.storage.sqlite import _SQL_JOURNAL_UNFINISHED
 

@@ -1,7 +1,8 @@
-"""SQLiteStorage for the admins: blocked users, broadcast recipients, broadcasts, statistics.
+"""Storage for the admins: blocked users, broadcast recipients, broadcasts, statistics, on
+SQLite and PostgreSQL.
 
-Most tests use a database file, so the statistics run on their own read-only connection as in
-production; one test covers the ``:memory:`` fallback to the main connection.
+SQLite tests use a database file, so the statistics run on their own read-only connection as
+in production; one test covers the ``:memory:`` fallback to the main connection.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from services.storage import (
 from services.storage import sqlite as sqlite_module
 from services.storage.migrations import migrate
 from tests.fakes.clock import FakeClock
+from tests.unit.storage_backends import BACKENDS, backend_storage, fetch, sqlite_only
 
 NOW = 1_700_000_000.0
 DAY = 86400.0
@@ -41,18 +43,12 @@ def clock() -> FakeClock:
     return FakeClock()
 
 
-@pytest.fixture
-async def storage(tmp_path: Path, clock: FakeClock) -> AsyncIterator[SQLiteStorage]:
-    store = SQLiteStorage(tmp_path / "bot.db", clock=clock)
-    await store.connect()
-    try:
+@pytest.fixture(params=BACKENDS)
+async def storage(
+    request: pytest.FixtureRequest, tmp_path: Path, clock: FakeClock
+) -> AsyncIterator[Storage]:
+    async with backend_storage(request.param, clock, tmp_path / "bot.db") as store:
         yield store
-    finally:
-        await store.close()
-
-
-async def fetch(store: SQLiteStorage, sql: str, params: tuple = ()) -> list[tuple]:
-    return [tuple(row) for row in await store._conn.execute_fetchall(sql, params)]
 
 
 async def add_users(store: SQLiteStorage, *user_ids: int) -> None:
@@ -136,6 +132,7 @@ async def test_implements_protocol(storage: SQLiteStorage) -> None:
     assert isinstance(storage, Storage)
 
 
+@sqlite_only
 async def test_broadcasts_table_matches_the_dataclass(storage: SQLiteStorage) -> None:
     columns = [row[1] for row in await fetch(storage, "PRAGMA table_info(broadcasts)")]
     assert columns == [f.name for f in fields(Broadcast)]
@@ -210,6 +207,7 @@ async def test_set_users_blocked_marks_and_unmarks(storage: SQLiteStorage) -> No
     assert await blocked_flags(storage, 1, 2, 3, 4) == [False, True, False, False]
 
 
+@sqlite_only
 async def test_set_users_blocked_with_no_ids_sends_nothing(
     storage: SQLiteStorage, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -219,6 +217,7 @@ async def test_set_users_blocked_with_no_ids_sends_nothing(
     assert counter.statements == []
 
 
+@sqlite_only
 async def test_set_users_blocked_is_one_statement_for_any_number(
     storage: SQLiteStorage, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -235,6 +234,7 @@ async def test_set_users_blocked_is_one_statement_for_any_number(
     assert await storage.count_broadcast_recipients() == 0
 
 
+@sqlite_only
 async def test_set_users_blocked_skips_rows_already_in_that_state(storage: SQLiteStorage) -> None:
     await add_users(storage, 1, 2)
     await storage.set_users_blocked([1], True)
@@ -425,7 +425,7 @@ async def test_no_broadcasts(storage: SQLiteStorage) -> None:
 
 def test_running_state_sql_matches_the_index() -> None:
     (migration,) = [m for m in MIGRATIONS if m.version == 3]
-    (index,) = [s for s in migration.statements if "broadcasts_running_idx" in s]
+    (index,) = [s for s in migration.sql("sqlite") if "broadcasts_running_idx" in s]
     assert index.endswith("WHERE " + sqlite_module._RUNNING_BROADCAST_SQL)
 
 
@@ -458,6 +458,7 @@ def test_running_state_sql_matches_the_index() -> None:
         ),
     ],
 )
+@sqlite_only
 async def test_admin_queries_use_keys_and_indexes(
     storage: SQLiteStorage, sql: str, params: tuple, steps: list[str]
 ) -> None:
@@ -465,6 +466,7 @@ async def test_admin_queries_use_keys_and_indexes(
     assert [str(row[-1]) for row in rows] == steps
 
 
+@sqlite_only
 async def test_statistics_scan_usage_only_through_the_time_index(storage: SQLiteStorage) -> None:
     params = {"day": 1.0, "week": 1.0, "month": 1.0}
     plan = [
@@ -586,6 +588,7 @@ async def test_credits_of_only_null_records_are_zero(
 # ----------------------------------------------------------- the statistics' connection
 
 
+@sqlite_only
 async def test_statistics_run_on_a_separate_read_only_connection(
     storage: SQLiteStorage, clock: FakeClock
 ) -> None:
@@ -607,6 +610,7 @@ async def test_statistics_run_on_a_separate_read_only_connection(
     assert not storage._conn.in_transaction and not reader.in_transaction
 
 
+@sqlite_only
 async def test_concurrent_statistics_open_one_connection(
     storage: SQLiteStorage, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -693,6 +697,7 @@ async def test_in_memory_statistics_use_the_main_connection(clock: FakeClock) ->
         await store.close()
 
 
+@sqlite_only
 async def test_close_while_the_reader_opens_leaks_nothing(
     storage: SQLiteStorage, monkeypatch: pytest.MonkeyPatch
 ) -> None:

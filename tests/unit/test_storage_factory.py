@@ -4,7 +4,14 @@ from pathlib import Path
 
 import pytest
 
-from services.storage import SQLiteStorage, Storage, open_storage, sqlite_path_from_url
+from services.storage import (
+    PostgresStorage,
+    SQLiteStorage,
+    Storage,
+    database_kind,
+    open_storage,
+    sqlite_path_from_url,
+)
 
 
 def test_relative_path_is_relative_to_working_dir(
@@ -58,7 +65,8 @@ async def test_opened_storage_connects_and_creates_file(
         "sqlite:///bot.db?mode=ro",
         "sqlite+aiosqlite:///bot.db",
         "mysql://user@host/db",
-        "postgresql://bot:s3cret-pass@db.example:5432/bot",
+        "postgresql://bot:s3cret-pass@db.example:5432",
+        "postgresql://bot:s3cret-pass@db.example:port/bot",
     ],
 )
 def test_unsupported_urls_are_rejected_clearly(url: str) -> None:
@@ -67,3 +75,17 @@ def test_unsupported_urls_are_rejected_clearly(url: str) -> None:
     message = str(excinfo.value)
     assert "sqlite:///" in message  # says what would be accepted
     assert "s3cret" not in message  # never echoes credentials
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "postgresql://bot:s3cret-pass@db.example:5432/bot",
+        "postgres://bot@db.example/bot?search_path=bots",
+    ],
+)
+def test_postgresql_urls_select_the_postgresql_backend(url: str) -> None:
+    store = open_storage(url)
+    assert isinstance(store, PostgresStorage)
+    assert database_kind(url) == "postgres"
+    assert database_kind("sqlite:///x.db") == "sqlite"

@@ -1,7 +1,6 @@
 from __future__ import annotations
 
 import asyncio
-import sqlite3
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -18,6 +17,13 @@ from services.storage import (
 )
 from services.storage import sqlite as sqlite_module
 from tests.fakes.clock import FakeClock
+from tests.unit.storage_backends import (
+    BACKENDS,
+    INTEGRITY_ERRORS,
+    backend_storage,
+    fetch,
+    sqlite_only,
+)
 
 
 @pytest.fixture
@@ -25,14 +31,10 @@ def clock() -> FakeClock:
     return FakeClock()
 
 
-@pytest.fixture
-async def storage(clock: FakeClock) -> AsyncIterator[SQLiteStorage]:
-    store = SQLiteStorage(":memory:", clock=clock)
-    await store.connect()
-    try:
+@pytest.fixture(params=BACKENDS)
+async def storage(request: pytest.FixtureRequest, clock: FakeClock) -> AsyncIterator[Storage]:
+    async with backend_storage(request.param, clock) as store:
         yield store
-    finally:
-        await store.close()
 
 
 def user_msg(content: str, tokens: int = 3, **kw: object) -> StoredMessage:
@@ -41,10 +43,6 @@ def user_msg(content: str, tokens: int = 3, **kw: object) -> StoredMessage:
 
 def bot_msg(content: str, tokens: int = 5, **kw: object) -> StoredMessage:
     return StoredMessage(role="assistant", content=content, tokens=tokens, **kw)  # type: ignore[arg-type]
-
-
-async def fetch(store: SQLiteStorage, sql: str, params: tuple = ()) -> list[tuple]:
-    return [tuple(row) for row in await store._conn.execute_fetchall(sql, params)]
 
 
 # ----------------------------------------------------------------------------- lifecycle
@@ -126,6 +124,7 @@ async def test_upsert_creates_and_refreshes_profile_keeping_settings(
     assert await storage.get_user(1) == refreshed
 
 
+@sqlite_only
 async def test_upsert_unchanged_profile_does_not_write(storage: SQLiteStorage) -> None:
     await storage.upsert_user(1, username="a", first_name="A", language_code="en")
     before = storage._conn.total_changes
@@ -136,7 +135,7 @@ async def test_upsert_unchanged_profile_does_not_write(storage: SQLiteStorage) -
 
 async def test_upsert_clears_blocked_flag(storage: SQLiteStorage) -> None:
     await storage.upsert_user(1, username="a", first_name="A", language_code="en")
-    await storage._conn.execute_fetchall("UPDATE users SET is_blocked = 1 WHERE user_id = 1")
+    await fetch(storage, "UPDATE users SET is_blocked = 1 WHERE user_id = 1")
     assert (await storage.get_user(1)).is_blocked is True  # type: ignore[union-attr]
     user = await storage.upsert_user(1, username="a", first_name="A", language_code="en")
     assert user.is_blocked is False
@@ -346,17 +345,17 @@ async def test_add_exchange_stores_both_rows_in_order(
 )
 async def test_add_exchange_is_atomic(storage: SQLiteStorage, bad_assistant: StoredMessage) -> None:
     conv = await storage.active_conversation(1, None)
-    with pytest.raises(sqlite3.IntegrityError):
+    with pytest.raises(INTEGRITY_ERRORS):
         await storage.add_exchange(conv, user_msg("must not survive"), bad_assistant)
     assert await fetch(storage, "SELECT COUNT(*) FROM messages") == [(0,)]
     # The connection is still usable and not stuck inside a transaction.
-    assert not storage._conn.in_transaction
+    assert not isinstance(storage, SQLiteStorage) or not storage._conn.in_transaction
     await storage.add_exchange(conv, user_msg("q"), bot_msg("a"))
     assert len(await storage.recent_messages(conv, 10)) == 2
 
 
 async def test_add_exchange_to_missing_conversation_fails(storage: SQLiteStorage) -> None:
-    with pytest.raises(sqlite3.IntegrityError):
+    with pytest.raises(INTEGRITY_ERRORS):
         await storage.add_exchange(9999, user_msg("q"), bot_msg("a"))
     assert await fetch(storage, "SELECT COUNT(*) FROM messages") == [(0,)]
 
@@ -452,6 +451,7 @@ async def query_plan(store: SQLiteStorage, sql: str) -> str:
         (sqlite_module._SQL_USAGE_TOTAL, "INDEX usage_records_user_time_idx"),
     ],
 )
+@sqlite_only
 async def test_hot_queries_are_single_index_searches(
     storage: SQLiteStorage, sql: str, index: str
 ) -> None:
@@ -462,6 +462,7 @@ async def test_hot_queries_are_single_index_searches(
     assert "TEMP B-TREE" not in plan, plan  # ORDER BY served by the index
 
 
+@sqlite_only
 async def test_before_id_bound_uses_index_range(storage: SQLiteStorage) -> None:
     plan = await query_plan(storage, sqlite_module._SQL_RECENT_MESSAGES_BEFORE)
     assert "conversation_id=? AND id<?" in plan, plan

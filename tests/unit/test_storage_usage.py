@@ -11,11 +11,19 @@ import pytest
 
 from services.account import summary_of
 from services.llm.provider import KNOWN_NAMESPACES
-from services.storage import MIGRATIONS, SCHEMA_VERSION, SQLiteStorage, UsageRecord, UsageSummary
+from services.storage import (
+    MIGRATIONS,
+    SCHEMA_VERSION,
+    SQLiteStorage,
+    Storage,
+    UsageRecord,
+    UsageSummary,
+)
 from services.storage import sqlite as sqlite_module
 from services.storage.base import USAGE_NAMESPACES, ProviderUsage
 from services.storage.migrations import migrate
 from tests.fakes.clock import FakeClock
+from tests.unit.storage_backends import BACKENDS, backend_storage, sqlite_only
 
 DAY_START = 1_700_006_400.0  # a midnight UTC
 
@@ -25,14 +33,10 @@ def clock() -> FakeClock:
     return FakeClock(DAY_START + 60)
 
 
-@pytest.fixture
-async def storage(clock: FakeClock) -> AsyncIterator[SQLiteStorage]:
-    store = SQLiteStorage(":memory:", clock=clock)
-    await store.connect()
-    try:
+@pytest.fixture(params=BACKENDS)
+async def storage(request: pytest.FixtureRequest, clock: FakeClock) -> AsyncIterator[Storage]:
+    async with backend_storage(request.param, clock) as store:
         yield store
-    finally:
-        await store.close()
 
 
 def record(
@@ -146,6 +150,7 @@ async def test_energy_does_not_leak_into_the_admins_credits(
     "sql",
     [sqlite_module._SQL_USAGE_BY_PROVIDER_TOTAL, sqlite_module._SQL_USAGE_BY_PROVIDER_SINCE],
 )
+@sqlite_only
 async def test_breakdown_reads_one_range_of_the_user_time_index(
     storage: SQLiteStorage, sql: str
 ) -> None:

@@ -9,10 +9,12 @@ from services.storage import (
     ACTIVE_VIDEO_JOB_STATES,
     VIDEO_JOB_STATES,
     SQLiteStorage,
+    Storage,
     VideoJob,
 )
 from services.storage import sqlite as sqlite_module
 from tests.fakes.clock import FakeClock
+from tests.unit.storage_backends import BACKENDS, backend_storage, fetch, sqlite_only
 
 
 @pytest.fixture
@@ -20,14 +22,10 @@ def clock() -> FakeClock:
     return FakeClock()
 
 
-@pytest.fixture
-async def storage(clock: FakeClock) -> AsyncIterator[SQLiteStorage]:
-    store = SQLiteStorage(":memory:", clock=clock)
-    await store.connect()
-    try:
+@pytest.fixture(params=BACKENDS)
+async def storage(request: pytest.FixtureRequest, clock: FakeClock) -> AsyncIterator[Storage]:
+    async with backend_storage(request.param, clock) as store:
         yield store
-    finally:
-        await store.close()
 
 
 async def new_job(store: SQLiteStorage, user_id: int = 1, **kw: object) -> VideoJob:
@@ -42,10 +40,6 @@ async def new_job(store: SQLiteStorage, user_id: int = 1, **kw: object) -> Video
     }
     args.update(kw)
     return await store.create_video_job(**args)  # type: ignore[arg-type]
-
-
-async def fetch(store: SQLiteStorage, sql: str, params: tuple = ()) -> list[tuple]:
-    return [tuple(row) for row in await store._conn.execute_fetchall(sql, params)]
 
 
 async def test_create_stores_a_submitting_job(storage: SQLiteStorage, clock: FakeClock) -> None:
@@ -175,6 +169,7 @@ def test_active_state_sql_matches_the_constant() -> None:
         (sqlite_module._SQL_GET_VIDEO_JOB, "SEARCH video_jobs USING INTEGER PRIMARY KEY (rowid=?)"),
     ],
 )
+@sqlite_only
 async def test_video_queries_use_the_partial_indexes(
     storage: SQLiteStorage, sql: str, step: str
 ) -> None:

@@ -25,7 +25,7 @@ from services.llm.gigachat.files import GigaChatFiles
 from services.llm.gigachat.images import GigaChatImages
 from services.llm.limiter import FairRateLimiter
 from services.llm.retry import RetryPolicy
-from services.llm.slots import FairSlots
+from services.llm.slots import FairSlots, SharedCount
 from services.llm.transport import Classifier, UpstreamTransport
 from services.llm.types import ModelInfo
 
@@ -91,6 +91,7 @@ def build_gigachat(
     credentials: str,
     scope: str,
     max_streams: int,
+    shared_streams: SharedCount | None = None,
     breaker: CircuitBreaker,
     retry: RetryPolicy = RetryPolicy(),  # noqa: B008 - frozen dataclass, safe as a default
     sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
@@ -101,7 +102,8 @@ def build_gigachat(
 
     `credentials`: the authorization key; `scope`: GIGACHAT_API_PERS|B2B|CORP; `max_streams`:
     the requests the key may run at once (1 for individuals); users who wait for one longer
-    than `queue_notice_after` seconds hear their queue position. `sleep` waits between
+    than `queue_notice_after` seconds hear their queue position; `shared_streams`: the same
+    limit held by all replicas together. `sleep` waits between
     retries; `stream_gap` bounds the wait for a complete line of a stream.
     """
     auth = GigaChatAuth(http, auth_url=auth_url, credentials=credentials, scope=scope)
@@ -138,7 +140,7 @@ def build_gigachat(
         secrets=secrets,
         provider=_PROVIDER,
     )
-    slots = FairSlots(max_streams, notice_after=queue_notice_after)
+    slots = FairSlots(max_streams, notice_after=queue_notice_after, shared=shared_streams)
     files = GigaChatFiles(transport)
     account = GigaChatAccount(transport)
     return GigaChatProvider(

@@ -13,7 +13,7 @@ import httpx
 
 from services.llm.breaker import CircuitBreaker
 from services.llm.client import LLMClient
-from services.llm.limiter import FairRateLimiter
+from services.llm.limiter import FairRateLimiter, StartGate
 from services.llm.mashagpt.auth import PROVIDER, auth_headers
 from services.llm.mashagpt.models import MashaModels
 from services.llm.mashagpt.tasks import MashaTasks
@@ -47,6 +47,7 @@ def build_mashagpt(
     base_url: str,
     api_key: str,
     rps: float,
+    rate_gate: StartGate | None = None,
     models: tuple[str, ...],
     breaker: CircuitBreaker,
     deadline: float | None,
@@ -54,11 +55,12 @@ def build_mashagpt(
 ) -> MashaProvider:
     """One MashaGPT account on `http` (owned and closed by the caller).
 
-    `rps`: request starts per second for the account (0: not paced); `models`: the ids
+    `rps`: request starts per second for the account (0: not paced), `rate_gate` the same
+    rate shared by all replicas; `models`: the ids
     offered when `GET /models` does not answer; `deadline`: the longest one non-streamed
     attempt may take; `stream_gap`: the longest wait between two lines of a stream.
     """
-    limiter = FairRateLimiter(rps)
+    limiter = FairRateLimiter(rps, gate=rate_gate)
     client = LLMClient(
         http,
         base_url,

@@ -1,0 +1,80 @@
+"""The Redis side of the composition root: built only when REDIS_URL is set.
+
+One `redis.asyncio.Redis` client (one connection pool) serves everything shared by replicas:
+aiogram's FSM storage, the providers' start limiters and stream slots, Telegram's pacing and
+the Stop relay. Every key lives under `llmbot:<bot id>:`, so bots sharing a Redis never meet.
+The factory imports this module only with REDIS_URL: a bot without it never loads redis-py.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from aiogram.fsm.storage.base import BaseStorage
+from redis.asyncio import Redis
+
+from bot.fsm_storage import shared_fsm_storage
+from services.shared.gcra import GcraLimiter, SharedStartGate
+from services.shared.guard import RedisGuard
+from services.shared.semaphore import RedisSemaphore
+from services.shared.stop import StopRelay
+
+__all__ = ["SharedState", "open_shared_state"]
+
+# A call to Redis waits this long at most; then that call falls back to local state.
+CALL_TIMEOUT = 0.5
+# After a failure Redis is tried again this much later (meanwhile: local state, no waiting).
+RETRY_AFTER = 5.0
+# A stream slot's holder expires this long after its process stopped refreshing it.
+SLOT_TTL = 30.0
+SLOT_REFRESH = 10.0
+
+
+@dataclass(slots=True)
+class SharedState:
+    redis: Redis
+    guard: RedisGuard
+    rates: GcraLimiter
+    stops: StopRelay
+    prefix: str
+
+    def start_gate(self, provider: str, per_second: float) -> SharedStartGate:
+        """A provider's request starts (its *_RPS) shared by every replica."""
+        return SharedStartGate(self.rates, f"llm:{provider}", per_second)
+
+    def stream_slots(self, provider: str, limit: int) -> RedisSemaphore:
+        """A provider's concurrent requests (GIGACHAT_MAX_STREAMS) shared by every replica."""
+        return RedisSemaphore(
+            self.redis,
+            self.guard,
+            key=f"{self.prefix}slots:{provider}",
+            limit=limit,
+            ttl=SLOT_TTL,
+            refresh=SLOT_REFRESH,
+        )
+
+    def fsm_storage(self) -> BaseStorage:
+        return shared_fsm_storage(self.redis, self.prefix)
+
+    async def aclose(self) -> None:
+        await self.stops.close()
+        await self.redis.aclose()
+
+
+def open_shared_state(redis_url: str, bot_id: int, *, prefix: str | None = None) -> SharedState:
+    """The client connects on first use; nothing here waits for Redis."""
+    redis = Redis.from_url(
+        redis_url,
+        socket_timeout=CALL_TIMEOUT * 2,
+        socket_connect_timeout=CALL_TIMEOUT,
+        health_check_interval=30,
+    )
+    prefix = prefix if prefix is not None else f"llmbot:{bot_id}:"
+    guard = RedisGuard(timeout=CALL_TIMEOUT, retry_after=RETRY_AFTER)
+    return SharedState(
+        redis=redis,
+        guard=guard,
+        rates=GcraLimiter(redis, guard, prefix=prefix),
+        stops=StopRelay(redis, guard, prefix=prefix),
+        prefix=prefix,
+    )

@@ -1,0 +1,186 @@
+"""The bot's HTTP side: the webhook endpoint and the operators' /healthz, /readyz, /metrics.
+
+Webhook mode (`WEBHOOK_URL`): aiogram's own `SimpleRequestHandler` takes the updates (the
+secret header checked, 401 otherwise) and answers 200 at once, handling each update in the
+background (`handle_in_background=True`), so a slow answer never makes Telegram send it again;
+`setup_application` runs the dispatcher's start-up and shutdown hooks, the same ones polling
+runs (journal, replay, InFlight's drain). A stopping server answers 503 on the webhook path
+(Telegram delivers the update again, to another replica or after the restart) while answers
+in progress finish.
+
+Polling mode with `HEALTH_PORT`: the same /healthz, /readyz and /metrics on a server of their
+own. Without it there is no HTTP server at all.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from aiogram import Bot, Dispatcher
+from aiogram.webhook.aiohttp_server import SimpleRequestHandler, setup_application
+from aiohttp import web
+
+from bot.metrics import CONTENT_TYPE_LATEST, Metrics
+from services.llm.provider import ProviderRegistry
+from services.storage import Storage
+
+log = logging.getLogger(__name__)
+
+# A probe (Kubernetes waits 1 s by default) must get its answer in time: each check gets less.
+CHECK_TIMEOUT = 0.8
+# A probe every second costs nothing: the outcome is kept this long.
+CHECK_CACHE_SECONDS = 5.0
+
+
+class Draining:
+    """Set when the server stops taking updates (SIGTERM): the webhook answers 503 and
+    /readyz says so, so a load balancer sends the traffic elsewhere."""
+
+    def __init__(self) -> None:
+        self.active = False
+
+
+class Readiness:
+    """Is this process fit to take updates: the database answers and the primary upstream is
+    reachable. One check runs at a time, each part bounded by `timeout`; the outcome is
+    cached for `cache_seconds`."""
+
+    def __init__(
+        self,
+        storage: Storage,
+        providers: ProviderRegistry,
+        draining: Draining,
+        *,
+        timeout: float = CHECK_TIMEOUT,
+        cache_seconds: float = CHECK_CACHE_SECONDS,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._storage = storage
+        self._providers = providers
+        self._draining = draining
+        self._timeout = timeout
+        self._cache_seconds = cache_seconds
+        self._clock = clock
+        self._result: dict[str, str] = {}
+        self._valid_until = float("-inf")
+        self._running: asyncio.Task[dict[str, str]] | None = None
+
+    async def failures(self) -> dict[str, str]:
+        """What is not ready, by part ("database", "upstream", "shutdown") → why; empty when
+        everything is."""
+        if self._draining.active:
+            return {"shutdown": "the bot is stopping"}
+        if self._clock() < self._valid_until:
+            return self._result
+        task = self._running
+        if task is None:
+            task = self._running = asyncio.create_task(self._check(), name="readiness-check")
+        # Shielded: a probe that gives up must not cancel the check the others wait for.
+        return await asyncio.shield(task)
+
+    async def _check(self) -> dict[str, str]:
+        try:
+            database, upstream = await asyncio.gather(
+                self._part("database", self._storage.ping),
+                self._part("upstream", self._providers.providers[0].chat.list_models),
+            )
+            result = {name: why for name, why in (database, upstream) if why}
+            self._result = result
+            self._valid_until = self._clock() + self._cache_seconds
+            return result
+        finally:
+            self._running = None
+
+    async def _part(self, name: str, call: Callable[[], Awaitable[Any]]) -> tuple[str, str | None]:
+        try:
+            async with asyncio.timeout(self._timeout):
+                await call()
+        except TimeoutError:
+            why: str | None = f"no answer within {self._timeout:g} s"
+        except Exception as error:
+            why = type(error).__name__
+        else:
+            why = None
+        if why is not None:
+            log.warning("readiness: %s is not ready: %s", name, why)
+        return name, why
+
+
+def add_health_routes(app: web.Application, readiness: Readiness, metrics: Metrics) -> None:
+    async def healthz(_: web.Request) -> web.Response:
+        # Answering at all means the event loop runs.
+        return web.json_response({"status": "ok"})
+
+    async def readyz(_: web.Request) -> web.Response:
+        failed = await readiness.failures()
+        if failed:
+            return web.json_response({"status": "unavailable", "failed": failed}, status=503)
+        return web.json_response({"status": "ok"})
+
+    async def metrics_page(_: web.Request) -> web.Response:
+        response = web.Response(body=metrics.render())
+        response.headers["Content-Type"] = CONTENT_TYPE_LATEST
+        return response
+
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/readyz", readyz)
+    app.router.add_get("/metrics", metrics_page)
+
+
+def health_app(readiness: Readiness, metrics: Metrics) -> web.Application:
+    """Polling mode's server (HEALTH_PORT): the operators' endpoints only."""
+    app = web.Application()
+    add_health_routes(app, readiness, metrics)
+    return app
+
+
+def webhook_app(
+    dispatcher: Dispatcher,
+    bot: Bot,
+    *,
+    path: str,
+    secret: str,
+    readiness: Readiness,
+    metrics: Metrics,
+    draining: Draining,
+) -> web.Application:
+    """The webhook server: Telegram's updates on `path`, and the operators' endpoints."""
+
+    @web.middleware
+    async def refuse_when_draining(
+        request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+    ) -> web.StreamResponse:
+        if draining.active and request.path == path:
+            # Telegram sends it again later: to another replica, or to this one restarted.
+            return web.Response(status=503, text="shutting down")
+        return await handler(request)
+
+    app = web.Application(middlewares=[refuse_when_draining])
+    # The dispatcher's start-up and shutdown hooks run with the app's; registered before the
+    # request handler, whose own shutdown hook closes the bot's session after them.
+    setup_application(app, dispatcher, bot=bot)
+    SimpleRequestHandler(dispatcher, bot, handle_in_background=True, secret_token=secret).register(
+        app, path=path
+    )
+    add_health_routes(app, readiness, metrics)
+    return app
+
+
+async def serve(app: web.Application, host: str, port: int) -> web.AppRunner:
+    """Start `app` on host:port (its start-up hooks run first); returns the runner to clean
+    up. A start that fails leaves nothing running."""
+    runner = web.AppRunner(app, handle_signals=False, access_log=None)
+    await runner.setup()
+    try:
+        site = web.TCPSite(runner, host, port)
+        await site.start()
+    except BaseException:
+        with contextlib.suppress(Exception):
+            await runner.cleanup()
+        raise
+    return runner

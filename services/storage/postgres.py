@@ -1,0 +1,810 @@
+"""PostgreSQL implementation of ``Storage`` on an asyncpg connection pool.
+
+Same records and semantics as ``SQLiteStorage`` (thread ``None`` ≡ 0, newest-first paging
+returned oldest-first, status strings, usage namespaces, journal dedupe): the schema comes from
+the same migrations (services/storage/migrations.py), with BIGINT Telegram ids and unix-seconds
+DOUBLE PRECISION timestamps, and the argument checks are SQLiteStorage's own.
+
+Concurrency model: every public write is one statement (atomic on its own, autocommitted on
+whichever pool connection runs it), except a chat's first conversation, whose "create unless one
+exists" runs in a short transaction under an advisory lock on the chat, so concurrent first
+uses (also from other processes) create one. ``journal_record`` is one INSERT … ON CONFLICT DO
+NOTHING on the primary key, so of two deliveries of one update (to any process on this
+database) exactly one is recorded.
+
+The admins' statistics run on their own pool connection in a read-only REPEATABLE READ
+transaction (one snapshot for all figures), so the chat's queries never queue behind them.
+
+The schema is the connection's ``search_path`` (``?search_path=name`` in the URL, passed to
+the server by asyncpg), so several bots, or tests, can share one database in separate schemas.
+Message contents and the URL (it may carry a password) are never logged.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import asyncpg
+
+from .base import (
+    REFUSAL_REASONS,
+    RESETTABLE_USER_SETTINGS,
+    USAGE_NAMESPACES,
+    AccessEntry,
+    BotStatistics,
+    Broadcast,
+    JournalEntry,
+    ModelUse,
+    ProviderUsage,
+    QuotaUsage,
+    RefusalCount,
+    StoredMessage,
+    UsageRecord,
+    UsageSummary,
+    UserRecord,
+    VideoJob,
+)
+from .migrations import MIGRATIONS, Migration, migrate_postgres
+
+# The row mapping and argument checks are SQLiteStorage's, so both backends accept and return
+# exactly the same things.
+from .sqlite import (
+    _ACTIVE_VIDEO_STATES_SQL,
+    _BROADCAST_COLUMNS,
+    _MESSAGE_COLUMNS,
+    _RUNNING_BROADCAST_SQL,
+    _USER_COLUMNS,
+    _VIDEO_COLUMNS,
+    _broadcast_from_row,
+    _check_broadcast_field,
+    _check_setting,
+    _check_video_field,
+    _thread_key,
+    _user_from_row,
+    _utc_day,
+    _video_job_from_row,
+)
+
+log = logging.getLogger(__name__)
+
+# Advisory lock class for "creating the first conversation of a chat" (key 2: the chat).
+_CONVERSATION_LOCK_CLASS = 0x4C4D4332  # "LMC2"
+
+_SQL_GET_USER = f"SELECT {_USER_COLUMNS} FROM users WHERE user_id = $1"
+_SQL_UPSERT_USER = f"""
+INSERT INTO users (user_id, username, first_name, language_code, created_at)
+VALUES ($1, $2, $3, $4, $5)
+ON CONFLICT (user_id) DO UPDATE SET
+    username = excluded.username,
+    first_name = excluded.first_name,
+    language_code = excluded.language_code,
+    is_blocked = 0
+RETURNING {_USER_COLUMNS}
+"""
+_SQL_USER_BY_USERNAME = (
+    f"SELECT {_USER_COLUMNS} FROM users "
+    "WHERE user_id > 0 AND lower(username) = lower($1) ORDER BY user_id LIMIT 1"
+)
+_SQL_ENSURE_USER = "INSERT INTO users (user_id, created_at) VALUES ($1, $2) ON CONFLICT DO NOTHING"
+_SQL_COUNT_USERS = "SELECT COUNT(*) FROM users WHERE user_id > 0"
+_SQL_SET_USERS_BLOCKED = """
+UPDATE users SET is_blocked = $1
+WHERE user_id = ANY($2::bigint[]) AND is_blocked != $1
+"""
+_SQL_COUNT_BROADCAST_RECIPIENTS = "SELECT COUNT(*) FROM users WHERE user_id > 0 AND is_blocked = 0"
+_SQL_BROADCAST_RECIPIENTS = (
+    "SELECT user_id FROM users WHERE user_id > $1 AND is_blocked = 0 ORDER BY user_id LIMIT $2"
+)
+
+_SQL_ACTIVE_CONVERSATION = (
+    "SELECT id FROM conversations WHERE chat_id = $1 AND thread_id = $2 ORDER BY id DESC LIMIT 1"
+)
+_SQL_LOCK_CHAT = "SELECT pg_advisory_xact_lock($1, hashtext($2::bigint::text))"
+_SQL_NEW_CONVERSATION = (
+    "INSERT INTO conversations (chat_id, thread_id, created_at) VALUES ($1, $2, $3) RETURNING id"
+)
+
+_SQL_ADD_EXCHANGE = """
+INSERT INTO messages (conversation_id, user_id, role, content, tokens, status, created_at)
+VALUES ($1, $2, $3, $4, $5, $6, $7), ($8, $9, $10, $11, $12, $13, $14)
+"""
+_SQL_RECENT_MESSAGES = (
+    f"SELECT {_MESSAGE_COLUMNS} FROM messages WHERE conversation_id = $1 ORDER BY id DESC LIMIT $2"
+)
+_SQL_RECENT_MESSAGES_BEFORE = (
+    f"SELECT {_MESSAGE_COLUMNS} FROM messages WHERE conversation_id = $1 AND id < $2 "
+    "ORDER BY id DESC LIMIT $3"
+)
+
+_SQL_RECORD_USAGE = """
+INSERT INTO usage_records
+    (user_id, chat_id, model, prompt_tokens, completion_tokens, credits, energy, status,
+     created_at)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+"""
+_USAGE_TOTALS = (
+    "SELECT COUNT(*), COALESCE(SUM(prompt_tokens), 0), COALESCE(SUM(completion_tokens), 0), "
+    "COALESCE(SUM(credits), 0.0), COALESCE(SUM(energy), 0.0) "
+    "FROM usage_records WHERE user_id = $1"
+)
+_SQL_USAGE_TOTAL = _USAGE_TOTALS
+_SQL_USAGE_SINCE = _USAGE_TOTALS + " AND created_at >= $2"
+
+
+def _namespace_sql(namespaces: Sequence[str]) -> str:
+    """PostgreSQL's spelling of sqlite._namespace_sql: the model id's part before the first
+    ":" (lower-cased) when it is one of ``namespaces`` and something follows; "" otherwise."""
+    for name in namespaces:
+        if not (name.isascii() and name.isalpha() and name.islower()):
+            raise ValueError(f"bad provider namespace {name!r}")
+    names = ", ".join(f"'{name}'" for name in namespaces)
+    prefix = "lower(split_part(model, ':', 1))"
+    return (
+        f"CASE WHEN strpos(model, ':') > 1 AND length(model) > strpos(model, ':') "
+        f"AND {prefix} IN ({names}) THEN {prefix} ELSE '' END"
+    )
+
+
+# COLLATE "C": byte order, as SQLite sorts, whatever the database's locale.
+_USAGE_BY_PROVIDER = f"""
+SELECT {_namespace_sql(USAGE_NAMESPACES)} COLLATE "C" AS provider,
+       COUNT(*), COALESCE(SUM(prompt_tokens), 0), COALESCE(SUM(completion_tokens), 0),
+       SUM(credits), SUM(energy)
+FROM usage_records WHERE user_id = $1"""
+_USAGE_BY_PROVIDER_GROUPS = " GROUP BY 1 ORDER BY 1"
+_SQL_USAGE_BY_PROVIDER_TOTAL = _USAGE_BY_PROVIDER + _USAGE_BY_PROVIDER_GROUPS
+_SQL_USAGE_BY_PROVIDER_SINCE = (
+    _USAGE_BY_PROVIDER + " AND created_at >= $2" + _USAGE_BY_PROVIDER_GROUPS
+)
+
+_SQL_CREATE_VIDEO_JOB = f"""
+INSERT INTO video_jobs
+    (user_id, chat_id, thread_id, model, prompt, lang, state, progress_message_id,
+     created_at, updated_at, kind)
+VALUES ($1, $2, $3, $4, $5, $6, 'submitting', $7, $8, $9, $10)
+RETURNING {_VIDEO_COLUMNS}
+"""
+_SQL_ACTIVE_VIDEO_JOBS = (
+    f"SELECT {_VIDEO_COLUMNS} FROM video_jobs WHERE {_ACTIVE_VIDEO_STATES_SQL} ORDER BY id"
+)
+_SQL_COUNT_ACTIVE_VIDEO_JOBS = (
+    f"SELECT COUNT(*) FROM video_jobs WHERE user_id = $1 AND {_ACTIVE_VIDEO_STATES_SQL}"
+)
+_SQL_GET_VIDEO_JOB = f"SELECT {_VIDEO_COLUMNS} FROM video_jobs WHERE id = $1"
+
+_SQL_CREATE_BROADCAST = f"""
+INSERT INTO broadcasts
+    (admin_id, from_chat_id, message_id, lang, state, total, progress_message_id,
+     created_at, updated_at)
+VALUES ($1, $2, $3, $4, 'running', $5, $6, $7, $8)
+RETURNING {_BROADCAST_COLUMNS}
+"""
+_SQL_GET_BROADCAST = f"SELECT {_BROADCAST_COLUMNS} FROM broadcasts WHERE id = $1"
+_SQL_RUNNING_BROADCASTS = (
+    f"SELECT {_BROADCAST_COLUMNS} FROM broadcasts WHERE {_RUNNING_BROADCAST_SQL} ORDER BY id"
+)
+
+_DAY = 86400.0
+# $1 = a day ago, $2 = a week ago, $3 = 30 days ago. One statement: one snapshot.
+_SQL_STATISTICS = """
+WITH month AS (
+    SELECT COUNT(*) AS requests,
+           COALESCE(SUM(prompt_tokens + completion_tokens), 0) AS tokens,
+           COALESCE(SUM(credits), 0.0) AS credits
+    FROM usage_records WHERE created_at >= $3
+)
+SELECT
+    (SELECT COUNT(*) FROM users WHERE user_id > 0),
+    (SELECT COUNT(*) FROM users WHERE user_id > 0 AND is_blocked != 0),
+    (SELECT COUNT(*) FROM users WHERE created_at >= $1 AND user_id > 0),
+    (SELECT COUNT(*) FROM users WHERE created_at >= $2 AND user_id > 0),
+    (SELECT COUNT(DISTINCT user_id) FROM usage_records WHERE created_at >= $1),
+    (SELECT COUNT(DISTINCT user_id) FROM usage_records WHERE created_at >= $2),
+    (SELECT COUNT(DISTINCT user_id) FROM usage_records WHERE created_at >= $3),
+    (SELECT COUNT(*) FROM usage_records WHERE created_at >= $1),
+    (SELECT COUNT(*) FROM usage_records WHERE created_at >= $2),
+    month.requests,
+    month.tokens,
+    month.credits,
+    (SELECT COUNT(*) FROM users WHERE user_id < 0),
+    (SELECT COUNT(*) FROM users WHERE user_id < 0 AND is_blocked != 0),
+    (SELECT COUNT(DISTINCT chat_id) FROM usage_records WHERE created_at >= $1 AND chat_id < 0),
+    (SELECT COUNT(DISTINCT chat_id) FROM usage_records WHERE created_at >= $2 AND chat_id < 0)
+FROM month
+"""
+_TOP_MODELS = 5
+_SQL_TOP_MODELS = f"""
+SELECT model, COUNT(*) AS requests FROM usage_records WHERE created_at >= $1
+GROUP BY model ORDER BY requests DESC, model COLLATE "C" LIMIT {_TOP_MODELS}
+"""
+_SQL_REFUSALS = """
+SELECT reason,
+       COALESCE(SUM(CASE WHEN day >= $1 THEN count ELSE 0 END), 0),
+       COALESCE(SUM(count), 0)
+FROM refusals WHERE day >= $2
+GROUP BY reason ORDER BY reason COLLATE "C"
+"""
+
+_SQL_JOURNAL_RECORD = """
+INSERT INTO update_journal (update_id, payload, created_at) VALUES ($1, $2, $3)
+ON CONFLICT (update_id) DO NOTHING
+RETURNING update_id
+"""
+_SQL_JOURNAL_FINISH = (
+    "UPDATE update_journal SET finished_at = $1, payload = NULL "
+    "WHERE update_id = $2 AND finished_at IS NULL"
+)
+_SQL_JOURNAL_RESET_REPLAYS = (
+    "UPDATE update_journal SET replays = 0 WHERE update_id = $1 AND finished_at IS NULL"
+)
+_SQL_JOURNAL_UNFINISHED = (
+    "SELECT update_id, payload, replays, created_at FROM update_journal "
+    "WHERE finished_at IS NULL ORDER BY update_id"
+)
+_SQL_JOURNAL_BEGIN_REPLAY = """
+UPDATE update_journal SET replays = replays + 1
+WHERE update_id = $1 AND finished_at IS NULL AND replays = 0
+RETURNING update_id
+"""
+_SQL_JOURNAL_PRUNE = """
+DELETE FROM update_journal WHERE update_id IN (
+    SELECT update_id FROM update_journal
+    WHERE finished_at IS NOT NULL AND finished_at < $1 LIMIT $2
+)
+"""
+
+_SQL_SET_ANSWER_STATUS = """
+UPDATE messages SET status = $1 WHERE id = (
+    SELECT id FROM messages WHERE conversation_id = $2 AND role = 'assistant'
+    AND content = $3 ORDER BY id DESC LIMIT 1
+) RETURNING id
+"""
+
+_SQL_ACCESS_LIST = (
+    "SELECT subject_id, allowed, banned, ban_noticed FROM access_list "
+    "WHERE allowed != 0 OR banned != 0 ORDER BY subject_id"
+)
+_SQL_SET_ACCESS_ALLOWED = """
+INSERT INTO access_list (subject_id, allowed, updated_at) VALUES ($1, $2, $3)
+ON CONFLICT (subject_id) DO UPDATE SET
+    allowed = excluded.allowed, updated_at = excluded.updated_at
+"""
+_SQL_SET_ACCESS_BANNED = """
+INSERT INTO access_list (subject_id, banned, ban_noticed, updated_at) VALUES ($1, $2, 0, $3)
+ON CONFLICT (subject_id) DO UPDATE SET
+    banned = excluded.banned, ban_noticed = 0, updated_at = excluded.updated_at
+"""
+_SQL_MARK_BAN_NOTICED = (
+    "UPDATE access_list SET ban_noticed = 1 WHERE subject_id = $1 AND banned != 0"
+)
+_SQL_DAILY_LIMIT_OVERRIDES = (
+    "SELECT user_id, daily_requests_limit FROM users WHERE daily_requests_limit IS NOT NULL"
+)
+_SQL_SET_DAILY_REQUESTS_LIMIT = """
+INSERT INTO users (user_id, created_at, daily_requests_limit) VALUES ($1, $2, $3)
+ON CONFLICT (user_id) DO UPDATE SET daily_requests_limit = excluded.daily_requests_limit
+"""
+_SQL_QUOTA_USAGE = (
+    "SELECT COUNT(*), COALESCE(SUM(prompt_tokens + completion_tokens), 0) FROM usage_records "
+    "WHERE user_id = $1 AND created_at >= $2 AND status != 'error'"
+)
+_SQL_COUNT_REFUSAL = """
+INSERT INTO refusals (day, reason, count) VALUES ($1, $2, 1)
+ON CONFLICT (day, reason) DO UPDATE SET count = refusals.count + 1
+"""
+
+
+def _affected(status: str) -> int:
+    """Rows a command touched, from asyncpg's status string ("DELETE 3")."""
+    tail = status.rsplit(" ", 1)[-1]
+    return int(tail) if tail.isdigit() else 0
+
+
+class PostgresStorage:
+    """``Storage`` backed by a PostgreSQL database through an asyncpg pool."""
+
+    def __init__(
+        self,
+        dsn: str,
+        *,
+        min_connections: int = 1,
+        max_connections: int = 10,
+        command_timeout: float = 60.0,
+        server_settings: dict[str, str] | None = None,
+        clock: Callable[[], float] = time.time,
+        migrations: tuple[Migration, ...] = MIGRATIONS,
+    ) -> None:
+        self._dsn = dsn
+        self._min = int(min_connections)
+        self._max = int(max_connections)
+        self._command_timeout = command_timeout
+        self._server_settings = dict(server_settings or {})
+        self._clock = clock
+        self._migrations = migrations
+        self._pool_obj: asyncpg.Pool | None = None
+
+    @property
+    def _pool(self) -> asyncpg.Pool:
+        if self._pool_obj is None:
+            raise RuntimeError("storage is not connected; call connect() first")
+        return self._pool_obj
+
+    # ----------------------------------------------------------------------------- lifecycle
+
+    async def connect(self) -> None:
+        if self._pool_obj is not None:
+            return
+        pool = await asyncpg.create_pool(
+            self._dsn,
+            min_size=self._min,
+            max_size=self._max,
+            command_timeout=self._command_timeout,
+            server_settings=self._server_settings or None,
+        )
+        try:
+            async with pool.acquire() as conn:
+                version = await migrate_postgres(conn, self._migrations)
+                server = conn.get_server_version()
+                schema = await conn.fetchval("SELECT current_schema()")
+        except BaseException:
+            await pool.close()
+            raise
+        self._pool_obj = pool
+        log.info(
+            "storage: postgresql %d.%d schema %s (schema version %d)",
+            server.major,
+            server.minor,
+            schema,
+            version,
+        )
+
+    async def close(self) -> None:
+        pool, self._pool_obj = self._pool_obj, None
+        if pool is not None:
+            await pool.close()
+
+    # --------------------------------------------------------------------------------- users
+
+    async def get_user(self, user_id: int) -> UserRecord | None:
+        row = await self._pool.fetchrow(_SQL_GET_USER, user_id)
+        return None if row is None else _user_from_row(row)
+
+    async def upsert_user(
+        self,
+        user_id: int,
+        *,
+        username: str | None,
+        first_name: str | None,
+        language_code: str | None,
+    ) -> UserRecord:
+        # Called for every incoming update: skip the write when nothing changed.
+        current = await self.get_user(user_id)
+        if (
+            current is not None
+            and current.username == username
+            and current.first_name == first_name
+            and current.language_code == language_code
+            and not current.is_blocked
+        ):
+            return current
+        row = await self._pool.fetchrow(
+            _SQL_UPSERT_USER, user_id, username, first_name, language_code, self._clock()
+        )
+        assert row is not None  # RETURNING of an upsert
+        return _user_from_row(row)
+
+    async def update_user_settings(self, user_id: int, **fields: Any) -> UserRecord:
+        values = {name: _check_setting(name, value) for name, value in fields.items()}
+        now = self._clock()
+        if not values:
+            await self._pool.execute(_SQL_ENSURE_USER, user_id, now)
+            user = await self.get_user(user_id)
+            assert user is not None  # just ensured
+            return user
+        # Column names come from the USER_SETTING_FIELDS whitelist (checked above).
+        names = sorted(values)
+        columns = ", ".join(names)
+        placeholders = ", ".join(f"${i}" for i in range(3, len(names) + 3))
+        assignments = ", ".join(f"{name} = excluded.{name}" for name in names)
+        sql = (
+            f"INSERT INTO users (user_id, created_at, {columns}) VALUES ($1, $2, {placeholders}) "
+            f"ON CONFLICT (user_id) DO UPDATE SET {assignments} RETURNING {_USER_COLUMNS}"
+        )
+        row = await self._pool.fetchrow(sql, user_id, now, *(values[name] for name in names))
+        assert row is not None
+        return _user_from_row(row)
+
+    async def reset_user_settings(self, user_id: int) -> UserRecord:
+        return await self.update_user_settings(user_id, **dict.fromkeys(RESETTABLE_USER_SETTINGS))
+
+    async def count_users(self) -> int:
+        return int(await self._pool.fetchval(_SQL_COUNT_USERS))
+
+    # ------------------------------------------------------------------------- conversations
+
+    async def active_conversation(self, chat_id: int, thread_id: int | None) -> int:
+        thread = _thread_key(thread_id)
+        found = await self._pool.fetchval(_SQL_ACTIVE_CONVERSATION, chat_id, thread)
+        if found is not None:
+            return int(found)
+        async with self._pool.acquire() as conn, conn.transaction():
+            # Serialises first uses of this chat (in any process); the second one finds the
+            # conversation the first created.
+            await conn.execute(_SQL_LOCK_CHAT, _CONVERSATION_LOCK_CLASS, chat_id)
+            found = await conn.fetchval(_SQL_ACTIVE_CONVERSATION, chat_id, thread)
+            if found is None:
+                found = await conn.fetchval(_SQL_NEW_CONVERSATION, chat_id, thread, self._clock())
+        return int(found)
+
+    async def new_conversation(self, chat_id: int, thread_id: int | None) -> int:
+        found = await self._pool.fetchval(
+            _SQL_NEW_CONVERSATION, chat_id, _thread_key(thread_id), self._clock()
+        )
+        return int(found)
+
+    # ------------------------------------------------------------------------------ messages
+
+    async def add_exchange(
+        self,
+        conversation_id: int,
+        user_message: StoredMessage,
+        assistant_message: StoredMessage,
+    ) -> None:
+        now = self._clock()
+        params: list[Any] = []
+        for message in (user_message, assistant_message):
+            params += (
+                conversation_id,
+                message.user_id,
+                message.role,
+                message.content,
+                message.tokens,
+                message.status,
+                now if message.created_at is None else message.created_at,
+            )
+        # One statement: both rows or neither; ids are drawn in VALUES order.
+        await self._pool.execute(_SQL_ADD_EXCHANGE, *params)
+
+    async def recent_messages(
+        self, conversation_id: int, limit: int, before_id: int | None = None
+    ) -> list[StoredMessage]:
+        if limit <= 0:
+            return []
+        if before_id is None:
+            rows = await self._pool.fetch(_SQL_RECENT_MESSAGES, conversation_id, limit)
+        else:
+            rows = await self._pool.fetch(
+                _SQL_RECENT_MESSAGES_BEFORE, conversation_id, before_id, limit
+            )
+        messages = [StoredMessage(*row) for row in rows]
+        messages.reverse()
+        return messages
+
+    # --------------------------------------------------------------------------------- usage
+
+    async def record_usage(self, record: UsageRecord) -> None:
+        await self._pool.execute(
+            _SQL_RECORD_USAGE,
+            record.user_id,
+            record.chat_id,
+            record.model,
+            record.prompt_tokens,
+            record.completion_tokens,
+            record.credits,
+            record.energy,
+            record.status,
+            self._clock(),
+        )
+
+    async def usage_summary(self, user_id: int, since: float | None = None) -> UsageSummary:
+        if since is None:
+            row = await self._pool.fetchrow(_SQL_USAGE_TOTAL, user_id)
+        else:
+            row = await self._pool.fetchrow(_SQL_USAGE_SINCE, user_id, since)
+        assert row is not None  # an aggregate always has a row
+        requests, prompt_tokens, completion_tokens, credits, energy = row
+        return UsageSummary(
+            requests=int(requests),
+            prompt_tokens=int(prompt_tokens),
+            completion_tokens=int(completion_tokens),
+            credits=float(credits),
+            energy=float(energy),
+        )
+
+    async def usage_by_provider(
+        self, user_id: int, since: float | None = None
+    ) -> tuple[ProviderUsage, ...]:
+        if since is None:
+            rows = await self._pool.fetch(_SQL_USAGE_BY_PROVIDER_TOTAL, user_id)
+        else:
+            rows = await self._pool.fetch(_SQL_USAGE_BY_PROVIDER_SINCE, user_id, since)
+        return tuple(
+            ProviderUsage(
+                provider=str(provider),
+                requests=int(requests),
+                prompt_tokens=int(prompt_tokens),
+                completion_tokens=int(completion_tokens),
+                credits=None if credits is None else float(credits),
+                energy=None if energy is None else float(energy),
+            )
+            for provider, requests, prompt_tokens, completion_tokens, credits, energy in rows
+        )
+
+    # ---------------------------------------------------------------------------- video jobs
+
+    async def create_video_job(
+        self,
+        *,
+        user_id: int,
+        chat_id: int,
+        thread_id: int | None,
+        model: str,
+        prompt: str,
+        lang: str,
+        progress_message_id: int | None,
+        kind: str = "video",
+    ) -> VideoJob:
+        now = self._clock()
+        row = await self._pool.fetchrow(
+            _SQL_CREATE_VIDEO_JOB,
+            user_id,
+            chat_id,
+            thread_id,
+            model,
+            prompt,
+            lang,
+            progress_message_id,
+            now,
+            now,
+            kind,
+        )
+        assert row is not None
+        return _video_job_from_row(row)
+
+    async def update_video_job(self, job_id: int, **fields: Any) -> VideoJob:
+        values = {name: _check_video_field(name, value) for name, value in fields.items()}
+        if not values:
+            row = await self._pool.fetchrow(_SQL_GET_VIDEO_JOB, job_id)
+        else:
+            # Column names come from the VIDEO_JOB_UPDATE_FIELDS whitelist (checked above).
+            names = sorted(values)
+            assignments = ", ".join(f"{name} = ${i}" for i, name in enumerate(names, 1))
+            n = len(names)
+            sql = (
+                f"UPDATE video_jobs SET {assignments}, updated_at = ${n + 1} "
+                f"WHERE id = ${n + 2} RETURNING {_VIDEO_COLUMNS}"
+            )
+            params = (*(values[name] for name in names), self._clock(), job_id)
+            row = await self._pool.fetchrow(sql, *params)
+        if row is None:
+            raise LookupError(f"no video job with id {job_id}")
+        return _video_job_from_row(row)
+
+    async def active_video_jobs(self) -> list[VideoJob]:
+        rows = await self._pool.fetch(_SQL_ACTIVE_VIDEO_JOBS)
+        return [_video_job_from_row(row) for row in rows]
+
+    async def count_active_video_jobs(self, user_id: int) -> int:
+        return int(await self._pool.fetchval(_SQL_COUNT_ACTIVE_VIDEO_JOBS, user_id))
+
+    # ----------------------------------------------------------------- admins: blocked users
+
+    async def set_users_blocked(self, user_ids: Sequence[int], blocked: bool) -> None:
+        ids = list(user_ids)
+        if not ids:
+            return
+        for user_id in ids:
+            if isinstance(user_id, bool) or not isinstance(user_id, int):
+                raise TypeError(f"user ids must be ints, got {type(user_id).__name__}")
+        await self._pool.execute(_SQL_SET_USERS_BLOCKED, int(bool(blocked)), ids)
+
+    async def count_broadcast_recipients(self) -> int:
+        return int(await self._pool.fetchval(_SQL_COUNT_BROADCAST_RECIPIENTS))
+
+    async def broadcast_recipients(self, after_user_id: int, limit: int) -> list[int]:
+        if limit <= 0:
+            return []
+        after = max(after_user_id, 0)  # groups' rows have negative ids
+        rows = await self._pool.fetch(_SQL_BROADCAST_RECIPIENTS, after, limit)
+        return [int(row[0]) for row in rows]
+
+    # ---------------------------------------------------------------------- admins: broadcasts
+
+    async def create_broadcast(
+        self,
+        *,
+        admin_id: int,
+        from_chat_id: int,
+        message_id: int,
+        lang: str,
+        total: int,
+        progress_message_id: int | None,
+    ) -> Broadcast:
+        now = self._clock()
+        row = await self._pool.fetchrow(
+            _SQL_CREATE_BROADCAST,
+            admin_id,
+            from_chat_id,
+            message_id,
+            lang,
+            total,
+            progress_message_id,
+            now,
+            now,
+        )
+        assert row is not None
+        return _broadcast_from_row(row)
+
+    async def update_broadcast(self, broadcast_id: int, **fields: Any) -> Broadcast:
+        values = {name: _check_broadcast_field(name, value) for name, value in fields.items()}
+        if not values:
+            row = await self._pool.fetchrow(_SQL_GET_BROADCAST, broadcast_id)
+        else:
+            # Column names come from the BROADCAST_UPDATE_FIELDS whitelist (checked above).
+            names = sorted(values)
+            assignments = ", ".join(f"{name} = ${i}" for i, name in enumerate(names, 1))
+            n = len(names)
+            sql = (
+                f"UPDATE broadcasts SET {assignments}, updated_at = ${n + 1} "
+                f"WHERE id = ${n + 2} RETURNING {_BROADCAST_COLUMNS}"
+            )
+            params = (*(values[name] for name in names), self._clock(), broadcast_id)
+            row = await self._pool.fetchrow(sql, *params)
+        if row is None:
+            raise LookupError(f"no broadcast with id {broadcast_id}")
+        return _broadcast_from_row(row)
+
+    async def get_broadcast(self, broadcast_id: int) -> Broadcast | None:
+        row = await self._pool.fetchrow(_SQL_GET_BROADCAST, broadcast_id)
+        return None if row is None else _broadcast_from_row(row)
+
+    async def running_broadcasts(self) -> list[Broadcast]:
+        rows = await self._pool.fetch(_SQL_RUNNING_BROADCASTS)
+        return [_broadcast_from_row(row) for row in rows]
+
+    # ---------------------------------------------------------------------- admins: statistics
+
+    async def bot_statistics(self, now: float) -> BotStatistics:
+        day, week, month = now - _DAY, now - 7 * _DAY, now - 30 * _DAY
+        async with (
+            self._pool.acquire() as conn,
+            conn.transaction(isolation="repeatable_read", readonly=True),
+        ):
+            row = await conn.fetchrow(_SQL_STATISTICS, day, week, month)
+            top = await conn.fetch(_SQL_TOP_MODELS, month)
+            refusals = await conn.fetch(_SQL_REFUSALS, _utc_day(now), _utc_day(now - 29 * _DAY))
+        assert row is not None
+        (
+            users,
+            blocked,
+            new_day,
+            new_week,
+            active_day,
+            active_week,
+            active_month,
+            requests_day,
+            requests_week,
+            requests_month,
+            tokens_month,
+            credits_month,
+            groups,
+            groups_left,
+            groups_active_day,
+            groups_active_week,
+        ) = row
+        return BotStatistics(
+            users=int(users),
+            blocked_users=int(blocked),
+            new_users_day=int(new_day),
+            new_users_week=int(new_week),
+            active_day=int(active_day),
+            active_week=int(active_week),
+            active_month=int(active_month),
+            requests_day=int(requests_day),
+            requests_week=int(requests_week),
+            requests_month=int(requests_month),
+            tokens_month=int(tokens_month),
+            credits_month=float(credits_month),
+            top_models=tuple(ModelUse(str(model), int(count)) for model, count in top),
+            groups=int(groups),
+            groups_left=int(groups_left),
+            groups_active_day=int(groups_active_day),
+            groups_active_week=int(groups_active_week),
+            refusals=tuple(
+                RefusalCount(str(reason), int(today), int(month_count))
+                for reason, today, month_count in refusals
+            ),
+        )
+
+    # ------------------------------------------------------------- answers: delivery marks
+
+    async def set_answer_status(self, conversation_id: int, content: str, status: str) -> bool:
+        found = await self._pool.fetchval(_SQL_SET_ANSWER_STATUS, status, conversation_id, content)
+        return found is not None
+
+    # ------------------------------------------------------------------------ update journal
+
+    async def journal_record(self, update_id: int, payload: str | None) -> bool:
+        found = await self._pool.fetchval(_SQL_JOURNAL_RECORD, update_id, payload, self._clock())
+        return found is not None
+
+    async def journal_finish(self, update_id: int) -> None:
+        await self._pool.execute(_SQL_JOURNAL_FINISH, self._clock(), update_id)
+
+    async def journal_reset_replays(self, update_id: int) -> None:
+        await self._pool.execute(_SQL_JOURNAL_RESET_REPLAYS, update_id)
+
+    async def journal_unfinished(self) -> list[JournalEntry]:
+        rows = await self._pool.fetch(_SQL_JOURNAL_UNFINISHED)
+        return [
+            JournalEntry(int(update_id), payload, int(replays), float(created))
+            for update_id, payload, replays, created in rows
+        ]
+
+    async def journal_begin_replay(self, update_id: int) -> bool:
+        found = await self._pool.fetchval(_SQL_JOURNAL_BEGIN_REPLAY, update_id)
+        return found is not None
+
+    async def journal_prune(self, finished_before: float, limit: int) -> int:
+        if limit <= 0:
+            return 0
+        status = await self._pool.execute(_SQL_JOURNAL_PRUNE, finished_before, limit)
+        return _affected(status)
+
+    # ------------------------------------------------------------------ admins: one user
+
+    async def user_by_username(self, username: str) -> UserRecord | None:
+        row = await self._pool.fetchrow(_SQL_USER_BY_USERNAME, username.lstrip("@"))
+        return None if row is None else _user_from_row(row)
+
+    # ------------------------------------------------------------------------ access control
+
+    async def access_list(self) -> list[AccessEntry]:
+        rows = await self._pool.fetch(_SQL_ACCESS_LIST)
+        return [
+            AccessEntry(int(subject), bool(allowed), bool(banned), bool(noticed))
+            for subject, allowed, banned, noticed in rows
+        ]
+
+    async def set_access_allowed(self, subject_id: int, allowed: bool) -> None:
+        await self._pool.execute(
+            _SQL_SET_ACCESS_ALLOWED, subject_id, int(bool(allowed)), self._clock()
+        )
+
+    async def set_access_banned(self, subject_id: int, banned: bool) -> None:
+        await self._pool.execute(
+            _SQL_SET_ACCESS_BANNED, subject_id, int(bool(banned)), self._clock()
+        )
+
+    async def mark_ban_noticed(self, subject_id: int) -> None:
+        await self._pool.execute(_SQL_MARK_BAN_NOTICED, subject_id)
+
+    async def daily_limit_overrides(self) -> dict[int, int]:
+        rows = await self._pool.fetch(_SQL_DAILY_LIMIT_OVERRIDES)
+        return {int(user_id): int(limit) for user_id, limit in rows}
+
+    async def set_daily_requests_limit(self, user_id: int, limit: int | None) -> None:
+        if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int)):
+            raise TypeError(f"limit must be an int or None, got {type(limit).__name__}")
+        if limit is not None and limit < 0:
+            raise ValueError("limit must be >= 0 (0 = unlimited)")
+        await self._pool.execute(_SQL_SET_DAILY_REQUESTS_LIMIT, user_id, self._clock(), limit)
+
+    async def quota_usage(self, user_id: int, since: float) -> QuotaUsage:
+        row = await self._pool.fetchrow(_SQL_QUOTA_USAGE, user_id, since)
+        assert row is not None
+        requests, tokens = row
+        return QuotaUsage(requests=int(requests), tokens=int(tokens))
+
+    async def count_refusal(self, reason: str, day: str) -> None:
+        if reason not in REFUSAL_REASONS:
+            raise ValueError(f"unknown refusal reason {reason!r}")
+        await self._pool.execute(_SQL_COUNT_REFUSAL, day, str(reason))
+
+    # ----------------------------------------------------------------------------- readiness
+
+    async def ping(self) -> None:
+        await self._pool.fetchval("SELECT 1")
