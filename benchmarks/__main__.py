@@ -25,14 +25,14 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from benchmarks import report, scenarios
+from benchmarks import report, scale_out, scenarios
 from benchmarks.harness import BASE_SETTINGS, FULL, QUICK, Context, Profiler, Sizes
 from benchmarks.procstat import cpu_plan, machine_info, pin
 from benchmarks.profile import format_summary, summarize
 from benchmarks.timed_fakes import TimedGigaChat, TimedTelegram, TimedUpstream
 
 HERE = Path(__file__).resolve().parent
-ALL = (1, 2, 3, 4, 5, 6, 7, 8, 9)
+ALL = (1, 2, 3, 4, 5, 6, 7, 8, 9, 10)
 # Scenarios answered by the GigaChat fake: it is started only when one of them runs.
 GIGACHAT_SCENARIOS = frozenset({9})
 # The scenarios --profile runs once more with py-spy attached, and how.
@@ -104,6 +104,8 @@ async def _run_scenario(number: int, ctx: Context, big: scenarios.BigDbCache) ->
         return await scenarios.steady_ceiling(ctx)
     if number == 9:
         return await scenarios.throughput_gigachat(ctx)
+    if number == 10:
+        return await scale_out.scale_out(ctx)
     raise ValueError(number)
 
 

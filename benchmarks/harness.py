@@ -132,6 +132,10 @@ class Sizes:
     s8_seconds: float = 20.0
     s8_users: int = 300
     s8_chunk_delay: float = 0.05
+    # 10: two replicas on PostgreSQL and Redis vs one on SQLite (scenario 1's load, smaller).
+    s10_messages: int = 1000
+    s10_users: int = 100
+    s10_limited: int = 50
 
 
 FULL = Sizes()
@@ -150,6 +154,9 @@ QUICK = Sizes(
     s7_heavy=6,
     s8_seconds=5.0,
     s8_users=100,
+    s10_messages=400,
+    s10_users=50,
+    s10_limited=30,
 )
 
 

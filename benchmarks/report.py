@@ -205,6 +205,22 @@ ROWS = (
     Row("9", "Telegram calls per answer", "telegram_calls_per_answer", "{:.2f}"),
     Row("9", "bot core busy", "bot_core_utilisation", "{:.0%}"),
     Row("9", "bot peak RSS MB", "peak_rss_mb", "{:.0f}"),
+    Row("10", "one replica, SQLite: answers/s", "one_answers_per_s", "{:.0f}"),
+    Row("10", "one replica: bot CPU ms per answer", "one_cpu_ms_per_answer", "{:.2f}"),
+    Row("10", "two replicas, PG+Redis: answers/s", "two_answers_per_s", "{:.0f}"),
+    Row("10", "two replicas: CPU ms per answer (both)", "two_cpu_ms_per_answer", "{:.2f}"),
+    Row(
+        "10",
+        "two / one CPU per answer",
+        "cpu_ratio_two_to_one",
+        "{:.2f}x",
+        "<= 1.5x",
+        lambda v: v <= 1.5,
+    ),
+    Row("10", "limiter starts/s (LLM_RPS=10)", "limiter_starts_per_s", "{:.2f}"),
+    Row("10", "limiter error %", "limiter_error_pct", "{:.1f}", "<= 3", lambda v: v <= 3),
+    Row("10", "upstream 429s", "upstream_429", "{:.0f}", "0", lambda v: v == 0),
+    Row("10", "fail-over: kill -> answer, s", "failover_s", "{:.2f}"),
 )
 
 TITLES = {
@@ -217,6 +233,7 @@ TITLES = {
     "7": "7 upstream limiter",
     "8": "8 steady 30/s",
     "9": "9 s1 on GigaChat",
+    "10": "10 two replicas",
 }
 
 

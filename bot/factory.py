@@ -55,6 +55,7 @@ from services.llm.provider import ProviderRegistry
 from services.model_choice import ModelChooser
 from services.pacing import DraftBudget, KeyedPacer
 from services.questions import QuestionService
+from services.replicas import Replicas, replica_mode
 from services.statistics import StatisticsService
 from services.storage import Storage, open_storage
 from services.users import UserService
@@ -105,6 +106,8 @@ class Services:
     broadcasts: BroadcastService
     statistics: StatisticsService
     alerts: AlertService
+    # This process's replica id, heartbeat and the scan that takes over dead replicas' work.
+    replicas: Replicas
     # REDIS_URL: the state replicas share (its client is closed last on shutdown).
     shared: SharedState | None = None
 
@@ -212,6 +215,16 @@ def build_services(settings: Settings) -> Services:
     shared = _open_shared(settings)
     providers = build_providers(settings, shared)
     storage = open_storage(settings.storage.database_url)
+    # PostgreSQL and Redis: several processes share the database (no instance lock).
+    shared_db = replica_mode(settings.storage.database_url, shared is not None)
+    replica_timeout = settings.storage.replica_timeout_seconds
+    replicas = Replicas(
+        storage,
+        shared=shared_db,
+        timeout=replica_timeout,
+        heartbeat=min(5.0, replica_timeout / 4),
+        scan_interval=min(5.0, replica_timeout / 4),
+    )
     audio = AudioService(max_seconds=settings.limits.max_audio_seconds)
     users = UserService(storage, settings.admin.admin_ids)
     conversations = ConversationService(
@@ -257,12 +270,15 @@ def build_services(settings: Settings) -> Services:
         daily_requests=settings.access.user_daily_requests,
         daily_tokens=settings.access.user_daily_tokens,
         flood_per_minute=settings.access.user_flood_per_minute,
+        # With replicas: flood windows and notices for all of them, levers seen at once.
+        shared=shared.access_state() if shared is not None else None,
     )
     account = AccountService(providers, storage, quota=access)
     broadcasts = BroadcastService(
         storage,
         rate=settings.admin.broadcast_rps,
         progress_interval=settings.admin.broadcast_progress_seconds,
+        replicas=replicas,
     )
     return Services(
         providers=providers,
@@ -286,6 +302,7 @@ def build_services(settings: Settings) -> Services:
             poll_seconds=settings.media.video_poll_seconds,
             timeout_minutes=settings.media.video_timeout_minutes,
             max_jobs_per_user=settings.limits.video_max_jobs_per_user,
+            replicas=replicas,
         ),
         account=account,
         access=access,
@@ -305,7 +322,10 @@ def build_services(settings: Settings) -> Services:
             if settings.admin.admin_ids
             else 0,
             tokens_threshold=settings.gigachat.low_balance,
+            # With replicas: one balance check per interval, each change told once.
+            shared=shared.alert_state() if shared is not None else None,
         ),
+        replicas=replicas,
         shared=shared,
     )
 
@@ -336,7 +356,13 @@ def build_app(settings: Settings) -> App:
     # Before anything else: a second process on this database stops here, so broadcasts and
     # video jobs are never driven twice (released last on shutdown).
     # A file lock beside an SQLite database, an advisory lock on PostgreSQL.
-    instance_lock = instance_lock_for(settings.storage.database_url)
+    # Replica mode (PostgreSQL and REDIS_URL) takes none: work is owned per row instead.
+    instance_lock = instance_lock_for(
+        settings.storage.database_url,
+        replicas=replica_mode(
+            settings.storage.database_url, settings.storage.redis_url is not None
+        ),
+    )
     instance_lock.acquire()
     services = build_services(settings)
     metrics = Metrics()
@@ -392,8 +418,12 @@ def build_app(settings: Settings) -> App:
         ),
     )
     in_flight = InFlight()
-    journal = UpdateJournal(services.storage)
+    journal = UpdateJournal(services.storage, replicas=services.replicas)
     replayer = Replayer(dispatcher, bot, journal)
+    # What each scan takes over from dead replicas (with one process: from the last run).
+    services.replicas.add_scanner("video", services.videos.take_over)
+    services.replicas.add_scanner("broadcast", services.broadcasts.take_over)
+    services.replicas.add_scanner("journal", replayer.take_over)
     # One counter increment per update, by type (before anything can drop it as a duplicate).
     dispatcher.update.outer_middleware(UpdateCounter(metrics))
     dispatcher.update.outer_middleware(in_flight)
@@ -410,6 +440,8 @@ def build_app(settings: Settings) -> App:
     dispatcher.include_routers(*get_routers())
 
     async def release() -> None:
+        # No more taking over; what this replica owns is released last (below).
+        await services.replicas.halt()
         await services.chat.close()
         await in_flight.drain(5.0)
         await replayer.close()
@@ -420,6 +452,8 @@ def build_app(settings: Settings) -> App:
         # Notices already queued (a breaker that just opened) go out while the bot can send.
         await services.alerts.close()
         await services.audio.close()
+        # Jobs, a broadcast and put-off updates still owned go to the other replicas at once.
+        await services.replicas.close()
         await services.storage.close()
         await services.providers.aclose()
         if services.shared is not None:
@@ -433,6 +467,8 @@ def build_app(settings: Settings) -> App:
             if services.shared is not None:
                 # A Stop pressed on another replica for an answer streaming here.
                 services.shared.stops.listen(services.chat.stop_forwarded)
+                # A breaker opened (closed) on another replica is followed here.
+                services.shared.breakers.listen()
             if not settings.server.webhook:
                 # Long polling and a webhook exclude each other; a leftover webhook would
                 # make getUpdates fail. Pending updates are kept. (Webhook mode registers
@@ -445,13 +481,11 @@ def build_app(settings: Settings) -> App:
             )
             # Admins' notices: provider outages (breakers) and low balances.
             services.alerts.start()
-            # Videos being generated and broadcasts being sent when the bot stopped go on.
-            await services.videos.start()
-            await services.broadcasts.resume()
             me = await bot.me()
-            # Questions left unanswered by the last run (a crash, a kill, or put off by a
-            # shutdown) are answered again beside polling.
-            replayer.start()
+            # Videos being generated, broadcasts being sent and questions left unanswered
+            # (a crash, a kill, or put off by a shutdown) by the last run, or by a dead
+            # replica, go on here: now, and with replicas at every scan.
+            await services.replicas.start()
         except BaseException:
             # aiogram runs the shutdown hook only after a successful start-up: without
             # this, the database's worker thread would keep the failed process alive.

@@ -8,8 +8,9 @@ so a stale lock left by a killed bot never blocks the next start:
 - PostgreSQL: a session-level advisory lock (`pg_try_advisory_lock`, keyed by the schema) held
   by a dedicated connection; the server drops it when that connection goes away.
 
-Running several replicas on purpose needs real leases in the database; that comes with the
-multi-replica mode, in a later issue.
+Replica mode (PostgreSQL and REDIS_URL) takes no lock: several processes share the database on
+purpose, and every piece of background work has one live owner instead (services/replicas.py:
+heartbeats and owner columns, taken over when a replica dies).
 """
 
 from __future__ import annotations
@@ -54,11 +55,24 @@ class InstanceLock(Protocol):
         ...
 
 
-def instance_lock_for(database_url: str) -> InstanceLock:
-    """The lock that fits the database DATABASE_URL selects."""
+def instance_lock_for(database_url: str, *, replicas: bool = False) -> InstanceLock:
+    """The lock that fits the database DATABASE_URL selects; none with ``replicas`` (several
+    processes share the database on purpose: services/replicas.py)."""
+    if replicas:
+        return NoInstanceLock()
     if database_kind(database_url) == "postgres":
         return PostgresInstanceLock(postgres_dsn(database_url))
     return FileInstanceLock(sqlite_path_from_url(database_url))
+
+
+class NoInstanceLock:
+    """Replica mode: other processes are welcome; ownership of work is per row instead."""
+
+    def acquire(self) -> None:
+        return None
+
+    def release(self) -> None:
+        return None
 
 
 class FileInstanceLock:

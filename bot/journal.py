@@ -2,8 +2,9 @@
 
 `JournalMiddleware` (an outer update middleware) records each update before any handler sees
 it and finishes it afterwards; a duplicate delivery is dropped. `Replayer` feeds the unfinished
-ones of the last run to the dispatcher once at start-up, beside normal polling, and
-`RestartNote` tells each of their chats first that the bot restarted.
+ones of dead replicas (with one process: of the last run) to the dispatcher once, beside normal
+polling: at start-up and, with replicas, at each scan of services/replicas.py; `RestartNote`
+tells each of their chats first that the bot restarted.
 
 The window that remains in polling mode: aiogram confirms an update to Telegram by the
 `offset` of its next `getUpdates`, which it sends as soon as it has handed the update to a
@@ -164,7 +165,8 @@ class RestartNote(BaseMiddleware):
 
 
 class Replayer:
-    """Feeds the last run's unfinished updates to the dispatcher once, beside polling.
+    """Feeds the unfinished updates of dead replicas (or the last run) to the dispatcher once,
+    beside polling.
 
     A chat's updates go one after another, in the order they arrived (so a question sees the
     answer to the one before it); chats go side by side.
@@ -175,10 +177,28 @@ class Replayer:
         self._bot = bot
         self._journal = journal
         self._stopping = asyncio.Event()
-        self._task: asyncio.Task[None] | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
 
     def start(self) -> None:
-        self._task = asyncio.create_task(self._run(), name="journal-replay")
+        """Take over in the background (a start-up without the replicas' scan)."""
+        self._track(asyncio.create_task(self.take_over(), name="journal-replay"))
+
+    def _track(self, task: asyncio.Task[None]) -> None:
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def take_over(self) -> None:
+        """Claim the unfinished updates of dead replicas and feed them in the background (the
+        replicas' scan calls this; it returns once they are claimed)."""
+        if self._stopping.is_set():
+            return
+        try:
+            entries = await self._journal.replayable()
+        except Exception:
+            log.warning("journal: could not read unfinished updates", exc_info=True)
+            return
+        if entries:
+            self._track(asyncio.create_task(self._run(entries), name="journal-replay"))
 
     def halt(self) -> None:
         """Feed nothing more: what was not fed yet stays unfinished for the next start."""
@@ -187,20 +207,15 @@ class Replayer:
     async def close(self) -> None:
         """Halt and wait for the updates being fed (the shutdown has stopped them by now)."""
         self._stopping.set()
-        task, self._task = self._task, None
-        if task is not None:
+        tasks = set(self._tasks)
+        if tasks:
             # The shutdown has ended the answers by now; anything else gets a short wait.
-            done, _ = await asyncio.wait({task}, timeout=CLOSE_TIMEOUT)
-            if not done:
+            _, pending = await asyncio.wait(tasks, timeout=CLOSE_TIMEOUT)
+            for task in pending:
                 task.cancel()
-            await asyncio.gather(task, return_exceptions=True)
+            await asyncio.gather(*tasks, return_exceptions=True)
 
-    async def _run(self) -> None:
-        try:
-            entries = await self._journal.replayable()
-        except Exception:
-            log.warning("journal: could not read unfinished updates", exc_info=True)
-            return
+    async def _run(self, entries: list[JournalEntry]) -> None:
         chats: dict[int, list[tuple[JournalEntry, Update]]] = {}
         for entry in entries:
             update = self._parse(entry)

@@ -40,10 +40,12 @@ log = logging.getLogger(__name__)
 RATE_SAFETY = 0.97
 
 
-def _breaker(settings: Settings) -> CircuitBreaker:
+def _breaker(settings: Settings, shared: SharedState | None, provider: str) -> CircuitBreaker:
     return CircuitBreaker(
         failure_threshold=settings.llm.breaker_failures,
         cooldown=settings.llm.breaker_cooldown_seconds,
+        # With replicas, one open/closed state (and one admin notice) for all of them (Redis).
+        shared=shared.breakers.share(provider) if shared is not None else None,
     )
 
 
@@ -66,7 +68,7 @@ def _primary(settings: Settings, shared: SharedState | None) -> Provider:
     # With replicas, LLM_RPS holds for all of them together (Redis).
     gate = shared.start_gate("openai", rate) if shared is not None and rate else None
     limiter = FairRateLimiter(rate, gate=gate)
-    breaker = _breaker(settings)
+    breaker = _breaker(settings, shared, "openai")
     client = LLMClient(
         http,
         llm.base_url,
@@ -132,7 +134,7 @@ def _gigachat(settings: Settings, shared: SharedState | None) -> Provider:
             read_timeout=llm.timeout_seconds,
         )
     )
-    breaker = _breaker(settings)
+    breaker = _breaker(settings, shared, "gigachat")
     built = build_gigachat(
         http,
         base_url=giga.base_url,
@@ -146,6 +148,12 @@ def _gigachat(settings: Settings, shared: SharedState | None) -> Provider:
         ),
         breaker=breaker,
         stream_gap=llm.stream_gap_seconds,
+        # With replicas, one OAuth token for all of them (Redis).
+        shared_token=(
+            shared.gigachat_token(giga.credentials.get_secret_value(), giga.scope)
+            if shared is not None
+            else None
+        ),
     )
     return Provider(
         name="gigachat",
@@ -167,7 +175,7 @@ def _mashagpt(settings: Settings, shared: SharedState | None) -> Provider:
     assert masha.api_key is not None
     llm = settings.llm
     http = build_http_client(HttpTarget(proxy=masha.proxy, read_timeout=llm.timeout_seconds))
-    breaker = _breaker(settings)
+    breaker = _breaker(settings, shared, "mashagpt")
     built = build_mashagpt(
         http,
         base_url=masha.base_url,

@@ -311,6 +311,9 @@ class StorageSettings(_Section):
     database_url: str = Field("sqlite:///data/bot.db", alias="DATABASE_URL")
     # Set: state shared by replicas (forms, limiters, pacing, Stop) lives in this Redis.
     redis_url: SecretStr | None = Field(None, alias="REDIS_URL")
+    # Replica mode (PostgreSQL and REDIS_URL): a replica not seen for this long is dead and
+    # its video jobs, broadcast and unfinished updates are taken over by another.
+    replica_timeout_seconds: float = Field(20.0, ge=2.0, le=600.0, alias="REPLICA_TIMEOUT_SECONDS")
 
     @field_validator("redis_url")
     @classmethod

@@ -2,22 +2,32 @@
 
 One `redis.asyncio.Redis` client (one connection pool) serves everything shared by replicas:
 aiogram's FSM storage, the providers' start limiters and stream slots, Telegram's pacing and
-the Stop relay. Every key lives under `llmbot:<bot id>:`, so bots sharing a Redis never meet.
+the Stop relay, the access checks (flood, notices, the access list's version), the providers'
+circuit breakers, GigaChat's OAuth token and the admins' balance checks. Every key lives
+under `llmbot:<bot id>:`, so bots sharing a Redis never meet.
 The factory imports this module only with REDIS_URL: a bot without it never loads redis-py.
 """
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from aiogram.fsm.storage.base import BaseStorage
 from redis.asyncio import Redis
 
 from bot.fsm_storage import shared_fsm_storage
+from services.shared.access import RedisAccessState
+from services.shared.alerts import RedisAlertState
+from services.shared.breaker import BreakerRelay
 from services.shared.gcra import GcraLimiter, SharedStartGate
 from services.shared.guard import RedisGuard
 from services.shared.semaphore import RedisSemaphore
 from services.shared.stop import StopRelay
+
+if TYPE_CHECKING:  # GigaChat's code is loaded only when it is configured
+    from services.shared.token import RedisTokenStore
 
 __all__ = ["SharedState", "open_shared_state"]
 
@@ -36,6 +46,7 @@ class SharedState:
     guard: RedisGuard
     rates: GcraLimiter
     stops: StopRelay
+    breakers: BreakerRelay
     prefix: str
 
     def start_gate(self, provider: str, per_second: float) -> SharedStartGate:
@@ -56,8 +67,25 @@ class SharedState:
     def fsm_storage(self) -> BaseStorage:
         return shared_fsm_storage(self.redis, self.prefix)
 
+    def access_state(self) -> RedisAccessState:
+        """Flood windows, the one-time notices and the access list's version."""
+        return RedisAccessState(self.redis, self.guard, prefix=self.prefix)
+
+    def alert_state(self) -> RedisAlertState:
+        """The balance check's lease and the balances' last levels."""
+        return RedisAlertState(self.redis, self.guard, prefix=self.prefix)
+
+    def gigachat_token(self, credentials: str, scope: str) -> RedisTokenStore:
+        """GigaChat's OAuth token, one for every replica using the same key and scope (the key
+        name carries a hash of them, never the key)."""
+        from services.shared.token import RedisTokenStore
+
+        digest = hashlib.sha256(f"{scope}\n{credentials.strip()}".encode()).hexdigest()[:16]
+        return RedisTokenStore(self.redis, self.guard, key=f"{self.prefix}gigachat:token:{digest}")
+
     async def aclose(self) -> None:
         await self.stops.close()
+        await self.breakers.close()
         await self.redis.aclose()
 
 
@@ -76,5 +104,6 @@ def open_shared_state(redis_url: str, bot_id: int, *, prefix: str | None = None)
         guard=guard,
         rates=GcraLimiter(redis, guard, prefix=prefix),
         stops=StopRelay(redis, guard, prefix=prefix),
+        breakers=BreakerRelay(redis, guard, prefix=prefix),
         prefix=prefix,
     )

@@ -10,7 +10,16 @@ Where the state lives:
   from storage once, on first use, and kept in memory, written through — a question costs no
   query for them;
 - flood windows, "this bot is private" notice times and album burst keys are per process,
-  in memory and bounded (state shared between replicas comes with the multi-replica mode);
+  in memory and bounded;
+- with `shared` (REDIS_URL, several replicas): the flood window and its one notice, the
+  "private" and ban notices are decided on Redis for all replicas together, and the cached list
+  is checked against the list's version on Redis at every paid message (one GET), so a lever
+  pulled on one replica holds on every other at the next message. Redis unreachable: the local
+  state decides that call, and the list is re-read from storage every `LIST_REREAD_WHEN_DOWN`
+  seconds while it stays unreachable. Album burst keys stay per replica (an album whose parts
+  reach two replicas counts once on each), and so do quota reservations: a user at the limit
+  may get one more answer per other replica answering them at that very moment (the stored
+  usage records, which decide once the answers are stored, are shared);
 - quota counts are the stored usage records of the UTC day (a restart changes nothing) plus
   the questions being answered right now: a passing verdict that says ``reserved`` holds one
   request until the caller calls ``release`` (after the answer is stored).
@@ -30,6 +39,7 @@ import time
 from collections import OrderedDict, deque
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
+from typing import Protocol
 
 from services.storage import Storage
 from services.storage.base import AccessEntry
@@ -42,6 +52,9 @@ DAY_SECONDS = 86400.0
 ACCESS_MODES = ("open", "allowlist")
 # Album burst keys remembered per user: an album is ten messages at most, a few at a time.
 MAX_BURSTS_PER_USER = 16
+# With shared state but Redis unreachable, the cached list is re-read this often (seconds), so
+# a lever pulled on another replica still holds here within this time.
+LIST_REREAD_WHEN_DOWN = 30.0
 
 
 class Refusal(enum.StrEnum):
@@ -69,6 +82,28 @@ class Verdict:
 
 
 PASS = Verdict(None, False)
+
+
+@dataclass(frozen=True, slots=True)
+class FloodDecision:
+    """A flood check made for all replicas together."""
+
+    taken: bool
+    wait: float  # refusals: seconds until the window takes a message again
+    notify: bool  # refusals: the first of this burst, on any replica
+
+
+class SharedAccess(Protocol):
+    """What replicas share for the checks (services/shared/access.py on Redis). Every call
+    answers None when the shared store is unreachable: the local state decides then."""
+
+    async def flood(self, user_id: int, limit: int, window: float) -> FloodDecision | None: ...
+
+    async def once(self, key: str, seconds: float) -> bool | None: ...
+
+    async def list_version(self) -> str | None: ...
+
+    async def list_changed(self) -> None: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -130,6 +165,7 @@ class AccessService:
         clock: Callable[[], float] = time.time,
         monotonic: Callable[[], float] = time.monotonic,
         max_tracked_users: int = 10_000,
+        shared: SharedAccess | None = None,
     ) -> None:
         if mode not in ACCESS_MODES:
             raise ValueError(f"access mode must be one of {', '.join(ACCESS_MODES)}")
@@ -145,6 +181,9 @@ class AccessService:
         self._max_tracked = max_tracked_users
         # Loaded from storage on first use (the database opens at start-up, after building).
         self._entries: dict[int, AccessEntry] | None = None
+        self._shared = shared
+        self._version: str | None = None  # the shared list version the cache was read under
+        self._loaded_at = float("-inf")  # monotonic
         self._overrides: dict[int, int] = {}
         self._load_lock = asyncio.Lock()
         self._recent: OrderedDict[int, _Recent] = OrderedDict()
@@ -216,27 +255,41 @@ class AccessService:
             self._in_flight[user_id] = count - 1
 
     async def _decide(self, user_id: int, chat_id: int, recent: _Recent) -> Verdict:
-        entries = self._entries
-        if entries is None:
-            entries = await self._load()
+        entries = await self._current()
         entry = entries.get(user_id)
         if entry is not None and entry.banned:
             notify = not entry.ban_noticed
             if notify:
                 # Marked before the write: two messages racing still get one notice.
                 entries[user_id] = replace(entry, ban_noticed=True)
+                # Two replicas racing too (each has its own copy of the list).
+                notify = await self._first(f"ban:{user_id}", WINDOW_SECONDS)
+            if notify:
                 try:
                     await self._storage.mark_ban_noticed(user_id)
                 except Exception:
                     log.warning("could not store that user %d was told of the ban", user_id)
+                else:
+                    if self._shared is not None:
+                        await self._shared.list_changed()  # the others' copies say "not told"
             return await self._refuse(Refusal.BANNED, notify)
         if self._mode == "allowlist" and not self._listed(entries, user_id, chat_id):
             now = self._monotonic()
             notify = now - recent.private_told_at >= WINDOW_SECONDS
             if notify:
                 recent.private_told_at = now
+                notify = await self._first(f"private:{user_id}", WINDOW_SECONDS)
             return await self._refuse(Refusal.NOT_ALLOWED, notify)
-        if self._flood:
+        shared_flood = (
+            await self._shared.flood(user_id, self._flood, WINDOW_SECONDS)
+            if self._flood and self._shared is not None
+            else None
+        )
+        if shared_flood is not None:
+            if not shared_flood.taken:
+                resets_at = self._clock() + shared_flood.wait
+                return await self._refuse(Refusal.FLOOD, shared_flood.notify, resets_at)
+        elif self._flood:
             now = self._monotonic()
             sent = recent.sent
             while sent and now - sent[0] >= WINDOW_SECONDS:
@@ -304,9 +357,36 @@ class AccessService:
             self._recent.move_to_end(user_id)
         return recent
 
-    async def _load(self) -> dict[int, AccessEntry]:
+    async def _first(self, key: str, seconds: float) -> bool:
+        """Whether this replica is the first to tell within `seconds` (True without Redis)."""
+        if self._shared is None:
+            return True
+        first = await self._shared.once(key, seconds)
+        return first is None or first
+
+    async def _current(self) -> dict[int, AccessEntry]:
+        """The list, re-read when another replica changed it (shared state)."""
+        if self._shared is None:
+            entries = self._entries
+            return entries if entries is not None else await self._load()
+        version = await self._shared.list_version()
+        if version is None:  # Redis unreachable: re-read now and then instead
+            return await self._load(
+                reread=lambda: self._monotonic() - self._loaded_at >= LIST_REREAD_WHEN_DOWN
+            )
+        return await self._load(version, reread=lambda: self._version != version)
+
+    async def _load(
+        self, version: str | None = None, *, reread: Callable[[], bool] | None = None
+    ) -> dict[int, AccessEntry]:
+        """The list, read from storage if not yet (or if `reread()` says so, under the lock:
+        of the checks that saw a change at once, one reads)."""
         async with self._load_lock:
-            if self._entries is None:
+            if self._entries is None or (reread is not None and reread()):
+                # Noted before reading: a change written meanwhile makes the next check re-read.
+                if version is not None:
+                    self._version = version
+                self._loaded_at = self._monotonic()
                 entries = {e.subject_id: e for e in await self._storage.access_list()}
                 self._overrides = await self._storage.daily_limit_overrides()
                 self._entries = entries
@@ -315,7 +395,7 @@ class AccessService:
     # ---------------------------------------------------------------------- /usage, /user
 
     async def standing(self, user_id: int, *, is_admin: bool) -> Standing:
-        entries = self._entries if self._entries is not None else await self._load()
+        entries = await self._current()
         entry = entries.get(user_id)
         override = self._overrides.get(user_id)
         day_start = start_of_utc_day(self._clock())
@@ -339,22 +419,26 @@ class AccessService:
         await self._load()
         await self._storage.set_access_allowed(target_id, True)
         self._update(target_id, allowed=True)
+        await self._tell_replicas()
 
     async def deny(self, target_id: int) -> None:
         await self._load()
         await self._storage.set_access_allowed(target_id, False)
         self._update(target_id, allowed=False)
+        await self._tell_replicas()
 
     async def ban(self, user_id: int) -> None:
         """Refuse every paid message of the user, with one notice (the first time after)."""
         await self._load()
         await self._storage.set_access_banned(user_id, True)
         self._update(user_id, banned=True, ban_noticed=False)
+        await self._tell_replicas()
 
     async def unban(self, user_id: int) -> None:
         await self._load()
         await self._storage.set_access_banned(user_id, False)
         self._update(user_id, banned=False, ban_noticed=False)
+        await self._tell_replicas()
 
     async def set_daily_limit(self, user_id: int, requests: int | None) -> None:
         """Override one user's daily request limit at once (0 = unlimited); None removes the
@@ -367,6 +451,12 @@ class AccessService:
             self._overrides.pop(user_id, None)
         else:
             self._overrides[user_id] = requests
+        await self._tell_replicas()
+
+    async def _tell_replicas(self) -> None:
+        """A lever was pulled (and stored): every replica re-reads the list at its next check."""
+        if self._shared is not None:
+            await self._shared.list_changed()
 
     def _update(self, subject_id: int, **changes: bool) -> None:
         entries = self._entries

@@ -15,7 +15,11 @@ stays quiet while it stays low, until it recovers (which is a notice too) or get
   is busy, and a bot restarted often still gets its balances checked.
 
 What was seen lives in this process only: after a restart a balance that is still low is
-reported once more. The notifier (the Telegram side) sends each admin the text in their
+reported once more. With `shared` (REDIS_URL, several replicas): one replica checks per
+interval (a lease), and the last level of each balance is kept on Redis and replaced
+atomically, so each change is told once for all replicas, and not again after a restart.
+Breaker notices are decided by the shared breakers themselves (only the replica that made a
+transition announces it). The notifier (the Telegram side) sends each admin the text in their
 language and never raises.
 """
 
@@ -68,6 +72,15 @@ class AlertNotifier(Protocol):
     async def notify(self, alert: Alert) -> None: ...
 
 
+class SharedAlerts(Protocol):
+    """Balance checks shared by replicas (services/shared/alerts.py on Redis). Calls answer
+    None when the shared store is unreachable (this replica then decides alone)."""
+
+    async def claim_check(self, seconds: float) -> bool | None: ...
+
+    async def swap_level(self, key: str, severity: int) -> int | None: ...
+
+
 # Severity of a balance level: a notice goes out when it rises, or falls back to 0.
 _OK, _LOW, _VERY_LOW = 0, 1, 2
 _CREDIT_KINDS = {
@@ -91,6 +104,7 @@ class AlertService:
         *,
         check_interval: float,
         tokens_threshold: int,
+        shared: SharedAlerts | None = None,
     ) -> None:
         """`check_interval`: seconds between balance checks, 0 = no checks.
         `tokens_threshold`: a token package under this many tokens is low (0 = never)."""
@@ -100,6 +114,7 @@ class AlertService:
         self._interval = float(check_interval)
         self._threshold = int(tokens_threshold)
         self._notifier: AlertNotifier | None = None
+        self._shared = shared
         self._queue: asyncio.Queue[Alert] = asyncio.Queue()
         # The last severity seen per balance: a provider's name, or (name, package).
         self._levels: dict[str | tuple[str, str], int] = {}
@@ -149,9 +164,19 @@ class AlertService:
     async def check_balances(self) -> None:
         """Ask every provider for its balance and post a notice for each change of level."""
         for item in await self._account.balances():
-            self._judge(item)
+            await self._judge(item)
 
-    def _judge(self, item: ProviderBalance) -> None:
+    async def periodic_check(self) -> bool:
+        """The periodic check: done here unless another replica holds this round's lease."""
+        if self._shared is not None:
+            # Shorter than the interval: the next round's claim finds it free.
+            claimed = await self._shared.claim_check(self._interval * 0.9)
+            if claimed is False:
+                return False
+        await self.check_balances()
+        return True
+
+    async def _judge(self, item: ProviderBalance) -> None:
         result = item.result
         if isinstance(result, UpstreamError):
             # Not offered, pay-as-you-go, or the provider is down: nothing new is known.
@@ -162,7 +187,7 @@ class AlertService:
                 return
             for model, tokens in result.per_model:
                 low = tokens < self._threshold
-                if self._changed((item.name, model), _LOW if low else _OK):
+                if await self._changed((item.name, model), _LOW if low else _OK):
                     kind = AlertKind.TOKENS_LOW if low else AlertKind.TOKENS_OK
                     alert = Alert(
                         kind, item.title, model=model, tokens=tokens, threshold=self._threshold
@@ -170,14 +195,19 @@ class AlertService:
                     self.post(alert)
             return
         level = balance_severity(result)
-        if level is not None and self._changed(item.name, level):
+        if level is not None and await self._changed(item.name, level):
             self.post(Alert(_CREDIT_KINDS[level], item.title, credits=result.credits))
 
-    def _changed(self, key: str | tuple[str, str], severity: int) -> bool:
+    async def _changed(self, key: str | tuple[str, str], severity: int) -> bool:
         """Record `severity`; True when it deserves a notice: worse than before, or back to
         normal after a low one. The first reading is compared with "normal"."""
         before = self._levels.get(key, _OK)
         self._levels[key] = severity
+        if self._shared is not None:
+            name = key if isinstance(key, str) else "\x1f".join(key)
+            shared = await self._shared.swap_level(name, severity)
+            if shared is not None:  # what any replica saw last wins over this one's memory
+                before = _OK if shared < 0 else shared
         return severity > before or (severity == _OK and before != _OK)
 
     # ------------------------------------------------------------------------ tasks
@@ -188,7 +218,7 @@ class AlertService:
             await asyncio.sleep(delay)
             delay = self._interval
             try:
-                await self.check_balances()
+                await self.periodic_check()
             except Exception:
                 log.exception("balance check failed")
 

@@ -6,13 +6,23 @@ while a broadcast runs. The bucket holds one token: the schedule is absolute (a 
 wake-up does not slow the next send) and, after a pause, sending resumes at the rate
 rather than in a burst that would draw 429s.
 
-Recipients are read in pages in user-id order. After each page (about two seconds of
-sending) the cursor and the counters are stored, so a restarted bot resumes where it
-stopped: delivery is at-least-once, and a crash can repeat at most one page, while a clean
-shutdown or /stop stores the exact position. Users found to have blocked the bot are
-marked, so the next broadcast skips them; they are unmarked when they write again.
+Recipients are read in pages in user-id order. The position (cursor) and the counters are
+stored BEFORE each copy is sent, one small write per recipient, so no user ever gets two
+copies: delivery is at-most-once. A crash or a kill between that write and the copies then on
+their way loses at most those copies (up to the in-flight bound), which the replica taking
+over counts as failed (stored as "attempted" but never counted). A clean shutdown or /stop
+waits for the copies on their way and stores the exact figures. Users found to have blocked
+the bot are marked, so the next broadcast skips them; they are unmarked when they write again.
 
-One broadcast runs at a time: two would share one rate budget and each take twice as long.
+A broadcast is driven by the replica that started it (its ``owner``, services/replicas.py);
+when that replica dies (or stops cleanly and releases it), another claims it and drives it on
+from the stored position, editing the same progress message (its id is stored). Every write of
+the position is conditional on still owning the broadcast, so a replica that lost it stops at
+once. A Stop pressed on another replica marks the stored broadcast stopped; its driver sees
+that at its next copy and sends the final report.
+
+One broadcast runs at a time (across replicas: a running one in the database refuses a new
+one): two would share one rate budget and each take twice as long.
 """
 
 from __future__ import annotations
@@ -26,6 +36,7 @@ from collections.abc import Awaitable, Callable
 from typing import Protocol
 
 from services.pacing import TokenBucket
+from services.replicas import Replicas
 from services.storage import Broadcast, Storage
 
 __all__ = [
@@ -44,6 +55,7 @@ log = logging.getLogger(__name__)
 _MAX_ATTEMPTS = 3
 # The longest pause a "retry after" may impose; a longer one is capped (and logged).
 _MAX_PAUSE = 300.0
+_TABLE = "broadcasts"
 
 
 class DeliveryOutcome(enum.StrEnum):
@@ -90,6 +102,27 @@ class BroadcastNotifier(Protocol):
         ...
 
 
+class _Tally:
+    """A run's counters; copies started (``attempted``) are stored before they are sent."""
+
+    __slots__ = ("attempted", "blocked", "delivered", "failed")
+
+    def __init__(self, broadcast: Broadcast) -> None:
+        self.delivered = broadcast.delivered
+        self.blocked = broadcast.blocked
+        self.failed = broadcast.failed
+        # A claim counted the dead owner's uncounted copies as failed: nothing is pending.
+        self.attempted = self.delivered + self.blocked + self.failed
+
+    def count(self, outcome: DeliveryOutcome | None) -> None:
+        if outcome is DeliveryOutcome.DELIVERED:
+            self.delivered += 1
+        elif outcome is DeliveryOutcome.BLOCKED:
+            self.blocked += 1
+        elif outcome is DeliveryOutcome.FAILED:
+            self.failed += 1
+
+
 class _Run:
     """One broadcast in progress: its latest stored row and how it was asked to end."""
 
@@ -97,7 +130,8 @@ class _Run:
 
     def __init__(self, broadcast: Broadcast) -> None:
         self.broadcast = broadcast
-        self.reason: str | None = None  # "stopped" | "failed" | "closing"
+        # "stopped" | "failed" | "closing" | "lost" (another replica owns it now)
+        self.reason: str | None = None
         # Set with `reason`: cuts short every wait (a slot, a 429 pause), so Stop and
         # shutdown take effect at once even in the middle of a long pause.
         self.ended = asyncio.Event()
@@ -128,6 +162,7 @@ class BroadcastService:
         max_in_flight: int = 64,
         clock: Callable[[], float] = time.monotonic,
         wall_clock: Callable[[], float] = time.time,
+        replicas: Replicas | None = None,
     ) -> None:
         if rate <= 0 or progress_interval <= 0 or page_seconds <= 0 or max_in_flight < 1:
             raise ValueError("rate, intervals and max_in_flight must be positive")
@@ -138,6 +173,8 @@ class BroadcastService:
         self._slots = asyncio.Semaphore(max_in_flight)
         self._clock = clock
         self._wall = wall_clock
+        # Who drives the broadcasts this process sends; alone on the database without one.
+        self._replicas = replicas if replicas is not None else Replicas(storage)
         self._sender: BroadcastSender | None = None
         self._notifier: BroadcastNotifier | None = None
         self._run: _Run | None = None
@@ -180,6 +217,9 @@ class BroadcastService:
         async with self._start_lock:
             if self._run is not None:
                 raise BroadcastBusy(self._run.broadcast)
+            elsewhere = await self._storage.running_broadcasts()
+            if elsewhere:  # driven by another replica (or waiting to be taken over)
+                raise BroadcastBusy(elsewhere[0])
             total = await self._storage.count_broadcast_recipients()
             broadcast = await self._storage.create_broadcast(
                 admin_id=admin_id,
@@ -188,6 +228,7 @@ class BroadcastService:
                 lang=lang,
                 total=total,
                 progress_message_id=progress_message_id,
+                owner=self._replicas.id,
             )
             self._spawn([broadcast])
         log.info("broadcast %d: started by %d for %d users", broadcast.id, admin_id, total)
@@ -196,22 +237,39 @@ class BroadcastService:
     async def stop(self, broadcast_id: int) -> bool:
         """Ask the running broadcast to stop after the messages already on their way.
 
-        False if that broadcast is not running (finished, or never existed)."""
+        Driven here: at once. Driven by another replica: marked stopped in storage, which its
+        driver sees at its next copy. False if that broadcast is not running."""
         run = self._run
-        if run is None or run.broadcast.id != broadcast_id or run.reason is not None:
-            return False
-        run.end("stopped")
-        return True
+        if run is not None and run.broadcast.id == broadcast_id:
+            if run.reason is not None:
+                return False
+            run.end("stopped")
+            return True
+        return await self._storage.request_broadcast_stop(broadcast_id)
 
     async def resume(self) -> None:
-        """Continue the broadcasts that were running when the bot stopped (oldest first)."""
+        """Continue the broadcasts whose driver is gone (the bot restarted), oldest first."""
         self._require_attached()
         self._closed = False
-        if self._run is not None:
+        await self.take_over()
+
+    async def take_over(self) -> None:
+        """Claim the running broadcasts of dead replicas (or of nobody) and drive them on, when
+        this replica drives none; the replicas' scan calls this every few seconds."""
+        if self._closed or self._run is not None:
             return
-        pending = await self._storage.running_broadcasts()
-        if pending:
-            self._spawn(pending)
+        me = self._replicas.id
+        claimed: list[Broadcast] = []
+        for broadcast_id, previous in await self._storage.orphans(
+            _TABLE, me, self._replicas.alive_since()
+        ):
+            if await self._storage.claim(_TABLE, broadcast_id, me, previous):
+                broadcast = await self._storage.get_broadcast(broadcast_id)
+                if broadcast is not None and broadcast.state == "running":
+                    log.info("broadcast %d: taken over at user %d", broadcast.id, broadcast.cursor)
+                    claimed.append(broadcast)
+        if claimed and self._run is None and not self._closed:
+            self._spawn(claimed)
 
     async def close(self, grace: float = 5.0) -> None:
         """Stop sending; the broadcast stays "running" in storage for the next ``resume()``.
@@ -267,39 +325,46 @@ class BroadcastService:
     async def _send_all(self, run: _Run) -> None:
         sender, notifier = self._require_attached()
         broadcast = run.broadcast
+        tally = _Tally(broadcast)
         bucket = TokenBucket(self._rate, 1.0, self._clock)
         # The admin's panel turns into the progress view (with Stop) before the first send,
         # from this task, so it can never overwrite a final report that came sooner; after
-        # a restart this brings the panel back to life.
+        # a restart or on the replica taking over, this brings the panel back to life.
         await self._notify(notifier.progress, broadcast)
         last_progress = self._clock()
+        cursor = broadcast.cursor
         while run.reason is None:
-            ids = await self._storage.broadcast_recipients(broadcast.cursor, self._page)
+            ids = await self._storage.broadcast_recipients(cursor, self._page)
             if not ids:
                 break
-            done, outcomes = await self._send_page(run, sender, bucket, ids)
-            if run.reason == "closing" and None in outcomes:
-                # Shut down while some waited to be retried: the stored position stops short
-                # of the first of them, so the next start sends to them (and to any later one
-                # of this page again: at-least-once).
-                cut = outcomes.index(None)
-                done, outcomes = done[:cut], outcomes[:cut]
-            if not done:
+            page_start = cursor
+            taken, outcomes = await self._send_page(run, sender, bucket, ids, tally)
+            if not taken:
                 break
+            cursor = taken[-1]
+            if run.reason == "closing" and None in outcomes:
+                # Shut down while some waited to be retried after a 429 (not sent). When
+                # nobody after the first of them was sent either, the stored position goes
+                # back to it, so the next start sends to them; otherwise they are counted
+                # failed (going back would send the later ones twice).
+                cut = outcomes.index(None)
+                if all(outcome is None for outcome in outcomes[cut:]):
+                    cursor = taken[cut - 1] if cut else page_start
+                    tally.attempted -= len(taken) - cut
+                else:
+                    tally.failed += outcomes.count(None)
             blocked = [
                 uid
-                for uid, outcome in zip(done, outcomes, strict=True)
+                for uid, outcome in zip(taken, outcomes, strict=True)
                 if outcome is DeliveryOutcome.BLOCKED
             ]
             if blocked:
                 await self._storage.set_users_blocked(blocked, True)
-            broadcast = run.broadcast = await self._storage.update_broadcast(
-                broadcast.id,
-                cursor=done[-1],
-                delivered=broadcast.delivered + outcomes.count(DeliveryOutcome.DELIVERED),
-                blocked=broadcast.blocked + len(blocked),
-                failed=broadcast.failed + outcomes.count(DeliveryOutcome.FAILED),
-            )
+            # The page's outcomes, exact (the copies are back).
+            stored = await self._advance(run, cursor, tally.attempted, tally)
+            if stored is None:
+                break
+            broadcast = stored
             # A short page is the last one: its figures go out in the final report instead.
             last_page = len(ids) < self._page
             due = self._clock() - last_progress >= self._progress_interval
@@ -307,11 +372,20 @@ class BroadcastService:
                 last_progress = self._clock()
                 await self._notify(notifier.progress, broadcast)
         if run.reason == "closing":
-            log.info("broadcast %d: paused at user %d for shutdown", broadcast.id, broadcast.cursor)
+            log.info("broadcast %d: paused at user %d for shutdown", broadcast.id, cursor)
+            return
+        if run.reason == "lost":
+            log.warning("broadcast %d: driven by another replica now; stopped here", broadcast.id)
             return
         state = run.reason or "done"
         broadcast = run.broadcast = await self._storage.update_broadcast(
-            broadcast.id, state=state, finished_at=self._wall()
+            broadcast.id,
+            state=state,
+            finished_at=self._wall(),
+            cursor=cursor,
+            delivered=tally.delivered,
+            blocked=tally.blocked,
+            failed=tally.failed,
         )
         log.info(
             "broadcast %d: %s (%d delivered, %d blocked, %d failed)",
@@ -323,22 +397,61 @@ class BroadcastService:
         )
         await self._notify(notifier.finished, broadcast)
 
+    async def _advance(
+        self, run: _Run, cursor: int, attempted: int, tally: _Tally
+    ) -> Broadcast | None:
+        """Store the position and counters while this replica still drives the broadcast;
+        None (and the run ended) when another replica took it over or it was stopped."""
+        stored = await self._storage.advance_broadcast(
+            run.broadcast.id,
+            self._replicas.id,
+            cursor=cursor,
+            attempted=attempted,
+            delivered=tally.delivered,
+            blocked=tally.blocked,
+            failed=tally.failed,
+        )
+        if stored is not None:
+            run.broadcast = stored
+            return stored
+        current = await self._storage.get_broadcast(run.broadcast.id)
+        if current is not None and current.state == "stopped":
+            run.end("stopped")  # Stop pressed on another replica
+        else:
+            run.end("lost")
+        return None
+
     async def _send_page(
-        self, run: _Run, sender: BroadcastSender, bucket: TokenBucket, ids: list[int]
+        self,
+        run: _Run,
+        sender: BroadcastSender,
+        bucket: TokenBucket,
+        ids: list[int],
+        tally: _Tally,
     ) -> tuple[list[int], list[DeliveryOutcome | None]]:
         """Send to a prefix of ``ids`` (all of them unless the run is ended); wait for each.
+        Each recipient's position is stored before its copy is sent.
 
         An outcome is None for a recipient still waiting to be retried when the run ended."""
         broadcast = run.broadcast
         tasks: list[asyncio.Task[DeliveryOutcome | None]] = []
+
+        def settled(task: asyncio.Task[DeliveryOutcome | None]) -> None:
+            self._slots.release()
+            if not task.cancelled() and task.exception() is None:
+                tally.count(task.result())
+
         try:
             for user_id in ids:
                 await self._wait_turn(run, bucket)
                 if run.reason is not None:
                     break
+                if await self._advance(run, user_id, tally.attempted + 1, tally) is None:
+                    break
+                tally.attempted += 1
                 await self._slots.acquire()
                 task = asyncio.create_task(self._deliver(run, sender, bucket, broadcast, user_id))
-                task.add_done_callback(lambda _: self._slots.release())
+                task.add_done_callback(settled)
                 tasks.append(task)
             outcomes = list(await asyncio.gather(*tasks))
         except BaseException:

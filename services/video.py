@@ -8,8 +8,16 @@ One poller task per active job (the per-user limit bounds them). A poller never 
 flaky upstream, a notifier bug or a storage hiccup: those are logged and retried on the next
 tick; only the job's own end (delivered, failed, timed out) or ``close()`` stops it.
 
+Each job has one owner (services/replicas.py): the replica that submitted it polls it; when
+that replica dies (or stops cleanly and releases it), another claims it and polls and delivers
+it. Before each tick and again right before delivering, a replica sharing the database checks
+that it still owns the job, so a replica that stalled past the timeout and lost its job to
+another does not deliver it too.
+
 Delivery is at-least-once: if the process dies between ``notifier.completed`` and marking the
-job DELIVERED, the next start delivers it again (a duplicate beats a lost paid video).
+job DELIVERED, the replica that takes the job over (or the next start) delivers it again (a
+duplicate beats a lost paid video). DELIVERED is stored before the job can be claimed by anyone
+else: a job is only claimed from a dead owner, and a live owner stores DELIVERED first.
 """
 
 from __future__ import annotations
@@ -25,6 +33,7 @@ from typing import Protocol
 from services.images import to_data_url
 from services.llm.errors import RateLimited, ServiceUnavailable, UpstreamError
 from services.llm.retry import should_retry
+from services.replicas import Replicas
 from services.storage import ACTIVE_VIDEO_JOB_STATES, Storage, UsageRecord, VideoJob
 
 __all__ = [
@@ -54,6 +63,11 @@ _MAX_DELIVERY_ATTEMPTS = 3
 # Consecutive failures of a whole tick (storage down, a bug) before the poller stops;
 # the job stays active in storage and the next start() picks it up again.
 _MAX_TICK_FAILURES = 20
+_TABLE = "video_jobs"
+
+
+class _TakenOver(Exception):
+    """Another replica owns the job now (this one was thought dead): stop polling it."""
 
 
 class VideoStatusLike(Protocol):
@@ -161,6 +175,7 @@ class VideoService:
         max_jobs_per_user: int = 2,
         download_limit: int = 50 * 1024 * 1024,
         clock: Callable[[], float] = time.time,
+        replicas: Replicas | None = None,
     ) -> None:
         if poll_seconds <= 0 or timeout_minutes <= 0 or max_jobs_per_user < 1:
             raise ValueError("poll_seconds, timeout_minutes and max_jobs_per_user must be positive")
@@ -172,11 +187,14 @@ class VideoService:
         self._max_jobs = int(max_jobs_per_user)
         self._download_limit = int(download_limit)
         self._clock = clock
+        # Who owns the jobs this process polls; alone on the database without a registry.
+        self._replicas = replicas if replicas is not None else Replicas(storage)
         self._notifier: VideoNotifier | None = None
         self._pollers: dict[int, asyncio.Task[None]] = {}
         self._submitting: set[int] = set()
         # Makes "count active jobs, then create one" atomic against the same user's concurrent
-        # submits (one bot process owns the database, so an in-process lock is enough).
+        # submits in this process (with replicas, two submits of one user arriving on two
+        # replicas in the same instant may pass the limit by one).
         self._limit_lock = asyncio.Lock()
         self._closed = False
         # Told (kind, state) when a job is submitted, delivered or fails: the bot's metrics.
@@ -243,6 +261,7 @@ class VideoService:
                 lang=lang,
                 progress_message_id=progress_message_id,
                 kind=kind,
+                owner=self._replicas.id,
             )
         self._submitting.add(job.id)
         try:
@@ -280,11 +299,26 @@ class VideoService:
         return job
 
     async def start(self) -> None:
-        """Resume every active job found in storage (the bot restarted mid-generation)."""
+        """Resume every active job whose owner is gone (the bot restarted mid-generation)."""
         self._require_notifier()
         self._closed = False
-        for job in await self._storage.active_video_jobs():
-            if job.id in self._pollers or job.id in self._submitting:
+        await self.take_over()
+
+    async def take_over(self) -> None:
+        """Claim and resume the active jobs of dead replicas (or of nobody); the replicas'
+        scan calls this every few seconds."""
+        if self._closed:
+            return
+        me = self._replicas.id
+        for job_id, previous in await self._storage.orphans(
+            _TABLE, me, self._replicas.alive_since()
+        ):
+            if job_id in self._pollers or job_id in self._submitting:
+                continue
+            if not await self._storage.claim(_TABLE, job_id, me, previous):
+                continue  # another replica claimed it first
+            job = await self._storage.update_video_job(job_id)
+            if job.state not in ACTIVE_VIDEO_JOB_STATES:
                 continue
             if job.request_id is None and job.state != "COMPLETED":
                 # Interrupted while submitting: the upstream may or may not have accepted it,
@@ -333,16 +367,27 @@ class VideoService:
         if self._pollers.get(job_id) is task:
             del self._pollers[job_id]
 
+    async def _still_owned(self, job: VideoJob) -> None:
+        # One process per database: nobody else can have it.
+        if self._replicas.shared and not await self._storage.owns(
+            _TABLE, job.id, self._replicas.id
+        ):
+            raise _TakenOver
+
     async def _run(self, job: VideoJob, first_delay: float) -> None:
         ctx = _PollContext()
         failures = 0
         await asyncio.sleep(first_delay)
         while True:
             try:
+                await self._still_owned(job)
                 job = await self._tick(job, ctx)
                 failures = 0
             except asyncio.CancelledError:
                 raise
+            except _TakenOver:
+                log.warning("video job %d: taken over by another replica; stopped here", job.id)
+                return
             except Exception:
                 failures += 1
                 log.exception("video job %d: poll tick failed (%d in a row)", job.id, failures)
@@ -411,6 +456,7 @@ class VideoService:
             except Exception as exc:
                 # Too large or unreachable from here: Telegram can still be given the link.
                 log.warning("video job %d: download failed, sending the link: %r", job.id, exc)
+        await self._still_owned(job)  # the download may have taken a while
         ctx.delivery_attempts += 1
         # A retry sends the link: if the upload itself was refused, the same bytes would be too.
         video = ctx.video if ctx.delivery_attempts == 1 else None

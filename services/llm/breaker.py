@@ -13,6 +13,13 @@ resets the count. A failure without a key counts as a key of its own.
 Listeners (`add_listener`) hear each transition once: closed → open when it opens, open →
 closed when a success closes it. A failed probe re-opening an open breaker is no transition:
 whoever listens (the admins' notices) hears of an outage once, not every cooldown.
+
+Shared (`shared`, REDIS_URL): the open/closed state is one for all replicas. A replica's own
+transition is reported to `shared`, which decides it atomically on Redis: only the replica
+that made it there tells the listeners (one admin notice for all replicas), and the others
+`follow` it at once (they stop sending too, or start again), without announcing. Failure
+counts and the half-open probe stay per replica (each replica probes once per cooldown).
+Redis unreachable: the transition is this replica's alone and announced here.
 """
 
 from __future__ import annotations
@@ -20,16 +27,29 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Hashable
+from typing import Protocol
 
 from services.llm.errors import CircuitOpen
 
-__all__ = ["BreakerListener", "CircuitBreaker"]
+__all__ = ["BreakerListener", "CircuitBreaker", "SharedBreaker"]
 
 log = logging.getLogger(__name__)
 
 # Called with True when the breaker opens and False when it closes again. Runs inline in the
 # request that caused the transition: it must be quick and must not block (schedule work).
 BreakerListener = Callable[[bool], None]
+
+
+class SharedBreaker(Protocol):
+    """A breaker's state shared by replicas (services/shared/breaker.py on Redis)."""
+
+    def attach(self, breaker: CircuitBreaker) -> None:
+        """Keep `breaker` following the other replicas' transitions."""
+
+    def transition(self, breaker: CircuitBreaker, opened: bool) -> None:
+        """`breaker` just opened (closed) here: decide it for all replicas and call
+        `breaker.announce(opened)` if this replica made the transition (or alone knows of it)."""
+
 
 _CLOSED = "closed"
 _OPEN = "open"
@@ -44,6 +64,7 @@ class CircuitBreaker:
         clock: Callable[[], float] = time.monotonic,
         *,
         min_keys: int = 2,
+        shared: SharedBreaker | None = None,
     ) -> None:
         if failure_threshold < 1:
             raise ValueError("failure_threshold must be at least 1")
@@ -60,12 +81,16 @@ class CircuitBreaker:
         self._opened_at: float | None = None  # None = closed
         self._probe_at: float | None = None  # when the half-open probe was let through
         self._listeners: list[BreakerListener] = []
+        self._shared = shared
+        if shared is not None:
+            shared.attach(self)
 
     def add_listener(self, listener: BreakerListener) -> None:
         """Call `listener(opened)` on every transition (see the module docstring)."""
         self._listeners.append(listener)
 
-    def _announce(self, opened: bool) -> None:
+    def announce(self, opened: bool) -> None:
+        """Tell the listeners of a transition (the shared state calls it for the winner)."""
         for listener in self._listeners:
             try:
                 listener(opened)
@@ -112,7 +137,7 @@ class CircuitBreaker:
         self._opened_at = None
         self._probe_at = None
         if was_open:
-            self._announce(False)
+            self._transition(False)
 
     def record_failure(self, key: Hashable = None) -> None:
         """Count a request that failed for upstream-health reasons (5xx, 429, timeout,
@@ -129,7 +154,25 @@ class CircuitBreaker:
         if self._failures >= self._threshold and len(self._keys) >= self._min_keys:
             self._opened_at = self._clock()
             self._probe_at = None
-            self._announce(True)
+            self._transition(True)
+
+    def _transition(self, opened: bool) -> None:
+        if self._shared is None:
+            self.announce(opened)
+        else:
+            self._shared.transition(self, opened)
+
+    def follow(self, opened: bool, elapsed: float = 0.0) -> None:
+        """Another replica opened (closed) the breaker: do the same here, without telling the
+        listeners. `elapsed`: how long ago it opened (the cooldown runs from then)."""
+        if not opened:
+            self._failures = 0
+            self._keys.clear()
+            self._opened_at = None
+            self._probe_at = None
+        elif self._opened_at is None:
+            self._opened_at = self._clock() - max(0.0, elapsed)
+            self._probe_at = None
 
     def __repr__(self) -> str:
         return f"CircuitBreaker(state={self.state!r}, failures={self._failures})"

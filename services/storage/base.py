@@ -336,8 +336,10 @@ class Storage(Protocol):
         lang: str,
         progress_message_id: int | None,
         kind: str = "video",
+        owner: str | None = None,
     ) -> VideoJob:
-        """Store a new job in state "submitting": request_id None, created_at = updated_at = now."""
+        """Store a new job in state "submitting": request_id None, created_at = updated_at = now;
+        ``owner``: the replica that polls it."""
         ...
 
     async def update_video_job(self, job_id: int, **fields: Any) -> VideoJob:
@@ -382,8 +384,10 @@ class Storage(Protocol):
         lang: str,
         total: int,
         progress_message_id: int | None,
+        owner: str | None = None,
     ) -> Broadcast:
-        """Store a new broadcast in state "running" with cursor 0 and zero counters."""
+        """Store a new broadcast in state "running" with cursor 0 and zero counters;
+        ``owner``: the replica that drives it."""
         ...
 
     async def update_broadcast(self, broadcast_id: int, **fields: Any) -> Broadcast:
@@ -410,9 +414,12 @@ class Storage(Protocol):
 
     # ------------------------------------------------------------------------ update journal
 
-    async def journal_record(self, update_id: int, payload: str | None) -> bool:
-        """Record an incoming update, unfinished (created_at = now); False if its id is
-        recorded already (a duplicate delivery). Atomic: of two calls for one id, one wins."""
+    async def journal_record(
+        self, update_id: int, payload: str | None, owner: str | None = None
+    ) -> bool:
+        """Record an incoming update, unfinished (created_at = now), handled by the replica
+        ``owner``; False if its id is recorded already (a duplicate delivery). Atomic: of two
+        calls for one id, one wins."""
         ...
 
     async def journal_finish(self, update_id: int) -> None:
@@ -493,4 +500,59 @@ class Storage(Protocol):
     async def ping(self) -> None:
         """A cheap round trip to the database (readiness probes); raises when it does not
         answer."""
+        ...
+
+    # ------------------------------------------------------------------ replicas and ownership
+    # ``table`` is one of OWNED_TABLES: "video_jobs", "broadcasts", "update_journal"; rows are
+    # keyed by id (update_id for the journal). See services/replicas.py.
+
+    async def replica_beat(self, replica_id: str) -> None:
+        """Record that the replica is alive now (its heartbeat; registers it the first time)."""
+        ...
+
+    async def replica_leave(self, replica_id: str) -> None:
+        """A clean shutdown: the replica's rows that still need work get no owner (others take
+        them over at once) and its heartbeat row goes."""
+        ...
+
+    async def orphans(
+        self, table: str, me: str, alive_since: float
+    ) -> list[tuple[int, str | None]]:
+        """(key, owner) of the rows still needing work whose owner is nobody or dead: not
+        ``me`` and not seen since ``alive_since``; in key order."""
+        ...
+
+    async def claim(self, table: str, row_id: int, me: str, previous: str | None) -> bool:
+        """Make ``me`` the owner of a row still needing work if its owner is still ``previous``;
+        of several replicas claiming one row, exactly one gets True. A broadcast claimed from a
+        dead owner counts the copies it had started but not counted as failed."""
+        ...
+
+    async def owns(self, table: str, row_id: int, me: str) -> bool:
+        """Whether ``me`` still owns the row (checked before a delivery that must not repeat)."""
+        ...
+
+    async def advance_broadcast(
+        self,
+        broadcast_id: int,
+        owner: str,
+        *,
+        cursor: int,
+        attempted: int,
+        delivered: int,
+        blocked: int,
+        failed: int,
+    ) -> Broadcast | None:
+        """Store a running broadcast's position and counters, written BEFORE the copy to
+        ``cursor`` is sent; None (nothing written) if it is no longer running or ``owner``
+        no longer owns it."""
+        ...
+
+    async def request_broadcast_stop(self, broadcast_id: int) -> bool:
+        """Stop a running broadcast driven by any replica (state "stopped"); False if it was
+        not running. Its driver sees it at its next copy."""
+        ...
+
+    async def journal_entry(self, update_id: int) -> JournalEntry | None:
+        """An unfinished journal entry, or None."""
         ...

@@ -412,6 +412,39 @@ MIGRATIONS: tuple[Migration, ...] = (
             """,
         ),
     ),
+    Migration(
+        version=8,
+        description="replicas: heartbeats and an owner on every row that needs work",
+        statements=(
+            # One row per running bot process (services/replicas.py): a replica not seen for
+            # REPLICA_TIMEOUT_SECONDS is dead, and the work it owned is claimed by another.
+            PerDialect(
+                sqlite="""
+                CREATE TABLE replicas (
+                    id         TEXT PRIMARY KEY,
+                    started_at REAL NOT NULL,
+                    seen_at    REAL NOT NULL
+                )
+                """,
+                postgres="""
+                CREATE TABLE replicas (
+                    id         TEXT PRIMARY KEY,
+                    started_at DOUBLE PRECISION NOT NULL,
+                    seen_at    DOUBLE PRECISION NOT NULL
+                )
+                """,
+            ),
+            # The replica handling, polling or driving the row; NULL: nobody (released by a
+            # clean shutdown, or written before this version): claimed by the next scan.
+            # Schema-only changes like migration 2's columns.
+            "ALTER TABLE update_journal ADD COLUMN owner TEXT",
+            "ALTER TABLE video_jobs ADD COLUMN owner TEXT",
+            "ALTER TABLE broadcasts ADD COLUMN owner TEXT",
+            # Recipients whose copy was started (progress is stored BEFORE each copy): those
+            # not counted delivered, blocked or failed when the owner died are counted failed.
+            "ALTER TABLE broadcasts ADD COLUMN attempted INTEGER NOT NULL DEFAULT 0",
+        ),
+    ),
 )
 
 SCHEMA_VERSION: int = MIGRATIONS[-1].version

@@ -58,6 +58,7 @@ from .sqlite import (
     _RUNNING_BROADCAST_SQL,
     _USER_COLUMNS,
     _VIDEO_COLUMNS,
+    OWNED_TABLES,
     _broadcast_from_row,
     _check_broadcast_field,
     _check_setting,
@@ -66,6 +67,7 @@ from .sqlite import (
     _user_from_row,
     _utc_day,
     _video_job_from_row,
+    owned_table,
 )
 
 log = logging.getLogger(__name__)
@@ -134,6 +136,46 @@ _SQL_USAGE_TOTAL = _USAGE_TOTALS
 _SQL_USAGE_SINCE = _USAGE_TOTALS + " AND created_at >= $2"
 
 
+# ------------------------------------------------------------------ replicas and ownership
+# sqlite.py's statements in PostgreSQL's spelling (see OWNED_TABLES there).
+_SQL_REPLICA_BEAT = """
+INSERT INTO replicas (id, started_at, seen_at) VALUES ($1, $2, $2)
+ON CONFLICT (id) DO UPDATE SET seen_at = excluded.seen_at
+"""
+_SQL_REPLICA_LEAVE = "DELETE FROM replicas WHERE id = $1"
+_SQL_ORPHANS = """
+SELECT {key}, owner FROM {table} WHERE {active}
+AND (owner IS NULL
+     OR (owner <> $1 AND owner NOT IN (SELECT id FROM replicas WHERE seen_at >= $2)))
+ORDER BY {key}
+"""
+# Under READ COMMITTED a second claimer blocks on the row, then re-checks the WHERE clause on
+# the row the first one committed: its owner no longer matches, so exactly one wins.
+_SQL_CLAIM = (
+    "UPDATE {table} SET owner = $1{extra} "
+    "WHERE {key} = $2 AND {active} AND owner IS NOT DISTINCT FROM $3"
+)
+_CLAIM_EXTRA = {
+    "broadcasts": ", failed = failed + GREATEST(attempted - delivered - blocked - failed, 0)",
+}
+_SQL_OWNS = "SELECT 1 FROM {table} WHERE {key} = $1 AND owner = $2"
+_SQL_RELEASE = "UPDATE {table} SET owner = NULL WHERE {active} AND owner = $1"
+_SQL_ADVANCE_BROADCAST = f"""
+UPDATE broadcasts
+SET cursor = $1, attempted = $2, delivered = $3, blocked = $4, failed = $5, updated_at = $6
+WHERE id = $7 AND owner = $8 AND {_RUNNING_BROADCAST_SQL}
+RETURNING {_BROADCAST_COLUMNS}
+"""
+_SQL_REQUEST_BROADCAST_STOP = f"""
+UPDATE broadcasts SET state = 'stopped', finished_at = $1, updated_at = $1
+WHERE id = $2 AND {_RUNNING_BROADCAST_SQL}
+"""
+_SQL_JOURNAL_ENTRY = (
+    "SELECT update_id, payload, replays, created_at FROM update_journal "
+    "WHERE update_id = $1 AND finished_at IS NULL"
+)
+
+
 def _namespace_sql(namespaces: Sequence[str]) -> str:
     """PostgreSQL's spelling of sqlite._namespace_sql: the model id's part before the first
     ":" (lower-cased) when it is one of ``namespaces`` and something follows; "" otherwise."""
@@ -163,8 +205,8 @@ _SQL_USAGE_BY_PROVIDER_SINCE = (
 _SQL_CREATE_VIDEO_JOB = f"""
 INSERT INTO video_jobs
     (user_id, chat_id, thread_id, model, prompt, lang, state, progress_message_id,
-     created_at, updated_at, kind)
-VALUES ($1, $2, $3, $4, $5, $6, 'submitting', $7, $8, $9, $10)
+     created_at, updated_at, kind, owner)
+VALUES ($1, $2, $3, $4, $5, $6, 'submitting', $7, $8, $9, $10, $11)
 RETURNING {_VIDEO_COLUMNS}
 """
 _SQL_ACTIVE_VIDEO_JOBS = (
@@ -178,8 +220,8 @@ _SQL_GET_VIDEO_JOB = f"SELECT {_VIDEO_COLUMNS} FROM video_jobs WHERE id = $1"
 _SQL_CREATE_BROADCAST = f"""
 INSERT INTO broadcasts
     (admin_id, from_chat_id, message_id, lang, state, total, progress_message_id,
-     created_at, updated_at)
-VALUES ($1, $2, $3, $4, 'running', $5, $6, $7, $8)
+     created_at, updated_at, owner)
+VALUES ($1, $2, $3, $4, 'running', $5, $6, $7, $8, $9)
 RETURNING {_BROADCAST_COLUMNS}
 """
 _SQL_GET_BROADCAST = f"SELECT {_BROADCAST_COLUMNS} FROM broadcasts WHERE id = $1"
@@ -229,7 +271,7 @@ GROUP BY reason ORDER BY reason COLLATE "C"
 """
 
 _SQL_JOURNAL_RECORD = """
-INSERT INTO update_journal (update_id, payload, created_at) VALUES ($1, $2, $3)
+INSERT INTO update_journal (update_id, payload, created_at, owner) VALUES ($1, $2, $3, $4)
 ON CONFLICT (update_id) DO NOTHING
 RETURNING update_id
 """
@@ -546,6 +588,7 @@ class PostgresStorage:
         lang: str,
         progress_message_id: int | None,
         kind: str = "video",
+        owner: str | None = None,
     ) -> VideoJob:
         now = self._clock()
         row = await self._pool.fetchrow(
@@ -560,6 +603,7 @@ class PostgresStorage:
             now,
             now,
             kind,
+            owner,
         )
         assert row is not None
         return _video_job_from_row(row)
@@ -622,6 +666,7 @@ class PostgresStorage:
         lang: str,
         total: int,
         progress_message_id: int | None,
+        owner: str | None = None,
     ) -> Broadcast:
         now = self._clock()
         row = await self._pool.fetchrow(
@@ -634,6 +679,7 @@ class PostgresStorage:
             progress_message_id,
             now,
             now,
+            owner,
         )
         assert row is not None
         return _broadcast_from_row(row)
@@ -727,8 +773,12 @@ class PostgresStorage:
 
     # ------------------------------------------------------------------------ update journal
 
-    async def journal_record(self, update_id: int, payload: str | None) -> bool:
-        found = await self._pool.fetchval(_SQL_JOURNAL_RECORD, update_id, payload, self._clock())
+    async def journal_record(
+        self, update_id: int, payload: str | None, owner: str | None = None
+    ) -> bool:
+        found = await self._pool.fetchval(
+            _SQL_JOURNAL_RECORD, update_id, payload, self._clock(), owner
+        )
         return found is not None
 
     async def journal_finish(self, update_id: int) -> None:
@@ -808,3 +858,70 @@ class PostgresStorage:
 
     async def ping(self) -> None:
         await self._pool.fetchval("SELECT 1")
+
+    # ------------------------------------------------------------------ replicas and ownership
+
+    async def replica_beat(self, replica_id: str) -> None:
+        await self._pool.execute(_SQL_REPLICA_BEAT, replica_id, self._clock())
+
+    async def replica_leave(self, replica_id: str) -> None:
+        async with self._pool.acquire() as conn, conn.transaction():
+            for table in OWNED_TABLES:
+                _, active = owned_table(table)
+                await conn.execute(_SQL_RELEASE.format(table=table, active=active), replica_id)
+            await conn.execute(_SQL_REPLICA_LEAVE, replica_id)
+
+    async def orphans(
+        self, table: str, me: str, alive_since: float
+    ) -> list[tuple[int, str | None]]:
+        key, active = owned_table(table)
+        sql = _SQL_ORPHANS.format(table=table, key=key, active=active)
+        # An infinite horizon (one process: nobody else can be alive) is a valid float8.
+        rows = await self._pool.fetch(sql, me, alive_since)
+        return [(int(row_id), owner) for row_id, owner in rows]
+
+    async def claim(self, table: str, row_id: int, me: str, previous: str | None) -> bool:
+        key, active = owned_table(table)
+        extra = _CLAIM_EXTRA.get(table, "")
+        sql = _SQL_CLAIM.format(table=table, key=key, active=active, extra=extra)
+        return _affected(await self._pool.execute(sql, me, row_id, previous)) == 1
+
+    async def owns(self, table: str, row_id: int, me: str) -> bool:
+        key, _ = owned_table(table)
+        sql = _SQL_OWNS.format(table=table, key=key)
+        return await self._pool.fetchval(sql, row_id, me) is not None
+
+    async def advance_broadcast(
+        self,
+        broadcast_id: int,
+        owner: str,
+        *,
+        cursor: int,
+        attempted: int,
+        delivered: int,
+        blocked: int,
+        failed: int,
+    ) -> Broadcast | None:
+        row = await self._pool.fetchrow(
+            _SQL_ADVANCE_BROADCAST,
+            cursor,
+            attempted,
+            delivered,
+            blocked,
+            failed,
+            self._clock(),
+            broadcast_id,
+            owner,
+        )
+        return None if row is None else _broadcast_from_row(row)
+
+    async def request_broadcast_stop(self, broadcast_id: int) -> bool:
+        status = await self._pool.execute(_SQL_REQUEST_BROADCAST_STOP, self._clock(), broadcast_id)
+        return _affected(status) == 1
+
+    async def journal_entry(self, update_id: int) -> JournalEntry | None:
+        row = await self._pool.fetchrow(_SQL_JOURNAL_ENTRY, update_id)
+        if row is None:
+            return None
+        update, payload, replays, created = row
+        return JournalEntry(int(update), payload, int(replays), float(created))

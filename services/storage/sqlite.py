@@ -187,8 +187,8 @@ _ACTIVE_VIDEO_STATES_SQL = "state IN ('submitting', 'IN_QUEUE', 'IN_PROGRESS', '
 _SQL_CREATE_VIDEO_JOB = f"""
 INSERT INTO video_jobs
     (user_id, chat_id, thread_id, model, prompt, lang, state, progress_message_id,
-     created_at, updated_at, kind)
-VALUES (?, ?, ?, ?, ?, ?, 'submitting', ?, ?, ?, ?)
+     created_at, updated_at, kind, owner)
+VALUES (?, ?, ?, ?, ?, ?, 'submitting', ?, ?, ?, ?, ?)
 RETURNING {_VIDEO_COLUMNS}
 """
 _SQL_ACTIVE_VIDEO_JOBS = (
@@ -209,8 +209,8 @@ _RUNNING_BROADCAST_SQL = "state = 'running'"
 _SQL_CREATE_BROADCAST = f"""
 INSERT INTO broadcasts
     (admin_id, from_chat_id, message_id, lang, state, total, progress_message_id,
-     created_at, updated_at)
-VALUES (?, ?, ?, ?, 'running', ?, ?, ?, ?)
+     created_at, updated_at, owner)
+VALUES (?, ?, ?, ?, 'running', ?, ?, ?, ?, ?)
 RETURNING {_BROADCAST_COLUMNS}
 """
 _SQL_GET_BROADCAST = f"SELECT {_BROADCAST_COLUMNS} FROM broadcasts WHERE id = ?"
@@ -270,7 +270,7 @@ GROUP BY reason ORDER BY reason
 # Each is one statement (see the module docstring). The id is the primary key, so recording an
 # update and detecting a duplicate are the same atomic INSERT.
 _SQL_JOURNAL_RECORD = """
-INSERT INTO update_journal (update_id, payload, created_at) VALUES (?, ?, ?)
+INSERT INTO update_journal (update_id, payload, created_at, owner) VALUES (?, ?, ?, ?)
 ON CONFLICT (update_id) DO NOTHING
 RETURNING update_id
 """
@@ -298,6 +298,59 @@ DELETE FROM update_journal WHERE update_id IN (
     WHERE finished_at IS NOT NULL AND finished_at < ? LIMIT ?
 )
 """
+
+
+# ------------------------------------------------------------------ replicas and ownership
+# Rows that need work and who owns them (services/replicas.py): table -> (key, the condition
+# of a row still needing work). Each condition is the exact text of its partial index.
+OWNED_TABLES: dict[str, tuple[str, str]] = {
+    "video_jobs": ("id", _ACTIVE_VIDEO_STATES_SQL),
+    "broadcasts": ("id", _RUNNING_BROADCAST_SQL),
+    "update_journal": ("update_id", "finished_at IS NULL"),
+}
+_SQL_REPLICA_BEAT = """
+INSERT INTO replicas (id, started_at, seen_at) VALUES (?, ?, ?)
+ON CONFLICT (id) DO UPDATE SET seen_at = excluded.seen_at
+"""
+_SQL_REPLICA_LEAVE = "DELETE FROM replicas WHERE id = ?"
+# Who is dead: no heartbeat since `alive_since` (or no row at all), or nobody (NULL).
+_SQL_ORPHANS = """
+SELECT {key}, owner FROM {table} WHERE {active}
+AND (owner IS NULL OR (owner <> ? AND owner NOT IN (SELECT id FROM replicas WHERE seen_at >= ?)))
+ORDER BY {key}
+"""
+# The claim is conditional on the owner seen by the scan: of two replicas claiming one row,
+# exactly one changes it. A broadcast's copies started but not counted by the dead owner are
+# counted failed (at-most-once: they may or may not have arrived; none is sent again).
+_SQL_CLAIM = "UPDATE {table} SET owner = ?{extra} WHERE {key} = ? AND {active} AND owner IS ?"
+_CLAIM_EXTRA = {
+    "broadcasts": ", failed = failed + MAX(attempted - delivered - blocked - failed, 0)",
+}
+_SQL_OWNS = "SELECT 1 FROM {table} WHERE {key} = ? AND owner = ?"
+_SQL_RELEASE = "UPDATE {table} SET owner = NULL WHERE {active} AND owner = ?"
+_SQL_ADVANCE_BROADCAST = f"""
+UPDATE broadcasts
+SET cursor = ?, attempted = ?, delivered = ?, blocked = ?, failed = ?, updated_at = ?
+WHERE id = ? AND owner = ? AND {_RUNNING_BROADCAST_SQL}
+RETURNING {_BROADCAST_COLUMNS}
+"""
+_SQL_REQUEST_BROADCAST_STOP = f"""
+UPDATE broadcasts SET state = 'stopped', finished_at = ?, updated_at = ?
+WHERE id = ? AND {_RUNNING_BROADCAST_SQL}
+"""
+_SQL_JOURNAL_ENTRY = (
+    "SELECT update_id, payload, replays, created_at FROM update_journal "
+    "WHERE update_id = ? AND finished_at IS NULL"
+)
+
+
+def owned_table(table: str) -> tuple[str, str]:
+    """The key and "needs work" condition of an owned table; ValueError for any other name
+    (table names are put into SQL text, so only these three are accepted)."""
+    try:
+        return OWNED_TABLES[table]
+    except KeyError:
+        raise ValueError(f"not an owned table: {table!r}") from None
 
 
 def _utc_day(moment: float) -> str:
@@ -749,6 +802,7 @@ class SQLiteStorage:
         lang: str,
         progress_message_id: int | None,
         kind: str = "video",
+        owner: str | None = None,
     ) -> VideoJob:
         now = self._clock()
         rows = list(
@@ -765,6 +819,7 @@ class SQLiteStorage:
                     now,
                     now,
                     kind,
+                    owner,
                 ),
             )
         )
@@ -833,12 +888,23 @@ class SQLiteStorage:
         lang: str,
         total: int,
         progress_message_id: int | None,
+        owner: str | None = None,
     ) -> Broadcast:
         now = self._clock()
         rows = list(
             await self._conn.execute_fetchall(
                 _SQL_CREATE_BROADCAST,
-                (admin_id, from_chat_id, message_id, lang, total, progress_message_id, now, now),
+                (
+                    admin_id,
+                    from_chat_id,
+                    message_id,
+                    lang,
+                    total,
+                    progress_message_id,
+                    now,
+                    now,
+                    owner,
+                ),
             )
         )
         return _broadcast_from_row(rows[0])
@@ -976,10 +1042,12 @@ class SQLiteStorage:
 
     # ------------------------------------------------------------------------ update journal
 
-    async def journal_record(self, update_id: int, payload: str | None) -> bool:
+    async def journal_record(
+        self, update_id: int, payload: str | None, owner: str | None = None
+    ) -> bool:
         rows = list(
             await self._conn.execute_fetchall(
-                _SQL_JOURNAL_RECORD, (update_id, payload, self._clock())
+                _SQL_JOURNAL_RECORD, (update_id, payload, self._clock(), owner)
             )
         )
         return bool(rows)
@@ -1066,3 +1134,78 @@ class SQLiteStorage:
 
     async def ping(self) -> None:
         await self._conn.execute_fetchall("SELECT 1")
+
+    # ------------------------------------------------------------------ replicas and ownership
+
+    async def replica_beat(self, replica_id: str) -> None:
+        now = self._clock()
+        await self._conn.execute_fetchall(_SQL_REPLICA_BEAT, (replica_id, now, now))
+
+    async def replica_leave(self, replica_id: str) -> None:
+        for table in OWNED_TABLES:
+            _, active = owned_table(table)
+            sql = _SQL_RELEASE.format(table=table, active=active)
+            await self._conn.execute_fetchall(sql, (replica_id,))
+        await self._conn.execute_fetchall(_SQL_REPLICA_LEAVE, (replica_id,))
+
+    async def orphans(
+        self, table: str, me: str, alive_since: float
+    ) -> list[tuple[int, str | None]]:
+        key, active = owned_table(table)
+        sql = _SQL_ORPHANS.format(table=table, key=key, active=active)
+        rows = await self._conn.execute_fetchall(sql, (me, alive_since))
+        return [(int(row_id), owner) for row_id, owner in rows]
+
+    async def claim(self, table: str, row_id: int, me: str, previous: str | None) -> bool:
+        key, active = owned_table(table)
+        extra = _CLAIM_EXTRA.get(table, "")
+        sql = _SQL_CLAIM.format(table=table, key=key, active=active, extra=extra)
+        async with self._conn.execute(sql, (me, row_id, previous)) as cursor:
+            return cursor.rowcount == 1
+
+    async def owns(self, table: str, row_id: int, me: str) -> bool:
+        key, _ = owned_table(table)
+        sql = _SQL_OWNS.format(table=table, key=key)
+        return bool(list(await self._conn.execute_fetchall(sql, (row_id, me))))
+
+    async def advance_broadcast(
+        self,
+        broadcast_id: int,
+        owner: str,
+        *,
+        cursor: int,
+        attempted: int,
+        delivered: int,
+        blocked: int,
+        failed: int,
+    ) -> Broadcast | None:
+        rows = list(
+            await self._conn.execute_fetchall(
+                _SQL_ADVANCE_BROADCAST,
+                (
+                    cursor,
+                    attempted,
+                    delivered,
+                    blocked,
+                    failed,
+                    self._clock(),
+                    broadcast_id,
+                    owner,
+                ),
+            )
+        )
+        return _broadcast_from_row(rows[0]) if rows else None
+
+    async def request_broadcast_stop(self, broadcast_id: int) -> bool:
+        now = self._clock()
+        async with self._conn.execute(
+            _SQL_REQUEST_BROADCAST_STOP, (now, now, broadcast_id)
+        ) as cursor:
+            return cursor.rowcount == 1
+
+    async def journal_entry(self, update_id: int) -> JournalEntry | None:
+        rows = list(await self._conn.execute_fetchall(_SQL_JOURNAL_ENTRY, (update_id,)))
+        if not rows:
+            return None
+        update, payload, replays, created = rows[0]
+        return JournalEntry(int(update), payload, int(replays), float(created))

@@ -1,4 +1,5 @@
-"""The real bot (`python -m bot`) in a child process, for tests that kill it.
+"""The real bot (`python -m bot`) in a child process, for tests that kill it; several of them
+as replicas in webhook mode (`replica_env`, `start_replicas`).
 
 Settings come from the environment exactly as in production; the child runs in a directory
 without a `.env`. Its stderr goes to a file (a pipe nobody reads could fill up and stall it).
@@ -11,7 +12,9 @@ import asyncio
 import contextlib
 import os
 import signal
+import socket
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 
 from tests.fakes.telegram_server import FakeTelegram
@@ -23,8 +26,9 @@ START_TIMEOUT = 30.0
 
 
 def bot_env(
-    telegram: FakeTelegram, upstream: FakeUpstream, db: Path, **overrides: str
+    telegram: FakeTelegram, upstream: FakeUpstream, db: Path | str, **overrides: str
 ) -> dict[str, str]:
+    """`db`: an SQLite file, or a whole DATABASE_URL (PostgreSQL)."""
     env = {
         **os.environ,
         "PYTHONPATH": str(ROOT),
@@ -32,7 +36,7 @@ def bot_env(
         "TELEGRAM_API_URL": telegram.url,
         "LLM_BASE_URL": upstream.url,
         "LLM_API_KEY": upstream.api_key,
-        "DATABASE_URL": f"sqlite:///{db}",
+        "DATABASE_URL": db if isinstance(db, str) else f"sqlite:///{db}",
         "LLM_RPS": "0",
         "POLLING_TIMEOUT": "1",
         "DRAFT_INTERVAL_SECONDS": "0.05",
@@ -42,6 +46,57 @@ def bot_env(
     }
     env.update(overrides)
     return env
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def replica_env(
+    telegram: FakeTelegram,
+    upstream: FakeUpstream,
+    *,
+    database_url: str,
+    redis_url: str,
+    webhook_url: str,
+    secret: str,
+    port: int,
+    **overrides: str,
+) -> dict[str, str]:
+    """One replica: webhook mode on 127.0.0.1:`port`, registering `webhook_url` (the balancer
+    in front of every replica), on the shared database and Redis."""
+    return bot_env(
+        telegram,
+        upstream,
+        database_url,
+        REDIS_URL=redis_url,
+        WEBHOOK_URL=webhook_url,
+        WEBHOOK_SECRET=secret,
+        WEBHOOK_HOST="127.0.0.1",
+        WEBHOOK_PORT=str(port),
+        **overrides,
+    )
+
+
+async def start_replicas(
+    telegram: FakeTelegram, envs: Sequence[dict[str, str]], workdir: Path
+) -> list[BotProcess]:
+    """Start one webhook-mode bot per env, one after the other (each has registered the
+    webhook, so its listener is up, before the next starts). On a failure the ones already
+    started are killed."""
+    bots: list[BotProcess] = []
+    try:
+        for index, env in enumerate(envs):
+            bot = BotProcess(env, workdir / f"replica{index}", name=f"replica{index}")
+            bots.append(bot)
+            await bot.start_webhook(telegram)
+    except BaseException:
+        for bot in bots:
+            await bot.close()
+        raise
+    return bots
 
 
 class BotProcess:
@@ -83,6 +138,22 @@ class BotProcess:
         starts = len(telegram.calls_of("deleteWebhook"))
         await self.spawn()
         waiting = asyncio.ensure_future(self._polling(telegram, starts))
+        exited = asyncio.ensure_future(self.wait(START_TIMEOUT))
+        done, _ = await asyncio.wait({waiting, exited}, return_when=asyncio.FIRST_COMPLETED)
+        if waiting not in done:
+            waiting.cancel()
+            raise AssertionError(f"the bot exited during start-up:\n{self.stderr}")
+        exited.cancel()
+        waiting.result()
+
+    async def start_webhook(self, telegram: FakeTelegram) -> None:
+        """Spawn in webhook mode and wait until it registered the webhook (its listener is up
+        by then: the bot registers only once it can take deliveries)."""
+        seen = len(telegram.calls_of("setWebhook"))
+        await self.spawn()
+        waiting = asyncio.ensure_future(
+            telegram.wait_for("setWebhook", count=seen + 1, timeout=START_TIMEOUT)
+        )
         exited = asyncio.ensure_future(self.wait(START_TIMEOUT))
         done, _ = await asyncio.wait({waiting, exited}, return_when=asyncio.FIRST_COMPLETED)
         if waiting not in done:

@@ -38,6 +38,12 @@ async def journal(store: SQLiteStorage, clock: FakeClock) -> UpdateJournal:
     return UpdateJournal(store, clock=clock)
 
 
+def later_run(store: SQLiteStorage, clock: FakeClock) -> UpdateJournal:
+    """The journal of the next start: a new replica id, and (one process) every earlier
+    run's entries are its to replay."""
+    return UpdateJournal(store, clock=clock)
+
+
 async def rows(store: SQLiteStorage) -> list[tuple[object, ...]]:
     return await fetch(
         store,
@@ -86,25 +92,38 @@ async def test_replayable_lists_message_updates_and_closes_the_rest(
     clock.now -= DAY + 1
     await journal.record(4, PAYLOAD)  # older than a day: Telegram has forgotten it too
     clock.now += DAY + 1
-    wanted = await journal.replayable()
+    wanted = await later_run(store, clock).replayable()
     assert [e.update_id for e in wanted] == [2]
     assert [e.update_id for e in await store.journal_unfinished()] == [2]
 
 
-async def test_an_update_is_replayed_once_never_twice(journal: UpdateJournal) -> None:
+async def test_an_update_is_replayed_once_never_twice(
+    journal: UpdateJournal, store: SQLiteStorage, clock: FakeClock
+) -> None:
     await journal.record(5, PAYLOAD)
-    assert [e.update_id for e in await journal.replayable()] == [5]
+    second = later_run(store, clock)
+    assert [e.update_id for e in await second.replayable()] == [5]
     # Marked before it is fed; then the bot dies again while answering it.
-    assert await journal.begin_replay(5) is True
-    assert await journal.begin_replay(5) is False
-    assert await journal.replayable() == []
+    assert await second.begin_replay(5) is True
+    assert await second.begin_replay(5) is False
+    assert await later_run(store, clock).replayable() == []
 
 
-async def test_deferred_update_is_owed_a_full_replay_again(journal: UpdateJournal) -> None:
+async def test_deferred_update_is_owed_a_full_replay_again(
+    journal: UpdateJournal, store: SQLiteStorage, clock: FakeClock
+) -> None:
     await journal.record(5, PAYLOAD)
     assert await journal.begin_replay(5)
     await journal.defer(5)  # the replay was put off by a clean shutdown, not a crash
-    assert [e.update_id for e in await journal.replayable()] == [5]
+    assert [e.update_id for e in await later_run(store, clock).replayable()] == [5]
+
+
+async def test_a_live_run_never_replays_its_own_unfinished_updates(
+    journal: UpdateJournal, store: SQLiteStorage, clock: FakeClock
+) -> None:
+    await journal.record(5, PAYLOAD)  # being handled by this run right now
+    assert await journal.replayable() == []
+    assert [e.update_id for e in await later_run(store, clock).replayable()] == [5]
 
 
 async def test_finished_update_cannot_begin_a_replay(journal: UpdateJournal) -> None:

@@ -18,7 +18,7 @@ from services.llm.breaker import CircuitBreaker
 from services.llm.client import LLMClient
 from services.llm.errors import UpstreamError
 from services.llm.gigachat.account import GigaChatAccount
-from services.llm.gigachat.auth import GigaChatAuth
+from services.llm.gigachat.auth import GigaChatAuth, SharedToken
 from services.llm.gigachat.chat import PROGRESS_ROLES, GigaChatChat, display_model
 from services.llm.gigachat.errors import classify_gigachat
 from services.llm.gigachat.files import GigaChatFiles
@@ -97,16 +97,20 @@ def build_gigachat(
     sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     stream_gap: float | None = None,
     queue_notice_after: float = 1.0,
+    shared_token: SharedToken | None = None,
 ) -> GigaChatProvider:
     """GigaChat's capabilities on `http` (which the caller closes).
 
     `credentials`: the authorization key; `scope`: GIGACHAT_API_PERS|B2B|CORP; `max_streams`:
     the requests the key may run at once (1 for individuals); users who wait for one longer
     than `queue_notice_after` seconds hear their queue position; `shared_streams`: the same
-    limit held by all replicas together. `sleep` waits between
+    limit held by all replicas together; `shared_token`: one OAuth token for all replicas.
+    `sleep` waits between
     retries; `stream_gap` bounds the wait for a complete line of a stream.
     """
-    auth = GigaChatAuth(http, auth_url=auth_url, credentials=credentials, scope=scope)
+    auth = GigaChatAuth(
+        http, auth_url=auth_url, credentials=credentials, scope=scope, shared=shared_token
+    )
     # Not paced: GigaChat bounds concurrency (the slots), not the rate of starts.
     limiter = FairRateLimiter(0)
     # The transports redact a fixed list of secrets: the key. The token, renewed every half

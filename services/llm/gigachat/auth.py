@@ -10,6 +10,13 @@ Token requests go through the API's own httpx client (the proxy and the CA bundl
 GigaChat reach its OAuth host too), without any auth of their own. Their failures surface as
 the usual UpstreamError classes, and nothing raised or logged here contains the authorization
 key or a token.
+
+Shared (`shared`, REDIS_URL): the token is one for all replicas. A replica without a usable
+token reads it from the shared store; when there is none, one replica takes the refresh lock,
+requests it and stores it until its refresh time, while the others wait (polling every
+`SHARED_POLL` seconds) and read it. A holder that does not store a token in time (it died, or
+its request hangs) is waited for no longer than a token request may last; a 401 drops the token
+from the store too. Store unreachable: this replica requests its own token, as without it.
 """
 
 from __future__ import annotations
@@ -21,7 +28,7 @@ import time
 import uuid
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Generator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import httpx
 
@@ -30,7 +37,7 @@ from services.llm.retry import parse_retry_after
 from services.llm.transport import read_capped
 from services.llm.types import to_float
 
-__all__ = ["GigaChatAuth"]
+__all__ = ["GigaChatAuth", "SharedToken", "TokenClaim"]
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +52,30 @@ _MIN_REUSE = 30.0
 # Expiries are unix milliseconds; a number below this is seconds (1e11 s is the year 5138).
 _MILLISECONDS_FROM = 1e11
 _REDACTED = "***"
+# Replicas waiting for another one's token request look for its token this often (seconds).
+SHARED_POLL = 0.05
+
+
+@dataclass(frozen=True, slots=True)
+class TokenClaim:
+    """The shared store's answer: its token, or whether this replica should request one."""
+
+    token: str | None  # a token other replicas use, valid for `ttl` more seconds
+    ttl: float
+    locked: bool  # no token: True = this replica holds the refresh lock; False = wait
+
+
+class SharedToken(Protocol):
+    """The token store shared by replicas (services/shared/token.py on Redis). Calls answer
+    None when the store is unreachable."""
+
+    async def claim(self, holder: str, lock_seconds: float) -> TokenClaim | None: ...
+
+    async def store(self, holder: str, token: str, seconds: float) -> None: ...
+
+    async def release(self, holder: str) -> None: ...
+
+    async def drop(self, token: str) -> None: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,6 +110,7 @@ class GigaChatAuth(httpx.Auth):
         clock: Callable[[], float] = time.time,
         refresh_ahead: float = 60.0,
         timeout: float = 30.0,
+        shared: SharedToken | None = None,
     ) -> None:
         """`credentials`: the authorization key as GigaChat's console shows it (already
         base64); `scope`: GIGACHAT_API_PERS, GIGACHAT_API_B2B or GIGACHAT_API_CORP. `clock`
@@ -93,6 +125,9 @@ class GigaChatAuth(httpx.Auth):
         self._clock = clock
         self._ahead = refresh_ahead
         self._timeout = httpx.Timeout(timeout)
+        # The refresh lock outlives a token request by a little; nobody waits longer for it.
+        self._lock_seconds = timeout + 5.0
+        self._shared = shared
         self._lock = asyncio.Lock()
         self._token: _Token | None = None
         self._finished = 0  # token requests that ended, well or not
@@ -127,7 +162,7 @@ class GigaChatAuth(httpx.Auth):
                 # A token request failed while this caller waited for the lock.
                 raise type(failure)(failure.status, failure.detail, retry_after=failure.retry_after)
             try:
-                token = await self._fetch()
+                token = await self._obtain()
             except UpstreamError as exc:
                 self._finished += 1
                 self._failure = exc
@@ -146,6 +181,32 @@ class GigaChatAuth(httpx.Auth):
         """Drop `token` (the API refused it); a newer one someone fetched meanwhile stays."""
         if self._token is not None and self._token.value == token:
             self._token = None
+
+    async def _obtain(self) -> _Token:
+        """A new token: requested here, or (shared) another replica's."""
+        shared = self._shared
+        if shared is None:
+            return await self._fetch()
+        holder = uuid.uuid4().hex
+        loop = asyncio.get_running_loop()
+        give_up_at = loop.time() + self._lock_seconds
+        while True:
+            claim = await shared.claim(holder, self._lock_seconds)
+            if claim is None:  # the store is unreachable: a token of our own
+                return await self._fetch()
+            if claim.token is not None:
+                return _Token(claim.token, self._clock() + claim.ttl)
+            if claim.locked:
+                try:
+                    token = await self._fetch()
+                except BaseException:
+                    await asyncio.shield(shared.release(holder))
+                    raise
+                await shared.store(holder, token.value, token.refresh_at - self._clock())
+                return token
+            if loop.time() >= give_up_at:
+                return await self._fetch()  # the holder never stored one: our own
+            await asyncio.sleep(SHARED_POLL)
 
     def _usable(self) -> str | None:
         token = self._token
@@ -253,6 +314,8 @@ class GigaChatAuth(httpx.Auth):
         if isinstance(response.stream, httpx.AsyncByteStream):
             response.stream = _Discarded(response.stream)
         self.forget(token)
+        if self._shared is not None:
+            await self._shared.drop(token)  # only if no replica replaced it meanwhile
         token = await self.token()
         request.headers["Authorization"] = f"Bearer {token}"
         # A second 401 is the caller's to see (AuthFailed): one refresh per request at most.

@@ -1,0 +1,94 @@
+"""Access checks shared by replicas: per-user flood windows, one-time notices, the list version.
+
+- Flood: each user's paid messages of the last window are members of a sorted set scored by
+  Redis' own clock. One Lua script drops the old ones and either takes the message or refuses
+  it, and for a refusal decides whether this is the first of the burst (a "told" key living
+  until the window frees a place): one notice in total, whichever replica refuses.
+- `once(key, seconds)`: True for the first caller in `seconds` across replicas (the "this bot is
+  private" notice at most once a minute, the one ban notice).
+- The access list version: a random token replaced by every /allow, /deny, /ban, /unban and
+  /limit. Each replica keeps the list in memory with the version it read it under and compares
+  it on every paid message (one GET), so a lever pulled on one replica holds on every other at
+  the very next message; a random token (not a counter) cannot come back to an old value after
+  Redis lost its data.
+
+Every call returns None when Redis is unreachable: the caller uses its local state.
+"""
+
+from __future__ import annotations
+
+import uuid
+
+from redis.asyncio import Redis
+
+from services.access import FloodDecision
+from services.shared.guard import RedisGuard
+
+__all__ = ["FloodDecision", "RedisAccessState"]
+
+# KEYS: the user's window (sorted set), the user's "told" key. ARGV: limit, window (s), member.
+# Returns {taken (1/0), ms until a place frees (refusals), notify (1/0)}.
+_FLOOD = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
+local limit = tonumber(ARGV[1])
+local window = tonumber(ARGV[2])
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - window)
+if redis.call('ZCARD', KEYS[1]) < limit then
+  redis.call('ZADD', KEYS[1], string.format('%.6f', now), ARGV[3])
+  redis.call('PEXPIRE', KEYS[1], math.ceil(window * 1000))
+  return {1, 0, 0}
+end
+local oldest = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
+local wait_ms = math.max(1, math.ceil((tonumber(oldest[2]) + window - now) * 1000))
+local told = redis.call('SET', KEYS[2], '1', 'NX', 'PX', wait_ms)
+return {0, wait_ms, told and 1 or 0}
+"""
+
+
+class RedisAccessState:
+    """`services.access.SharedAccess` on Redis."""
+
+    def __init__(self, redis: Redis, guard: RedisGuard, *, prefix: str) -> None:
+        self._redis = redis
+        self._guard = guard
+        self._prefix = f"{prefix}access:"
+        self._flood = redis.register_script(_FLOOD)
+
+    async def flood(self, user_id: int, limit: int, window: float) -> FloodDecision | None:
+        """Take one paid message of `user_id` into its window, or refuse it."""
+        keys = [f"{self._prefix}flood:{user_id}", f"{self._prefix}flood-told:{user_id}"]
+
+        async def call() -> FloodDecision:
+            taken, wait_ms, notify = await self._flood(
+                keys=keys, args=[limit, window, uuid.uuid4().hex]
+            )
+            return FloodDecision(bool(int(taken)), int(wait_ms) / 1000, bool(int(notify)))
+
+        return await self._guard.run(call, "a flood check")
+
+    async def once(self, key: str, seconds: float) -> bool | None:
+        """True for the first caller within `seconds` (on any replica)."""
+
+        async def call() -> bool:
+            name = f"{self._prefix}once:{key}"
+            return bool(await self._redis.set(name, "1", nx=True, px=max(1, int(seconds * 1000))))
+
+        return await self._guard.run(call, "a notice check")
+
+    async def list_version(self) -> str | None:
+        """The access list's current version ("" before any change); None: Redis unreachable."""
+
+        async def call() -> str:
+            value = await self._redis.get(f"{self._prefix}version")
+            return "" if value is None else value.decode() if isinstance(value, bytes) else value
+
+        return await self._guard.run(call, "an access list check")
+
+    async def list_changed(self) -> None:
+        """Tell every replica that the list changed (after it was written to storage)."""
+
+        async def call() -> None:
+            await self._redis.set(f"{self._prefix}version", uuid.uuid4().hex)
+
+        await self._guard.run(call, "an access list change")
