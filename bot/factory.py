@@ -23,6 +23,7 @@ from aiogram.types import BotCommand, BotCommandScopeAllGroupChats, BotCommandSc
 from bot.fsm_storage import CompactMemoryStorage
 from bot.instance_lock import instance_lock_for
 from bot.journal import JournalMiddleware, Replayer, RestartNote
+from bot.log_context import LogContext, log_answer
 from bot.metrics import Metrics, UpdateCounter
 from bot.middlewares import InFlight, ProfileMiddleware
 from bot.providers import build_providers
@@ -368,6 +369,8 @@ def build_app(settings: Settings) -> App:
     metrics = Metrics()
     bot = build_bot(settings, services.pacer, metrics)
     services.chat.add_listener(metrics.answer_ended)
+    # One log line per answer: status, model, latency (and the update it answers).
+    services.chat.add_listener(log_answer)
     services.videos.add_state_listener(metrics.media_job)
     for provider in services.providers.providers:
         if provider.limiter is not None:
@@ -378,7 +381,13 @@ def build_app(settings: Settings) -> App:
         media_jobs_active=lambda: services.videos.active_pollers,
     )
     draining = Draining()
-    readiness = Readiness(services.storage, services.providers, draining)
+    readiness = Readiness(
+        services.storage,
+        services.providers,
+        draining,
+        # Replicas share limits, forms and Stop there: one that cannot reach Redis is not ready.
+        redis_ping=services.shared.redis.ping if services.shared is not None else None,
+    )
     services.videos.set_notifier(TelegramVideoNotifier(bot))
     broadcaster = TelegramBroadcaster(bot, settings.admin.broadcast_rps)
     services.broadcasts.attach(broadcaster, broadcaster)
@@ -431,6 +440,8 @@ def build_app(settings: Settings) -> App:
     # shutdown's drain waits for its final write.
     dispatcher.update.outer_middleware(JournalMiddleware(journal))
     dispatcher.update.outer_middleware(ProfileMiddleware(services.users))
+    # Log lines written while handling an update (and its answer's tasks) carry its id.
+    dispatcher.update.outer_middleware(LogContext())
     dispatcher.message.middleware(RestartNote())
     # Every handler flagged `spends`: ban → access list → flood → quota, before any upstream call.
     dispatcher.message.middleware(SpendGuard(services.access))

@@ -6,6 +6,13 @@ from __future__ import annotations
 import logging
 import sys
 from collections.abc import Iterable
+from contextvars import ContextVar
+
+# (update id, chat id, user id) of the update being handled in this context, if any: set by
+# bot/log_context.py's middleware, copied by asyncio into the tasks the handling starts.
+UPDATE_CONTEXT: ContextVar[tuple[int, int | None, int | None] | None] = ContextVar(
+    "log_update", default=None
+)
 
 
 class RedactSecrets(logging.Filter):
@@ -33,6 +40,23 @@ class RedactSecrets(logging.Filter):
                 record.exc_text = cleaned_exc
         if cleaned != message:
             record.msg, record.args = cleaned, None
+        return True
+
+
+class UpdateContextFilter(logging.Filter):
+    """Adds `update_id`, `chat` and `user` of the update being handled to each record (unless
+    the call gave its own with `extra=`)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        current = UPDATE_CONTEXT.get()
+        if current is not None:
+            update_id, chat, user = current
+            if not hasattr(record, "update_id"):
+                record.update_id = update_id
+            if chat is not None and not hasattr(record, "chat"):
+                record.chat = chat
+            if user is not None and not hasattr(record, "user"):
+                record.user = user
         return True
 
 
@@ -71,6 +95,8 @@ def setup_logging(level: str, secrets: Iterable[str], log_format: str = "text") 
     else:
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     handler.addFilter(RedactSecrets(secrets))
+    # The update a line was written for (its id, chat and user), as JSON fields.
+    handler.addFilter(UpdateContextFilter())
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())

@@ -46,9 +46,9 @@ class Draining:
 
 
 class Readiness:
-    """Is this process fit to take updates: the database answers and the primary upstream is
-    reachable. One check runs at a time, each part bounded by `timeout`; the outcome is
-    cached for `cache_seconds`."""
+    """Is this process fit to take updates: the database answers, Redis answers (when the bot
+    shares state there: `redis_ping`) and the primary upstream is reachable. One check runs at
+    a time, each part bounded by `timeout`; the outcome is cached for `cache_seconds`."""
 
     def __init__(
         self,
@@ -56,6 +56,7 @@ class Readiness:
         providers: ProviderRegistry,
         draining: Draining,
         *,
+        redis_ping: Callable[[], Awaitable[Any]] | None = None,
         timeout: float = CHECK_TIMEOUT,
         cache_seconds: float = CHECK_CACHE_SECONDS,
         clock: Callable[[], float] = time.monotonic,
@@ -63,6 +64,7 @@ class Readiness:
         self._storage = storage
         self._providers = providers
         self._draining = draining
+        self._redis_ping = redis_ping
         self._timeout = timeout
         self._cache_seconds = cache_seconds
         self._clock = clock
@@ -71,8 +73,8 @@ class Readiness:
         self._running: asyncio.Task[dict[str, str]] | None = None
 
     async def failures(self) -> dict[str, str]:
-        """What is not ready, by part ("database", "upstream", "shutdown") → why; empty when
-        everything is."""
+        """What is not ready, by part ("database", "redis", "upstream", "shutdown") → why;
+        empty when everything is."""
         if self._draining.active:
             return {"shutdown": "the bot is stopping"}
         if self._clock() < self._valid_until:
@@ -85,11 +87,14 @@ class Readiness:
 
     async def _check(self) -> dict[str, str]:
         try:
-            database, upstream = await asyncio.gather(
+            parts = [
                 self._part("database", self._storage.ping),
                 self._part("upstream", self._providers.providers[0].chat.list_models),
-            )
-            result = {name: why for name, why in (database, upstream) if why}
+            ]
+            if self._redis_ping is not None:
+                parts.append(self._part("redis", self._redis_ping))
+            checked = await asyncio.gather(*parts)
+            result = {name: why for name, why in checked if why}
             self._result = result
             self._valid_until = self._clock() + self._cache_seconds
             return result

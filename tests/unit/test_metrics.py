@@ -156,3 +156,23 @@ async def test_readiness_is_cached_and_names_what_failed() -> None:
     assert failed == {"database": "RuntimeError", "upstream": "no answer within 0.05 s"}
     draining.active = True
     assert set(await readiness.failures()) == {"shutdown"}
+
+
+async def test_readiness_checks_redis_when_the_bot_shares_state_there() -> None:
+    storage, providers = _Storage(), _Providers()
+    pings = [0]
+
+    async def down() -> None:
+        pings[0] += 1
+        raise ConnectionError("refused")
+
+    readiness = Readiness(
+        storage,  # type: ignore[arg-type]
+        providers,  # type: ignore[arg-type]
+        Draining(),
+        redis_ping=down,
+        timeout=0.05,
+        cache_seconds=0,
+    )
+    assert await readiness.failures() == {"redis": "ConnectionError"}
+    assert pings[0] == 1
