@@ -16,16 +16,15 @@ is its own and announced by it (the bot's behaviour without Redis).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
 import uuid
 from typing import TYPE_CHECKING
 
 from redis.asyncio import Redis
-from redis.exceptions import RedisError
 
 from services.shared.guard import RedisGuard
+from services.shared.subscription import Subscription
 
 if TYPE_CHECKING:
     from services.llm.breaker import CircuitBreaker
@@ -34,7 +33,6 @@ __all__ = ["BreakerRelay"]
 
 log = logging.getLogger(__name__)
 
-_RESUBSCRIBE_MAX = 10.0
 
 # KEYS[1]: the breaker's key; ARGV: channel, provider, origin. 1 = this call opened it.
 _OPEN = """
@@ -97,11 +95,18 @@ class BreakerRelay:
         self._close = redis.register_script(_CLOSE)
         self._read = redis.register_script(_READ)
         self._origin = uuid.uuid4().hex  # this replica: its own messages are not followed
-        self._resubscribe_after = resubscribe_after
         self._breakers: dict[str, CircuitBreaker] = {}
         self._deciding: set[asyncio.Task[None]] = set()
-        self._listener: asyncio.Task[None] | None = None
-        self._subscribed = asyncio.Event()
+        # A breaker opened while this replica was not listening is found by the catch-up.
+        self._subscription = Subscription(
+            redis,
+            self._channel,
+            self._follow,
+            on_subscribed=self._catch_up,
+            what="circuit breaker relay",
+            when_lost="breakers are per replica until it is back",
+            resubscribe_after=resubscribe_after,
+        )
 
     def share(self, provider: str) -> _Link:
         """The shared state of `provider`'s breaker (pass it as the breaker's `shared`)."""
@@ -137,14 +142,11 @@ class BreakerRelay:
 
     def listen(self) -> None:
         """Follow the other replicas' transitions (from now until `close`)."""
-        if self._listener is None:
-            self._listener = asyncio.get_running_loop().create_task(
-                self._listen(), name="breaker-relay-listen"
-            )
+        self._subscription.start()
 
     async def ready(self) -> None:
         """Wait until the listener is subscribed and caught up (tests)."""
-        await self._subscribed.wait()
+        await self._subscription.ready()
 
     async def _catch_up(self) -> None:
         names = list(self._breakers)
@@ -155,38 +157,6 @@ class BreakerRelay:
         for name, value in zip(names, values[1:], strict=True):
             if value:  # open: followed; a close missed meanwhile is found by the probe
                 self._breakers[name].follow(True, now - float(value))
-
-    async def _listen(self) -> None:
-        delay = self._resubscribe_after
-        lost = False
-        while True:
-            pubsub = self._redis.pubsub(ignore_subscribe_messages=True)
-            try:
-                await pubsub.subscribe(self._channel)
-                await self._catch_up()
-                self._subscribed.set()
-                if lost:
-                    log.info("circuit breaker relay subscribed again")
-                    lost = False
-                delay = self._resubscribe_after
-                while True:
-                    message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=5.0)
-                    if message is not None and message.get("type") == "message":
-                        self._follow(message.get("data"))
-            except (RedisError, OSError) as error:
-                self._subscribed.clear()
-                if not lost:
-                    lost = True
-                    log.warning(
-                        "circuit breaker relay lost Redis (%s): breakers are per replica "
-                        "until it is back",
-                        type(error).__name__,
-                    )
-            finally:
-                with contextlib.suppress(Exception):
-                    await pubsub.aclose()
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, _RESUBSCRIBE_MAX)
 
     def _follow(self, data: object) -> None:
         try:
@@ -200,9 +170,5 @@ class BreakerRelay:
             breaker.follow(opened)
 
     async def close(self) -> None:
-        if self._listener is not None:
-            self._listener.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._listener
-            self._listener = None
+        await self._subscription.close()
         await self.settled()

@@ -10,15 +10,14 @@ lost connection (one log line when it is lost, one when it is back).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
 from collections.abc import Callable
 
 from redis.asyncio import Redis
-from redis.exceptions import RedisError
 
 from services.shared.guard import RedisGuard
+from services.shared.subscription import Subscription
 
 __all__ = ["StopHandler", "StopRelay"]
 
@@ -26,8 +25,6 @@ log = logging.getLogger(__name__)
 
 # (chat_id, reply_id, user_id or None for a draft's own Stop, force: the presser is an admin)
 StopHandler = Callable[[int, int, int | None, bool], object]
-
-_RESUBSCRIBE_MAX = 10.0
 
 
 class StopRelay:
@@ -44,8 +41,7 @@ class StopRelay:
         self._prefix = f"{prefix}stop:"
         self._resubscribe_after = resubscribe_after
         self._sending: set[asyncio.Task[None]] = set()
-        self._listener: asyncio.Task[None] | None = None
-        self._subscribed = asyncio.Event()
+        self._subscription: Subscription | None = None
 
     # --- sending (called by ChatService.stop, which is synchronous) ---------------------------
 
@@ -67,52 +63,27 @@ class StopRelay:
 
     def listen(self, handler: StopHandler) -> None:
         """Hand every Stop published by any replica (this one too) to `handler`."""
-        if self._listener is None:
-            self._listener = asyncio.get_running_loop().create_task(
-                self._listen(handler), name="stop-relay-listen"
+        if self._subscription is None:
+            self._subscription = Subscription(
+                self._redis,
+                f"{self._prefix}*",
+                lambda data: _dispatch(data, handler),
+                pattern=True,
+                what="Stop relay",
+                when_lost="Stops stay on this replica until it is back",
+                resubscribe_after=self._resubscribe_after,
             )
+            self._subscription.start()
 
     async def ready(self) -> None:
         """Wait until the listener is subscribed (tests; start-up does not need to)."""
-        await self._subscribed.wait()
-
-    async def _listen(self, handler: StopHandler) -> None:
-        delay = self._resubscribe_after
-        lost = False
-        while True:
-            pubsub = self._redis.pubsub(ignore_subscribe_messages=True)
-            try:
-                await pubsub.psubscribe(f"{self._prefix}*")
-                self._subscribed.set()
-                if lost:
-                    log.info("Stop relay subscribed again")
-                    lost = False
-                delay = self._resubscribe_after
-                while True:
-                    # A bounded wait: an idle subscription is not mistaken for a lost one.
-                    message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=5.0)
-                    if message is not None and message.get("type") == "pmessage":
-                        _dispatch(message.get("data"), handler)
-            except (RedisError, OSError) as error:
-                self._subscribed.clear()
-                if not lost:
-                    lost = True
-                    log.warning(
-                        "Stop relay lost Redis (%s): Stops stay on this replica until it is back",
-                        type(error).__name__,
-                    )
-            finally:
-                with contextlib.suppress(Exception):
-                    await pubsub.aclose()
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, _RESUBSCRIBE_MAX)
+        assert self._subscription is not None, "listen() first"
+        await self._subscription.ready()
 
     async def close(self) -> None:
-        if self._listener is not None:
-            self._listener.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._listener
-            self._listener = None
+        if self._subscription is not None:
+            await self._subscription.close()
+            self._subscription = None
         if self._sending:
             await asyncio.wait(set(self._sending), timeout=1.0)
 

@@ -51,23 +51,24 @@ from .migrations import MIGRATIONS, Migration, migrate_postgres
 
 # The row mapping and argument checks are SQLiteStorage's, so both backends accept and return
 # exactly the same things.
-from .sqlite import (
-    _ACTIVE_VIDEO_STATES_SQL,
-    _BROADCAST_COLUMNS,
-    _MESSAGE_COLUMNS,
-    _RUNNING_BROADCAST_SQL,
-    _USER_COLUMNS,
-    _VIDEO_COLUMNS,
+from .rows import (
+    ACTIVE_VIDEO_STATES_SQL,
+    BROADCAST_COLUMNS,
+    MESSAGE_COLUMNS,
     OWNED_TABLES,
-    _broadcast_from_row,
-    _check_broadcast_field,
-    _check_setting,
-    _check_video_field,
-    _thread_key,
-    _user_from_row,
-    _utc_day,
-    _video_job_from_row,
+    RUNNING_BROADCAST_SQL,
+    USER_COLUMNS,
+    VIDEO_COLUMNS,
+    broadcast_from_row,
+    check_broadcast_field,
+    check_setting,
+    check_video_field,
     owned_table,
+    provider_usage_from_rows,
+    thread_key,
+    user_from_row,
+    utc_day,
+    video_job_from_row,
 )
 
 log = logging.getLogger(__name__)
@@ -75,7 +76,7 @@ log = logging.getLogger(__name__)
 # Advisory lock class for "creating the first conversation of a chat" (key 2: the chat).
 _CONVERSATION_LOCK_CLASS = 0x4C4D4332  # "LMC2"
 
-_SQL_GET_USER = f"SELECT {_USER_COLUMNS} FROM users WHERE user_id = $1"
+_SQL_GET_USER = f"SELECT {USER_COLUMNS} FROM users WHERE user_id = $1"
 _SQL_UPSERT_USER = f"""
 INSERT INTO users (user_id, username, first_name, language_code, created_at)
 VALUES ($1, $2, $3, $4, $5)
@@ -84,10 +85,10 @@ ON CONFLICT (user_id) DO UPDATE SET
     first_name = excluded.first_name,
     language_code = excluded.language_code,
     is_blocked = 0
-RETURNING {_USER_COLUMNS}
+RETURNING {USER_COLUMNS}
 """
 _SQL_USER_BY_USERNAME = (
-    f"SELECT {_USER_COLUMNS} FROM users "
+    f"SELECT {USER_COLUMNS} FROM users "
     "WHERE user_id > 0 AND lower(username) = lower($1) ORDER BY user_id LIMIT 1"
 )
 _SQL_ENSURE_USER = "INSERT INTO users (user_id, created_at) VALUES ($1, $2) ON CONFLICT DO NOTHING"
@@ -114,10 +115,10 @@ INSERT INTO messages (conversation_id, user_id, role, content, tokens, status, c
 VALUES ($1, $2, $3, $4, $5, $6, $7), ($8, $9, $10, $11, $12, $13, $14)
 """
 _SQL_RECENT_MESSAGES = (
-    f"SELECT {_MESSAGE_COLUMNS} FROM messages WHERE conversation_id = $1 ORDER BY id DESC LIMIT $2"
+    f"SELECT {MESSAGE_COLUMNS} FROM messages WHERE conversation_id = $1 ORDER BY id DESC LIMIT $2"
 )
 _SQL_RECENT_MESSAGES_BEFORE = (
-    f"SELECT {_MESSAGE_COLUMNS} FROM messages WHERE conversation_id = $1 AND id < $2 "
+    f"SELECT {MESSAGE_COLUMNS} FROM messages WHERE conversation_id = $1 AND id < $2 "
     "ORDER BY id DESC LIMIT $3"
 )
 
@@ -163,12 +164,12 @@ _SQL_RELEASE = "UPDATE {table} SET owner = NULL WHERE {active} AND owner = $1"
 _SQL_ADVANCE_BROADCAST = f"""
 UPDATE broadcasts
 SET cursor = $1, attempted = $2, delivered = $3, blocked = $4, failed = $5, updated_at = $6
-WHERE id = $7 AND owner = $8 AND {_RUNNING_BROADCAST_SQL}
-RETURNING {_BROADCAST_COLUMNS}
+WHERE id = $7 AND owner = $8 AND {RUNNING_BROADCAST_SQL}
+RETURNING {BROADCAST_COLUMNS}
 """
 _SQL_REQUEST_BROADCAST_STOP = f"""
 UPDATE broadcasts SET state = 'stopped', finished_at = $1, updated_at = $1
-WHERE id = $2 AND {_RUNNING_BROADCAST_SQL}
+WHERE id = $2 AND {RUNNING_BROADCAST_SQL}
 """
 _SQL_JOURNAL_ENTRY = (
     "SELECT update_id, payload, replays, created_at FROM update_journal "
@@ -207,26 +208,26 @@ INSERT INTO video_jobs
     (user_id, chat_id, thread_id, model, prompt, lang, state, progress_message_id,
      created_at, updated_at, kind, owner)
 VALUES ($1, $2, $3, $4, $5, $6, 'submitting', $7, $8, $9, $10, $11)
-RETURNING {_VIDEO_COLUMNS}
+RETURNING {VIDEO_COLUMNS}
 """
 _SQL_ACTIVE_VIDEO_JOBS = (
-    f"SELECT {_VIDEO_COLUMNS} FROM video_jobs WHERE {_ACTIVE_VIDEO_STATES_SQL} ORDER BY id"
+    f"SELECT {VIDEO_COLUMNS} FROM video_jobs WHERE {ACTIVE_VIDEO_STATES_SQL} ORDER BY id"
 )
 _SQL_COUNT_ACTIVE_VIDEO_JOBS = (
-    f"SELECT COUNT(*) FROM video_jobs WHERE user_id = $1 AND {_ACTIVE_VIDEO_STATES_SQL}"
+    f"SELECT COUNT(*) FROM video_jobs WHERE user_id = $1 AND {ACTIVE_VIDEO_STATES_SQL}"
 )
-_SQL_GET_VIDEO_JOB = f"SELECT {_VIDEO_COLUMNS} FROM video_jobs WHERE id = $1"
+_SQL_GET_VIDEO_JOB = f"SELECT {VIDEO_COLUMNS} FROM video_jobs WHERE id = $1"
 
 _SQL_CREATE_BROADCAST = f"""
 INSERT INTO broadcasts
     (admin_id, from_chat_id, message_id, lang, state, total, progress_message_id,
      created_at, updated_at, owner)
 VALUES ($1, $2, $3, $4, 'running', $5, $6, $7, $8, $9)
-RETURNING {_BROADCAST_COLUMNS}
+RETURNING {BROADCAST_COLUMNS}
 """
-_SQL_GET_BROADCAST = f"SELECT {_BROADCAST_COLUMNS} FROM broadcasts WHERE id = $1"
+_SQL_GET_BROADCAST = f"SELECT {BROADCAST_COLUMNS} FROM broadcasts WHERE id = $1"
 _SQL_RUNNING_BROADCASTS = (
-    f"SELECT {_BROADCAST_COLUMNS} FROM broadcasts WHERE {_RUNNING_BROADCAST_SQL} ORDER BY id"
+    f"SELECT {BROADCAST_COLUMNS} FROM broadcasts WHERE {RUNNING_BROADCAST_SQL} ORDER BY id"
 )
 
 _DAY = 86400.0
@@ -422,7 +423,7 @@ class PostgresStorage:
 
     async def get_user(self, user_id: int) -> UserRecord | None:
         row = await self._pool.fetchrow(_SQL_GET_USER, user_id)
-        return None if row is None else _user_from_row(row)
+        return None if row is None else user_from_row(row)
 
     async def upsert_user(
         self,
@@ -446,10 +447,10 @@ class PostgresStorage:
             _SQL_UPSERT_USER, user_id, username, first_name, language_code, self._clock()
         )
         assert row is not None  # RETURNING of an upsert
-        return _user_from_row(row)
+        return user_from_row(row)
 
     async def update_user_settings(self, user_id: int, **fields: Any) -> UserRecord:
-        values = {name: _check_setting(name, value) for name, value in fields.items()}
+        values = {name: check_setting(name, value) for name, value in fields.items()}
         now = self._clock()
         if not values:
             await self._pool.execute(_SQL_ENSURE_USER, user_id, now)
@@ -463,11 +464,11 @@ class PostgresStorage:
         assignments = ", ".join(f"{name} = excluded.{name}" for name in names)
         sql = (
             f"INSERT INTO users (user_id, created_at, {columns}) VALUES ($1, $2, {placeholders}) "
-            f"ON CONFLICT (user_id) DO UPDATE SET {assignments} RETURNING {_USER_COLUMNS}"
+            f"ON CONFLICT (user_id) DO UPDATE SET {assignments} RETURNING {USER_COLUMNS}"
         )
         row = await self._pool.fetchrow(sql, user_id, now, *(values[name] for name in names))
         assert row is not None
-        return _user_from_row(row)
+        return user_from_row(row)
 
     async def reset_user_settings(self, user_id: int) -> UserRecord:
         return await self.update_user_settings(user_id, **dict.fromkeys(RESETTABLE_USER_SETTINGS))
@@ -478,7 +479,7 @@ class PostgresStorage:
     # ------------------------------------------------------------------------- conversations
 
     async def active_conversation(self, chat_id: int, thread_id: int | None) -> int:
-        thread = _thread_key(thread_id)
+        thread = thread_key(thread_id)
         found = await self._pool.fetchval(_SQL_ACTIVE_CONVERSATION, chat_id, thread)
         if found is not None:
             return int(found)
@@ -493,7 +494,7 @@ class PostgresStorage:
 
     async def new_conversation(self, chat_id: int, thread_id: int | None) -> int:
         found = await self._pool.fetchval(
-            _SQL_NEW_CONVERSATION, chat_id, _thread_key(thread_id), self._clock()
+            _SQL_NEW_CONVERSATION, chat_id, thread_key(thread_id), self._clock()
         )
         return int(found)
 
@@ -573,17 +574,7 @@ class PostgresStorage:
             rows = await self._pool.fetch(_SQL_USAGE_BY_PROVIDER_TOTAL, user_id)
         else:
             rows = await self._pool.fetch(_SQL_USAGE_BY_PROVIDER_SINCE, user_id, since)
-        return tuple(
-            ProviderUsage(
-                provider=str(provider),
-                requests=int(requests),
-                prompt_tokens=int(prompt_tokens),
-                completion_tokens=int(completion_tokens),
-                credits=None if credits is None else float(credits),
-                energy=None if energy is None else float(energy),
-            )
-            for provider, requests, prompt_tokens, completion_tokens, credits, energy in rows
-        )
+        return provider_usage_from_rows(rows)
 
     # ---------------------------------------------------------------------------- video jobs
 
@@ -616,10 +607,10 @@ class PostgresStorage:
             owner,
         )
         assert row is not None
-        return _video_job_from_row(row)
+        return video_job_from_row(row)
 
     async def update_video_job(self, job_id: int, **fields: Any) -> VideoJob:
-        values = {name: _check_video_field(name, value) for name, value in fields.items()}
+        values = {name: check_video_field(name, value) for name, value in fields.items()}
         if not values:
             row = await self._pool.fetchrow(_SQL_GET_VIDEO_JOB, job_id)
         else:
@@ -629,17 +620,17 @@ class PostgresStorage:
             n = len(names)
             sql = (
                 f"UPDATE video_jobs SET {assignments}, updated_at = ${n + 1} "
-                f"WHERE id = ${n + 2} RETURNING {_VIDEO_COLUMNS}"
+                f"WHERE id = ${n + 2} RETURNING {VIDEO_COLUMNS}"
             )
             params = (*(values[name] for name in names), self._clock(), job_id)
             row = await self._pool.fetchrow(sql, *params)
         if row is None:
             raise LookupError(f"no video job with id {job_id}")
-        return _video_job_from_row(row)
+        return video_job_from_row(row)
 
     async def active_video_jobs(self) -> list[VideoJob]:
         rows = await self._pool.fetch(_SQL_ACTIVE_VIDEO_JOBS)
-        return [_video_job_from_row(row) for row in rows]
+        return [video_job_from_row(row) for row in rows]
 
     async def count_active_video_jobs(self, user_id: int) -> int:
         return int(await self._pool.fetchval(_SQL_COUNT_ACTIVE_VIDEO_JOBS, user_id))
@@ -692,10 +683,10 @@ class PostgresStorage:
             owner,
         )
         assert row is not None
-        return _broadcast_from_row(row)
+        return broadcast_from_row(row)
 
     async def update_broadcast(self, broadcast_id: int, **fields: Any) -> Broadcast:
-        values = {name: _check_broadcast_field(name, value) for name, value in fields.items()}
+        values = {name: check_broadcast_field(name, value) for name, value in fields.items()}
         if not values:
             row = await self._pool.fetchrow(_SQL_GET_BROADCAST, broadcast_id)
         else:
@@ -705,21 +696,21 @@ class PostgresStorage:
             n = len(names)
             sql = (
                 f"UPDATE broadcasts SET {assignments}, updated_at = ${n + 1} "
-                f"WHERE id = ${n + 2} RETURNING {_BROADCAST_COLUMNS}"
+                f"WHERE id = ${n + 2} RETURNING {BROADCAST_COLUMNS}"
             )
             params = (*(values[name] for name in names), self._clock(), broadcast_id)
             row = await self._pool.fetchrow(sql, *params)
         if row is None:
             raise LookupError(f"no broadcast with id {broadcast_id}")
-        return _broadcast_from_row(row)
+        return broadcast_from_row(row)
 
     async def get_broadcast(self, broadcast_id: int) -> Broadcast | None:
         row = await self._pool.fetchrow(_SQL_GET_BROADCAST, broadcast_id)
-        return None if row is None else _broadcast_from_row(row)
+        return None if row is None else broadcast_from_row(row)
 
     async def running_broadcasts(self) -> list[Broadcast]:
         rows = await self._pool.fetch(_SQL_RUNNING_BROADCASTS)
-        return [_broadcast_from_row(row) for row in rows]
+        return [broadcast_from_row(row) for row in rows]
 
     # ---------------------------------------------------------------------- admins: statistics
 
@@ -731,7 +722,7 @@ class PostgresStorage:
         ):
             row = await conn.fetchrow(_SQL_STATISTICS, day, week, month)
             top = await conn.fetch(_SQL_TOP_MODELS, month)
-            refusals = await conn.fetch(_SQL_REFUSALS, _utc_day(now), _utc_day(now - 29 * _DAY))
+            refusals = await conn.fetch(_SQL_REFUSALS, utc_day(now), utc_day(now - 29 * _DAY))
         assert row is not None
         (
             users,
@@ -818,7 +809,7 @@ class PostgresStorage:
 
     async def user_by_username(self, username: str) -> UserRecord | None:
         row = await self._pool.fetchrow(_SQL_USER_BY_USERNAME, username.lstrip("@"))
-        return None if row is None else _user_from_row(row)
+        return None if row is None else user_from_row(row)
 
     # ------------------------------------------------------------------------ access control
 
@@ -923,7 +914,7 @@ class PostgresStorage:
             broadcast_id,
             owner,
         )
-        return None if row is None else _broadcast_from_row(row)
+        return None if row is None else broadcast_from_row(row)
 
     async def request_broadcast_stop(self, broadcast_id: int) -> bool:
         status = await self._pool.execute(_SQL_REQUEST_BROADCAST_STOP, self._clock(), broadcast_id)

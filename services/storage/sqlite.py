@@ -27,22 +27,15 @@ import logging
 import sqlite3
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import aiosqlite
 
 from .base import (
-    BROADCAST_STATES,
-    BROADCAST_UPDATE_FIELDS,
     REFUSAL_REASONS,
-    REPLY_MODES,
     RESETTABLE_USER_SETTINGS,
     USAGE_NAMESPACES,
-    USER_SETTING_FIELDS,
-    VIDEO_JOB_STATES,
-    VIDEO_JOB_UPDATE_FIELDS,
     AccessEntry,
     BotStatistics,
     Broadcast,
@@ -58,15 +51,29 @@ from .base import (
     VideoJob,
 )
 from .migrations import MIGRATIONS, Migration, migrate
+from .rows import (
+    ACTIVE_VIDEO_STATES_SQL,
+    BROADCAST_COLUMNS,
+    MESSAGE_COLUMNS,
+    OWNED_TABLES,
+    RUNNING_BROADCAST_SQL,
+    USER_COLUMNS,
+    VIDEO_COLUMNS,
+    broadcast_from_row,
+    check_broadcast_field,
+    check_setting,
+    check_video_field,
+    owned_table,
+    provider_usage_from_rows,
+    thread_key,
+    user_from_row,
+    utc_day,
+    video_job_from_row,
+)
 
 log = logging.getLogger(__name__)
 
-# Column order matches the UserRecord fields so rows map positionally.
-_USER_COLUMNS = (
-    "user_id, username, first_name, language_code, language, model, system_prompt, "
-    "temperature, created_at, is_blocked, vision_model, image_model, tts_voice, reply_mode"
-)
-_SQL_GET_USER = f"SELECT {_USER_COLUMNS} FROM users WHERE user_id = ?"
+_SQL_GET_USER = f"SELECT {USER_COLUMNS} FROM users WHERE user_id = ?"
 _SQL_UPSERT_USER = f"""
 INSERT INTO users (user_id, username, first_name, language_code, created_at)
 VALUES (?, ?, ?, ?, ?)
@@ -75,11 +82,11 @@ ON CONFLICT (user_id) DO UPDATE SET
     first_name = excluded.first_name,
     language_code = excluded.language_code,
     is_blocked = 0
-RETURNING {_USER_COLUMNS}
+RETURNING {USER_COLUMNS}
 """
 # The lowest id wins if two rows share a name (a stale one left by someone who gave it up).
 _SQL_USER_BY_USERNAME = (
-    f"SELECT {_USER_COLUMNS} FROM users "
+    f"SELECT {USER_COLUMNS} FROM users "
     "WHERE user_id > 0 AND lower(username) = lower(?) ORDER BY user_id LIMIT 1"
 )
 _SQL_ENSURE_USER = "INSERT INTO users (user_id, created_at) VALUES (?, ?) ON CONFLICT DO NOTHING"
@@ -121,12 +128,11 @@ VALUES (?, ?, ?, ?, ?, ?, ?), (?, ?, ?, ?, ?, ?, ?)
 """
 # Column order matches the StoredMessage fields so rows map positionally. Newest first so
 # LIMIT keeps the newest; the caller reverses the (short) list.
-_MESSAGE_COLUMNS = "role, content, tokens, status, user_id, id, created_at"
 _SQL_RECENT_MESSAGES = (
-    f"SELECT {_MESSAGE_COLUMNS} FROM messages WHERE conversation_id = ? ORDER BY id DESC LIMIT ?"
+    f"SELECT {MESSAGE_COLUMNS} FROM messages WHERE conversation_id = ? ORDER BY id DESC LIMIT ?"
 )
 _SQL_RECENT_MESSAGES_BEFORE = (
-    f"SELECT {_MESSAGE_COLUMNS} FROM messages WHERE conversation_id = ? AND id < ? "
+    f"SELECT {MESSAGE_COLUMNS} FROM messages WHERE conversation_id = ? AND id < ? "
     "ORDER BY id DESC LIMIT ?"
 )
 
@@ -176,46 +182,31 @@ _SQL_USAGE_BY_PROVIDER_SINCE = (
     _USAGE_BY_PROVIDER + " AND created_at >= ?" + _USAGE_BY_PROVIDER_GROUPS
 )
 
-# Column order matches the VideoJob fields so rows map positionally.
-_VIDEO_COLUMNS = (
-    "id, user_id, chat_id, thread_id, request_id, model, prompt, lang, state, "
-    "progress_message_id, url, reason, created_at, updated_at, kind"
-)
-# Must be the exact text of the partial indexes' WHERE clause (migration 2) or SQLite will not
-# use them; a unit test checks both the plan and that it matches ACTIVE_VIDEO_JOB_STATES.
-_ACTIVE_VIDEO_STATES_SQL = "state IN ('submitting', 'IN_QUEUE', 'IN_PROGRESS', 'COMPLETED')"
 _SQL_CREATE_VIDEO_JOB = f"""
 INSERT INTO video_jobs
     (user_id, chat_id, thread_id, model, prompt, lang, state, progress_message_id,
      created_at, updated_at, kind, owner)
 VALUES (?, ?, ?, ?, ?, ?, 'submitting', ?, ?, ?, ?, ?)
-RETURNING {_VIDEO_COLUMNS}
+RETURNING {VIDEO_COLUMNS}
 """
 _SQL_ACTIVE_VIDEO_JOBS = (
-    f"SELECT {_VIDEO_COLUMNS} FROM video_jobs WHERE {_ACTIVE_VIDEO_STATES_SQL} ORDER BY id"
+    f"SELECT {VIDEO_COLUMNS} FROM video_jobs WHERE {ACTIVE_VIDEO_STATES_SQL} ORDER BY id"
 )
 _SQL_COUNT_ACTIVE_VIDEO_JOBS = (
-    f"SELECT COUNT(*) FROM video_jobs WHERE user_id = ? AND {_ACTIVE_VIDEO_STATES_SQL}"
+    f"SELECT COUNT(*) FROM video_jobs WHERE user_id = ? AND {ACTIVE_VIDEO_STATES_SQL}"
 )
-_SQL_GET_VIDEO_JOB = f"SELECT {_VIDEO_COLUMNS} FROM video_jobs WHERE id = ?"
+_SQL_GET_VIDEO_JOB = f"SELECT {VIDEO_COLUMNS} FROM video_jobs WHERE id = ?"
 
-# Column order matches the Broadcast fields so rows map positionally.
-_BROADCAST_COLUMNS = (
-    "id, admin_id, from_chat_id, message_id, lang, state, total, cursor, delivered, blocked, "
-    "failed, progress_message_id, created_at, updated_at, finished_at"
-)
-# Must be the exact text of the partial index's WHERE clause (migration 3).
-_RUNNING_BROADCAST_SQL = "state = 'running'"
 _SQL_CREATE_BROADCAST = f"""
 INSERT INTO broadcasts
     (admin_id, from_chat_id, message_id, lang, state, total, progress_message_id,
      created_at, updated_at, owner)
 VALUES (?, ?, ?, ?, 'running', ?, ?, ?, ?, ?)
-RETURNING {_BROADCAST_COLUMNS}
+RETURNING {BROADCAST_COLUMNS}
 """
-_SQL_GET_BROADCAST = f"SELECT {_BROADCAST_COLUMNS} FROM broadcasts WHERE id = ?"
+_SQL_GET_BROADCAST = f"SELECT {BROADCAST_COLUMNS} FROM broadcasts WHERE id = ?"
 _SQL_RUNNING_BROADCASTS = (
-    f"SELECT {_BROADCAST_COLUMNS} FROM broadcasts WHERE {_RUNNING_BROADCAST_SQL} ORDER BY id"
+    f"SELECT {BROADCAST_COLUMNS} FROM broadcasts WHERE {RUNNING_BROADCAST_SQL} ORDER BY id"
 )
 
 _DAY = 86400.0
@@ -301,13 +292,6 @@ DELETE FROM update_journal WHERE update_id IN (
 
 
 # ------------------------------------------------------------------ replicas and ownership
-# Rows that need work and who owns them (services/replicas.py): table -> (key, the condition
-# of a row still needing work). Each condition is the exact text of its partial index.
-OWNED_TABLES: dict[str, tuple[str, str]] = {
-    "video_jobs": ("id", _ACTIVE_VIDEO_STATES_SQL),
-    "broadcasts": ("id", _RUNNING_BROADCAST_SQL),
-    "update_journal": ("update_id", "finished_at IS NULL"),
-}
 _SQL_REPLICA_BEAT = """
 INSERT INTO replicas (id, started_at, seen_at) VALUES (?, ?, ?)
 ON CONFLICT (id) DO UPDATE SET seen_at = excluded.seen_at
@@ -331,12 +315,12 @@ _SQL_RELEASE = "UPDATE {table} SET owner = NULL WHERE {active} AND owner = ?"
 _SQL_ADVANCE_BROADCAST = f"""
 UPDATE broadcasts
 SET cursor = ?, attempted = ?, delivered = ?, blocked = ?, failed = ?, updated_at = ?
-WHERE id = ? AND owner = ? AND {_RUNNING_BROADCAST_SQL}
-RETURNING {_BROADCAST_COLUMNS}
+WHERE id = ? AND owner = ? AND {RUNNING_BROADCAST_SQL}
+RETURNING {BROADCAST_COLUMNS}
 """
 _SQL_REQUEST_BROADCAST_STOP = f"""
 UPDATE broadcasts SET state = 'stopped', finished_at = ?, updated_at = ?
-WHERE id = ? AND {_RUNNING_BROADCAST_SQL}
+WHERE id = ? AND {RUNNING_BROADCAST_SQL}
 """
 _SQL_JOURNAL_ENTRY = (
     "SELECT update_id, payload, replays, created_at FROM update_journal "
@@ -344,145 +328,6 @@ _SQL_JOURNAL_ENTRY = (
 )
 
 
-def owned_table(table: str) -> tuple[str, str]:
-    """The key and "needs work" condition of an owned table; ValueError for any other name
-    (table names are put into SQL text, so only these three are accepted)."""
-    try:
-        return OWNED_TABLES[table]
-    except KeyError:
-        raise ValueError(f"not an owned table: {table!r}") from None
-
-
-def _utc_day(moment: float) -> str:
-    """The UTC day of a unix time as the refusals table stores it: "YYYY-MM-DD"."""
-    return time.strftime("%Y-%m-%d", time.gmtime(moment))
-
-
-def _thread_key(thread_id: int | None) -> int:
-    # NULL never equals NULL in SQL, so "no thread" is stored as 0 (Telegram thread ids are > 0).
-    return 0 if thread_id is None else thread_id
-
-
-def _user_from_row(row: Any) -> UserRecord:
-    (
-        user_id,
-        username,
-        first_name,
-        language_code,
-        language,
-        model,
-        prompt,
-        temp,
-        created,
-        blocked,
-        vision_model,
-        image_model,
-        tts_voice,
-        reply_mode,
-    ) = row
-    # RETURNING yields whole REAL values as int (SQLite stores them compactly and only SELECT
-    # converts back), so restore the declared float types here.
-    return UserRecord(
-        user_id=user_id,
-        username=username,
-        first_name=first_name,
-        language_code=language_code,
-        language=language,
-        model=model,
-        system_prompt=prompt,
-        temperature=None if temp is None else float(temp),
-        created_at=float(created),
-        is_blocked=bool(blocked),
-        vision_model=vision_model,
-        image_model=image_model,
-        tts_voice=tts_voice,
-        reply_mode=reply_mode,
-    )
-
-
-def _video_job_from_row(row: Any) -> VideoJob:
-    job = VideoJob(*row)
-    # RETURNING may give whole REALs back as int; keep the declared float types.
-    return replace(job, created_at=float(job.created_at), updated_at=float(job.updated_at))
-
-
-def _broadcast_from_row(row: Any) -> Broadcast:
-    broadcast = Broadcast(*row)
-    # RETURNING may give whole REALs back as int; keep the declared float types.
-    finished = broadcast.finished_at
-    return replace(
-        broadcast,
-        created_at=float(broadcast.created_at),
-        updated_at=float(broadcast.updated_at),
-        finished_at=None if finished is None else float(finished),
-    )
-
-
-def _check_setting(name: str, value: Any) -> Any:
-    if name not in USER_SETTING_FIELDS:
-        allowed = ", ".join(sorted(USER_SETTING_FIELDS))
-        raise ValueError(f"unknown user setting {name!r}; allowed: {allowed}")
-    if value is None:
-        return None
-    if name == "temperature":
-        # bool is an int subclass but never a meaningful temperature.
-        if isinstance(value, bool) or not isinstance(value, int | float):
-            raise TypeError(f"temperature must be a number or None, got {type(value).__name__}")
-        return float(value)
-    if not isinstance(value, str):
-        raise TypeError(f"{name} must be a str or None, got {type(value).__name__}")
-    if name == "reply_mode" and value not in REPLY_MODES:
-        raise ValueError(f"reply_mode must be one of {', '.join(REPLY_MODES)} or None")
-    return value
-
-
-def _check_video_field(name: str, value: Any) -> Any:
-    if name not in VIDEO_JOB_UPDATE_FIELDS:
-        allowed = ", ".join(sorted(VIDEO_JOB_UPDATE_FIELDS))
-        raise ValueError(f"unknown video job field {name!r}; allowed: {allowed}")
-    if name == "state":
-        if value not in VIDEO_JOB_STATES:
-            raise ValueError(f"unknown video job state {value!r}")
-        return str(value)  # a StrEnum member is stored as its plain value
-    if value is None:
-        return None
-    if name == "progress_message_id":
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise TypeError(
-                f"progress_message_id must be an int or None, got {type(value).__name__}"
-            )
-        return value
-    if not isinstance(value, str):
-        raise TypeError(f"{name} must be a str or None, got {type(value).__name__}")
-    return value
-
-
-def _check_broadcast_field(name: str, value: Any) -> Any:
-    if name not in BROADCAST_UPDATE_FIELDS:
-        allowed = ", ".join(sorted(BROADCAST_UPDATE_FIELDS))
-        raise ValueError(f"unknown broadcast field {name!r}; allowed: {allowed}")
-    if name == "state":
-        if value not in BROADCAST_STATES:
-            raise ValueError(f"unknown broadcast state {value!r}")
-        return str(value)  # a StrEnum member is stored as its plain value
-    # bool is an int subclass but never a meaningful count, id or time.
-    if name == "finished_at":
-        if value is None:
-            return None
-        if isinstance(value, bool) or not isinstance(value, int | float):
-            raise TypeError(f"finished_at must be a number or None, got {type(value).__name__}")
-        return float(value)
-    if value is None and name == "progress_message_id":
-        return None
-    if isinstance(value, bool) or not isinstance(value, int):
-        suffix = " or None" if name == "progress_message_id" else ""
-        raise TypeError(f"{name} must be an int{suffix}, got {type(value).__name__}")
-    return value
-
-
-# ------------------------------------------------------------------------- access control
-# Each is one statement (see the module docstring). Rows that allow or ban nothing any more
-# (after /deny, /unban) stay, harmlessly: they are few, and keep when they changed.
 _SQL_ACCESS_LIST = (
     "SELECT subject_id, allowed, banned, ban_noticed FROM access_list "
     "WHERE allowed != 0 OR banned != 0 ORDER BY subject_id"
@@ -611,7 +456,7 @@ class SQLiteStorage:
     async def get_user(self, user_id: int) -> UserRecord | None:
         rows = await self._conn.execute_fetchall(_SQL_GET_USER, (user_id,))
         for row in rows:
-            return _user_from_row(row)
+            return user_from_row(row)
         return None
 
     async def upsert_user(
@@ -639,10 +484,10 @@ class SQLiteStorage:
                 (user_id, username, first_name, language_code, self._clock()),
             )
         )
-        return _user_from_row(rows[0])
+        return user_from_row(rows[0])
 
     async def update_user_settings(self, user_id: int, **fields: Any) -> UserRecord:
-        values = {name: _check_setting(name, value) for name, value in fields.items()}
+        values = {name: check_setting(name, value) for name, value in fields.items()}
         now = self._clock()
         if not values:
             await self._conn.execute_fetchall(_SQL_ENSURE_USER, (user_id, now))
@@ -658,11 +503,11 @@ class SQLiteStorage:
         assignments = ", ".join(f"{name} = excluded.{name}" for name in names)
         sql = (
             f"INSERT INTO users (user_id, created_at, {columns}) VALUES (?, ?, {placeholders}) "
-            f"ON CONFLICT (user_id) DO UPDATE SET {assignments} RETURNING {_USER_COLUMNS}"
+            f"ON CONFLICT (user_id) DO UPDATE SET {assignments} RETURNING {USER_COLUMNS}"
         )
         params = (user_id, now, *(values[name] for name in names))
         rows = list(await self._conn.execute_fetchall(sql, params))
-        return _user_from_row(rows[0])
+        return user_from_row(rows[0])
 
     async def reset_user_settings(self, user_id: int) -> UserRecord:
         return await self.update_user_settings(user_id, **dict.fromkeys(RESETTABLE_USER_SETTINGS))
@@ -674,7 +519,7 @@ class SQLiteStorage:
     # ------------------------------------------------------------------------- conversations
 
     async def active_conversation(self, chat_id: int, thread_id: int | None) -> int:
-        thread = _thread_key(thread_id)
+        thread = thread_key(thread_id)
         conn = self._conn
         rows = list(await conn.execute_fetchall(_SQL_ACTIVE_CONVERSATION, (chat_id, thread)))
         if rows:
@@ -693,7 +538,7 @@ class SQLiteStorage:
     async def new_conversation(self, chat_id: int, thread_id: int | None) -> int:
         rows = list(
             await self._conn.execute_fetchall(
-                _SQL_NEW_CONVERSATION, (chat_id, _thread_key(thread_id), self._clock())
+                _SQL_NEW_CONVERSATION, (chat_id, thread_key(thread_id), self._clock())
             )
         )
         return int(rows[0][0])
@@ -777,17 +622,7 @@ class SQLiteStorage:
             rows = await self._conn.execute_fetchall(_SQL_USAGE_BY_PROVIDER_TOTAL, (user_id,))
         else:
             rows = await self._conn.execute_fetchall(_SQL_USAGE_BY_PROVIDER_SINCE, (user_id, since))
-        return tuple(
-            ProviderUsage(
-                provider=str(provider),
-                requests=int(requests),
-                prompt_tokens=int(prompt_tokens),
-                completion_tokens=int(completion_tokens),
-                credits=None if credits is None else float(credits),
-                energy=None if energy is None else float(energy),
-            )
-            for provider, requests, prompt_tokens, completion_tokens, credits, energy in rows
-        )
+        return provider_usage_from_rows(rows)
 
     # ---------------------------------------------------------------------------- video jobs
 
@@ -823,10 +658,10 @@ class SQLiteStorage:
                 ),
             )
         )
-        return _video_job_from_row(rows[0])
+        return video_job_from_row(rows[0])
 
     async def update_video_job(self, job_id: int, **fields: Any) -> VideoJob:
-        values = {name: _check_video_field(name, value) for name, value in fields.items()}
+        values = {name: check_video_field(name, value) for name, value in fields.items()}
         if not values:
             rows = list(await self._conn.execute_fetchall(_SQL_GET_VIDEO_JOB, (job_id,)))
         else:
@@ -835,17 +670,17 @@ class SQLiteStorage:
             assignments = ", ".join(f"{name} = ?" for name in names)
             sql = (
                 f"UPDATE video_jobs SET {assignments}, updated_at = ? WHERE id = ? "
-                f"RETURNING {_VIDEO_COLUMNS}"
+                f"RETURNING {VIDEO_COLUMNS}"
             )
             params = (*(values[name] for name in names), self._clock(), job_id)
             rows = list(await self._conn.execute_fetchall(sql, params))
         if not rows:
             raise LookupError(f"no video job with id {job_id}")
-        return _video_job_from_row(rows[0])
+        return video_job_from_row(rows[0])
 
     async def active_video_jobs(self) -> list[VideoJob]:
         rows = await self._conn.execute_fetchall(_SQL_ACTIVE_VIDEO_JOBS)
-        return [_video_job_from_row(row) for row in rows]
+        return [video_job_from_row(row) for row in rows]
 
     async def count_active_video_jobs(self, user_id: int) -> int:
         rows = list(await self._conn.execute_fetchall(_SQL_COUNT_ACTIVE_VIDEO_JOBS, (user_id,)))
@@ -907,10 +742,10 @@ class SQLiteStorage:
                 ),
             )
         )
-        return _broadcast_from_row(rows[0])
+        return broadcast_from_row(rows[0])
 
     async def update_broadcast(self, broadcast_id: int, **fields: Any) -> Broadcast:
-        values = {name: _check_broadcast_field(name, value) for name, value in fields.items()}
+        values = {name: check_broadcast_field(name, value) for name, value in fields.items()}
         if not values:
             rows = list(await self._conn.execute_fetchall(_SQL_GET_BROADCAST, (broadcast_id,)))
         else:
@@ -919,23 +754,23 @@ class SQLiteStorage:
             assignments = ", ".join(f"{name} = ?" for name in names)
             sql = (
                 f"UPDATE broadcasts SET {assignments}, updated_at = ? WHERE id = ? "
-                f"RETURNING {_BROADCAST_COLUMNS}"
+                f"RETURNING {BROADCAST_COLUMNS}"
             )
             params = (*(values[name] for name in names), self._clock(), broadcast_id)
             rows = list(await self._conn.execute_fetchall(sql, params))
         if not rows:
             raise LookupError(f"no broadcast with id {broadcast_id}")
-        return _broadcast_from_row(rows[0])
+        return broadcast_from_row(rows[0])
 
     async def get_broadcast(self, broadcast_id: int) -> Broadcast | None:
         rows = await self._conn.execute_fetchall(_SQL_GET_BROADCAST, (broadcast_id,))
         for row in rows:
-            return _broadcast_from_row(row)
+            return broadcast_from_row(row)
         return None
 
     async def running_broadcasts(self) -> list[Broadcast]:
         rows = await self._conn.execute_fetchall(_SQL_RUNNING_BROADCASTS)
-        return [_broadcast_from_row(row) for row in rows]
+        return [broadcast_from_row(row) for row in rows]
 
     # ---------------------------------------------------------------------- admins: statistics
 
@@ -999,7 +834,7 @@ class SQLiteStorage:
             groups_active_week,
         ) = rows[0]
         top = await db.execute_fetchall(_SQL_TOP_MODELS, (periods["month"],))
-        days = {"today": _utc_day(now), "month": _utc_day(now - 29 * _DAY)}
+        days = {"today": utc_day(now), "month": utc_day(now - 29 * _DAY)}
         refusals = await db.execute_fetchall(_SQL_REFUSALS, days)
         return BotStatistics(
             users=int(users),
@@ -1083,7 +918,7 @@ class SQLiteStorage:
         # which SQLite's lower() folds.
         rows = await self._conn.execute_fetchall(_SQL_USER_BY_USERNAME, (username.lstrip("@"),))
         for row in rows:
-            return _user_from_row(row)
+            return user_from_row(row)
         return None
 
     # ------------------------------------------------------------------------ access control
@@ -1194,7 +1029,7 @@ class SQLiteStorage:
                 ),
             )
         )
-        return _broadcast_from_row(rows[0]) if rows else None
+        return broadcast_from_row(rows[0]) if rows else None
 
     async def request_broadcast_stop(self, broadcast_id: int) -> bool:
         now = self._clock()

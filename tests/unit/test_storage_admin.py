@@ -29,6 +29,7 @@ from services.storage import (
     Storage,
     UsageRecord,
 )
+from services.storage import rows as rows_module
 from services.storage import sqlite as sqlite_module
 from services.storage.migrations import migrate
 from tests.fakes.clock import FakeClock
@@ -406,7 +407,7 @@ async def test_every_broadcast_state_is_storable(storage: SQLiteStorage) -> None
 def test_every_update_field_is_accepted() -> None:
     for name in BROADCAST_UPDATE_FIELDS:
         value = "done" if name == "state" else 1
-        assert sqlite_module._check_broadcast_field(name, value) == value
+        assert rows_module.check_broadcast_field(name, value) == value
 
 
 async def test_running_broadcasts_oldest_first(storage: SQLiteStorage) -> None:
@@ -427,7 +428,7 @@ async def test_no_broadcasts(storage: SQLiteStorage) -> None:
 def test_running_state_sql_matches_the_index() -> None:
     (migration,) = [m for m in MIGRATIONS if m.version == 3]
     (index,) = [s for s in migration.sql("sqlite") if "broadcasts_running_idx" in s]
-    assert index.endswith("WHERE " + sqlite_module._RUNNING_BROADCAST_SQL)
+    assert index.endswith("WHERE " + rows_module.RUNNING_BROADCAST_SQL)
 
 
 @pytest.mark.parametrize(

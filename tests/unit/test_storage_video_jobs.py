@@ -12,6 +12,7 @@ from services.storage import (
     Storage,
     VideoJob,
 )
+from services.storage import rows as rows_module
 from services.storage import sqlite as sqlite_module
 from tests.fakes.clock import FakeClock
 from tests.unit.storage_backends import BACKENDS, backend_storage, fetch, sqlite_only
@@ -153,7 +154,7 @@ async def test_concurrent_updates_of_different_jobs(storage: SQLiteStorage) -> N
 
 
 def test_active_state_sql_matches_the_constant() -> None:
-    listed = sqlite_module._ACTIVE_VIDEO_STATES_SQL.split("IN", 1)[1]
+    listed = rows_module.ACTIVE_VIDEO_STATES_SQL.split("IN", 1)[1]
     names = {part.strip(" ()'") for part in listed.split(",")}
     assert names == ACTIVE_VIDEO_JOB_STATES
 
