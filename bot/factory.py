@@ -122,6 +122,7 @@ class App:
     metrics: Metrics
     readiness: Readiness
     draining: Draining
+    journal: UpdateJournal
     # Set by stop() or SIGTERM in webhook mode.
     _stop: asyncio.Event | None = field(default=None)
 
@@ -169,6 +170,7 @@ class App:
             readiness=self.readiness,
             metrics=self.metrics,
             draining=self.draining,
+            journal=self.journal,
         )
         try:
             runner = await serve(app, server.webhook_host, server.webhook_port)
@@ -532,6 +534,7 @@ def build_app(settings: Settings) -> App:
         metrics=metrics,
         readiness=readiness,
         draining=draining,
+        journal=journal,
     )
 
 

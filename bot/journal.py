@@ -12,6 +12,8 @@ handler task, and the journal's INSERT runs when that task first runs. A kill be
 (well under a millisecond of work: aiogram's own in-memory middlewares, then the INSERT as this
 task's first await) loses the update. Closing it would take a polling loop of our own; the
 journal is registered outermost among ours so that nothing of ours runs before the INSERT.
+Webhook mode has no such window: bot/webhook.py writes the row before Telegram gets its 200
+(and marks the update `RECORDED_KEY`, so this middleware does not record it again).
 """
 
 from __future__ import annotations
@@ -37,6 +39,8 @@ log = logging.getLogger(__name__)
 
 # The handler data key that marks an update fed again by the Replayer.
 REPLAY_KEY = "journal_replay"
+# The handler data key that marks an update the webhook recorded before taking it.
+RECORDED_KEY = "journal_recorded"
 CLOSE_TIMEOUT = 5.0
 
 
@@ -91,7 +95,8 @@ class JournalMiddleware(BaseMiddleware):
         if not isinstance(event, Update):
             return await handler(event, data)
         update_id = event.update_id
-        if data.get(REPLAY_KEY) is None:  # a replayed update is in the journal already
+        # A replayed update, or one the webhook recorded, is in the journal already.
+        if data.get(REPLAY_KEY) is None and not data.get(RECORDED_KEY):
             try:
                 fresh = await self._journal.record(update_id, update_payload(event))
             except Exception:

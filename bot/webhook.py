@@ -1,8 +1,12 @@
 """The bot's HTTP side: the webhook endpoint and the operators' /healthz, /readyz, /metrics.
 
-Webhook mode (`WEBHOOK_URL`): aiogram's own `SimpleRequestHandler` takes the updates (the
-secret header checked, 401 otherwise) and answers 200 at once, handling each update in the
-background (`handle_in_background=True`), so a slow answer never makes Telegram send it again;
+Webhook mode (`WEBHOOK_URL`): `JournalingRequestHandler` (aiogram's `SimpleRequestHandler`,
+the secret header checked, 401 otherwise) writes each update's journal row first and only then
+answers 200, handling the update in the background, so a slow answer never makes Telegram send
+it again and a kill after the 200 leaves the update in the journal, answered at the restart (or
+by another replica). A duplicate delivery is answered 200 and dropped; a body that is not an
+update is answered 200 too (sent again it would fail the same way for ever). Should the journal
+fail to record it (the database is down), it is handled anyway: see JournalMiddleware.
 `setup_application` runs the dispatcher's start-up and shutdown hooks, the same ones polling
 runs (journal, replay, InFlight's drain). A stopping server answers 503 on the webhook path
 (Telegram delivers the update again, to another replica or after the restart) while answers
@@ -22,10 +26,14 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from aiogram import Bot, Dispatcher
+from aiogram.methods import TelegramMethod
+from aiogram.types import Update
 from aiogram.webhook.aiohttp_server import SimpleRequestHandler, setup_application
 from aiohttp import web
 
+from bot.journal import RECORDED_KEY, update_payload
 from bot.metrics import CONTENT_TYPE_LATEST, Metrics
+from services.journal import UpdateJournal
 from services.llm.provider import ProviderRegistry
 from services.storage import Storage
 
@@ -144,6 +152,93 @@ def health_app(readiness: Readiness, metrics: Metrics) -> web.Application:
     return app
 
 
+class JournalingRequestHandler(SimpleRequestHandler):
+    """aiogram's webhook handler, with the update's journal row written before the 200.
+
+    aiogram's own background mode answers 200 first and parses and handles the update in a
+    task: a kill in between would lose an update Telegram thinks delivered. Here the update is
+    read and recorded first; the task it is fed to is marked (`RECORDED_KEY`) so that
+    JournalMiddleware does not record it again (it still finishes it).
+    """
+
+    def __init__(
+        self,
+        dispatcher: Dispatcher,
+        bot: Bot,
+        journal: UpdateJournal,
+        *,
+        secret_token: str,
+        metrics: Metrics,
+        draining: Draining,
+        **data: Any,
+    ) -> None:
+        super().__init__(
+            dispatcher, bot, handle_in_background=True, secret_token=secret_token, **data
+        )
+        self._journal = journal
+        self._metrics = metrics
+        self._draining = draining
+
+    async def _handle_request_background(self, bot: Bot, request: web.Request) -> web.Response:
+        try:
+            raw = await request.json(loads=bot.session.json_loads)
+            update = Update.model_validate(raw, context={"bot": bot})
+        except ValueError as error:  # not JSON, or not an update (pydantic's ValidationError)
+            # Not what Telegram sends; sent again it would fail the same way for ever, so it is
+            # taken and dropped (aiogram's own path answers 200 to JSON that is not an update,
+            # but 500 to a body that is not JSON). Neither the body nor pydantic's message
+            # (which quotes it) is logged: it may hold a user's text.
+            log.warning(
+                "webhook: a body that is not an update was dropped (%s)", type(error).__name__
+            )
+            return self._taken(bot)
+        update_id = update.update_id
+        marks: dict[str, Any] = {RECORDED_KEY: True}
+        try:
+            fresh = await self._journal.record(update_id, update_payload(update))
+        except Exception as error:
+            if self._draining.active:
+                # Stopping (the database may be closed already): not taken, so Telegram sends
+                # it again, to another replica or after the restart.
+                log.warning("journal: could not record update %d while stopping", update_id)
+                return web.Response(status=503, text="shutting down")
+            # Handled all the same: JournalMiddleware tries once more and, should that fail
+            # too, logs it and answers without a safety net (better than not at all).
+            log.info(
+                "journal: could not record update %d before taking it (%s); handling it anyway",
+                update_id,
+                type(error).__name__,
+            )
+            marks = {}
+        else:
+            if not fresh:
+                # Counted as polling counts it (UpdateCounter runs before the dedupe there).
+                with contextlib.suppress(Exception):
+                    self._metrics.update(update.event_type)
+                log.info("journal: update %d was delivered again; not handled twice", update_id)
+                return self._taken(bot)
+        task = asyncio.create_task(self._feed(bot, update, marks), name=f"update-{update_id}")
+        # Referenced until done (the event loop keeps only weak references to tasks).
+        self._background_feed_update_tasks.add(task)
+        task.add_done_callback(self._background_feed_update_tasks.discard)
+        return self._taken(bot)
+
+    async def _feed(self, bot: Bot, update: Update, marks: dict[str, Any]) -> None:
+        try:
+            result = await self.dispatcher.feed_update(bot, update, **self.data, **marks)
+        except Exception:
+            # What aiogram's own background feed does, but logged once here instead of as a
+            # task exception never retrieved.
+            log.exception("webhook: handling update %d failed", update.update_id)
+            return
+        if isinstance(result, TelegramMethod):  # a handler's answer meant for the webhook reply
+            await self.dispatcher.silent_call_request(bot=bot, result=result)
+
+    @staticmethod
+    def _taken(bot: Bot) -> web.Response:
+        return web.json_response({}, dumps=bot.session.json_dumps)
+
+
 def webhook_app(
     dispatcher: Dispatcher,
     bot: Bot,
@@ -153,8 +248,10 @@ def webhook_app(
     readiness: Readiness,
     metrics: Metrics,
     draining: Draining,
+    journal: UpdateJournal,
 ) -> web.Application:
-    """The webhook server: Telegram's updates on `path`, and the operators' endpoints."""
+    """The webhook server: Telegram's updates on `path` (each recorded in `journal` before
+    Telegram gets its 200), and the operators' endpoints."""
 
     @web.middleware
     async def refuse_when_draining(
@@ -169,9 +266,9 @@ def webhook_app(
     # The dispatcher's start-up and shutdown hooks run with the app's; registered before the
     # request handler, whose own shutdown hook closes the bot's session after them.
     setup_application(app, dispatcher, bot=bot)
-    SimpleRequestHandler(dispatcher, bot, handle_in_background=True, secret_token=secret).register(
-        app, path=path
-    )
+    JournalingRequestHandler(
+        dispatcher, bot, journal, secret_token=secret, metrics=metrics, draining=draining
+    ).register(app, path=path)
     add_health_routes(app, readiness, metrics)
     return app
 

@@ -1,6 +1,7 @@
 """Webhook mode end to end: the real bot serving its own webhook on a loopback port, the fake
-Telegram POSTing updates to it with the secret header; /healthz, /readyz and /metrics on the
-webhook server and, in polling mode, on HEALTH_PORT; JSON log lines."""
+Telegram POSTing updates to it with the secret header; each update in the journal before
+Telegram gets its 200; /healthz, /readyz and /metrics on the webhook server and, in polling
+mode, on HEALTH_PORT; JSON log lines."""
 
 from __future__ import annotations
 
@@ -10,6 +11,8 @@ import io
 import json
 import logging
 import socket
+import sqlite3
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -19,7 +22,7 @@ import pytest
 
 from bot.factory import App, build_app
 from bot.logging_setup import RedactSecrets, json_formatter
-from tests.e2e.conftest import Bench, bench_settings
+from tests.e2e.conftest import Bench, bench_settings, text_of
 from tests.fakes.telegram_server import SECRET_HEADER, FakeTelegram
 from tests.fakes.upstream_server import MODELS_PATH, FakeUpstream
 
@@ -90,6 +93,21 @@ async def post_update(url: str, update: dict[str, Any], secret: str | None) -> i
         return r.status
 
 
+async def post_body(url: str, body: str, secret: str) -> int:
+    headers = {SECRET_HEADER: secret, "Content-Type": "application/json"}
+    async with aiohttp.ClientSession() as http, http.post(url, data=body, headers=headers) as r:
+        return r.status
+
+
+def journal_row(bench: Bench, update_id: int) -> tuple[str | None, float | None] | None:
+    """(payload, finished_at) of the update's journal row, None without one."""
+    with sqlite3.connect(bench.db) as conn:
+        row = conn.execute(
+            "SELECT payload, finished_at FROM update_journal WHERE update_id = ?", (update_id,)
+        ).fetchone()
+    return None if row is None else (row[0], row[1])
+
+
 def metric(text: str, name: str) -> float:
     """The value of one sample line (`name` with its labels) of the Prometheus text page."""
     for line in text.splitlines():
@@ -153,6 +171,116 @@ async def test_update_delivered_twice_is_answered_once(hook: WebhookBench) -> No
     await hook.ask(302, "Hello")
     assert len(hook.finals(301)) == 1
     assert len(hook.upstream.chat_requests()) == 2
+    # The duplicate is counted, as in polling mode, though it is dropped before the dispatcher.
+    _, page = await get(f"{hook.base}/metrics")
+    assert metric(page, 'bot_updates_total{type="message"}') == 3
+
+
+async def test_update_is_in_the_journal_before_telegram_gets_its_200(
+    hook: WebhookBench, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A kill right after the 200 must not lose the update: the 200 waits for the journal's
+    row (aiogram alone answers first and handles, journal included, in a task)."""
+    assert hook.app is not None
+    journal = hook.app.journal
+    real_record = journal.record
+    calls: list[int] = []
+    entered = asyncio.Event()
+    release = asyncio.Event()
+    recorded_at: list[float] = []
+
+    async def blocked_record(update_id: int, payload: str | None) -> bool:
+        calls.append(update_id)
+        entered.set()
+        await release.wait()
+        fresh = await real_record(update_id, payload)
+        recorded_at.append(time.monotonic())
+        return fresh
+
+    monkeypatch.setattr(journal, "record", blocked_record)
+    update = hook.telegram.send_message(801, "Hello")  # the fake POSTs it with the secret
+    update_id = update["update_id"]
+
+    def answered(d: Any) -> bool:
+        return bool(d.update_id == update_id and d.ok)
+
+    await asyncio.wait_for(entered.wait(), 5)
+    # The journal write hangs: Telegram has no 200 yet (nor an answer, nor a row).
+    await asyncio.sleep(0.3)
+    assert not [d for d in hook.telegram.webhook_deliveries if d.update_id == update_id]
+    assert journal_row(hook, update_id) is None
+    assert not hook.finals(801)
+
+    release.set()
+    delivery = (await hook.telegram.wait_for_deliveries(answered))[0]
+    assert recorded_at and recorded_at[0] <= delivery.at  # the row came first
+    sent = await hook.telegram.wait_for(
+        ("sendRichMessage", "sendMessage"), lambda c: c.ok and c.chat_id == 801
+    )
+    assert text_of(sent[0]) == "Echo: Hello"
+    await hook.stop()  # the last writes are made by then
+
+    # Recorded once (JournalMiddleware did not record it again), answered once, finished.
+    assert calls == [update_id]
+    assert len(hook.finals(801)) == 1
+    assert len(hook.upstream.chat_requests()) == 1
+    row = journal_row(hook, update_id)
+    assert row is not None and row[1] is not None  # finished: not replayed at a restart
+    assert [d.update_id for d in hook.telegram.webhook_deliveries].count(update_id) == 1
+
+
+async def test_question_answered_when_the_journal_cannot_record_it(
+    hook: WebhookBench, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The database is down: answered without the safety net rather than not at all."""
+    assert hook.app is not None
+    journal = hook.app.journal
+    calls: list[int] = []
+
+    async def failing_record(update_id: int, payload: str | None) -> bool:
+        calls.append(update_id)
+        raise ConnectionError("the database is down")
+
+    monkeypatch.setattr(journal, "record", failing_record)
+    with caplog.at_level(logging.INFO):
+        answer = await hook.ask(901, "Hello")
+        await hook.telegram.wait_for_deliveries(lambda d: d.ok)
+    assert text_of(answer) == "Echo: Hello"
+    assert len(hook.finals(901)) == 1
+    assert all(d.ok for d in hook.telegram.webhook_deliveries)  # taken the first time
+    # The webhook tried, then JournalMiddleware once more: one WARNING, no text, no secret.
+    assert calls and len(calls) == 2
+    warnings = [r for r in caplog.records if r.levelno >= logging.WARNING]
+    assert [r.name for r in warnings] == ["bot.journal"]
+    logged = caplog.text
+    assert "Hello" not in logged and SECRET not in logged
+    monkeypatch.undo()
+    await hook.stop()
+    assert journal_row(hook, calls[0]) is None
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        "not json",
+        "[1, 2]",
+        '{"update_id": "one"}',
+        '{"message": {"text": "Hello secret text"}}',
+    ],
+)
+async def test_body_that_is_not_an_update_is_taken_and_dropped(
+    hook: WebhookBench, body: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Sent again, it would fail the same way for ever: 200, one WARNING, nothing handled.
+    with caplog.at_level(logging.INFO):
+        assert await post_body(hook.hook_url, body, SECRET) == 200
+    warnings = [r for r in caplog.records if r.levelno >= logging.WARNING]
+    assert len(warnings) == 1 and warnings[0].name == "bot.webhook"
+    assert "secret text" not in caplog.text
+    # The bot goes on; nothing of the bad body reached the dispatcher.
+    await hook.ask(1001, "Hello")
+    _, page = await get(f"{hook.base}/metrics")
+    assert metric(page, 'bot_updates_total{type="message"}') == 1
 
 
 async def test_health_ready_and_metrics(hook: WebhookBench) -> None:
