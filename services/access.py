@@ -13,13 +13,14 @@ Where the state lives:
   in memory and bounded;
 - with `shared` (REDIS_URL, several replicas): the flood window and its one notice, the
   "private" and ban notices are decided on Redis for all replicas together, and the cached list
-  is checked against the list's version on Redis at every paid message (one GET), so a lever
-  pulled on one replica holds on every other at the next message. Redis unreachable: the local
-  state decides that call, and the list is re-read from storage every `LIST_REREAD_WHEN_DOWN`
-  seconds while it stays unreachable. Album burst keys stay per replica (an album whose parts
-  reach two replicas counts once on each), and so do quota reservations: a user at the limit
-  may get one more answer per other replica answering them at that very moment (the stored
-  usage records, which decide once the answers are stored, are shared);
+  is checked against the list's version on Redis at every paid message (in the flood check's
+  own round trip), so a lever pulled on one replica holds on every other at the next message.
+  Redis unreachable: the local state decides that call, and the list is re-read from storage
+  every `LIST_REREAD_WHEN_DOWN` seconds while it stays unreachable. Album burst keys stay per
+  replica (an album whose parts reach two replicas counts once on each), and so do quota
+  reservations: a user at the limit may get one more answer per other replica answering them
+  at that very moment (the stored usage records, which decide once the answers are stored,
+  are shared);
 - quota counts are the stored usage records of the UTC day (a restart changes nothing) plus
   the questions being answered right now: a passing verdict that says ``reserved`` holds one
   request until the caller calls ``release`` (after the answer is stored).
@@ -98,6 +99,12 @@ class SharedAccess(Protocol):
     answers None when the shared store is unreachable: the local state decides then."""
 
     async def flood(self, user_id: int, limit: int, window: float) -> FloodDecision | None: ...
+
+    async def admit(
+        self, user_id: int, limit: int, window: float
+    ) -> tuple[str, FloodDecision] | None:
+        """`list_version()` and `flood(...)` in one call: (version, decision)."""
+        ...
 
     async def once(self, key: str, seconds: float) -> bool | None: ...
 
@@ -255,7 +262,7 @@ class AccessService:
             self._in_flight[user_id] = count - 1
 
     async def _decide(self, user_id: int, chat_id: int, recent: _Recent) -> Verdict:
-        entries = await self._current()
+        entries, shared_flood = await self._lists_and_flood(user_id, chat_id)
         entry = entries.get(user_id)
         if entry is not None and entry.banned:
             notify = not entry.ban_noticed
@@ -280,11 +287,8 @@ class AccessService:
                 recent.private_told_at = now
                 notify = await self._first(f"private:{user_id}", WINDOW_SECONDS)
             return await self._refuse(Refusal.NOT_ALLOWED, notify)
-        shared_flood = (
-            await self._shared.flood(user_id, self._flood, WINDOW_SECONDS)
-            if self._flood and self._shared is not None
-            else None
-        )
+        if shared_flood is None and self._flood and self._shared is not None:
+            shared_flood = await self._shared.flood(user_id, self._flood, WINDOW_SECONDS)
         if shared_flood is not None:
             if not shared_flood.taken:
                 resets_at = self._clock() + shared_flood.wait
@@ -308,6 +312,35 @@ class AccessService:
         if not requests_limit and not self._daily_tokens:
             return PASS  # nothing to count: no query, no reservation
         return await self._quota(user_id, requests_limit)
+
+    async def _lists_and_flood(
+        self, user_id: int, chat_id: int
+    ) -> tuple[dict[int, AccessEntry], FloodDecision | None]:
+        """The access list (re-read when another replica changed it) and, with shared flood
+        windows, the flood decision asked in the same Redis call: one round trip per paid
+        message instead of two. Asked together only when the list as this replica knows it
+        lets the user through: a banned or unlisted user's messages take no place in the
+        window (should the list have changed just now to refuse them, this one message did).
+        """
+        shared, cached = self._shared, self._entries
+        if (
+            shared is None
+            or not self._flood
+            or cached is None
+            or self._refused_by_list(cached, user_id, chat_id)
+        ):
+            return await self._current(), None
+        admitted = await shared.admit(user_id, self._flood, WINDOW_SECONDS)
+        if admitted is None:  # Redis unreachable: local state, as _current() does then
+            return await self._current(), None
+        version, flood = admitted
+        return await self._load(version, reread=lambda: self._version != version), flood
+
+    def _refused_by_list(self, entries: dict[int, AccessEntry], user_id: int, chat_id: int) -> bool:
+        entry = entries.get(user_id)
+        if entry is not None and entry.banned:
+            return True
+        return self._mode == "allowlist" and not self._listed(entries, user_id, chat_id)
 
     @staticmethod
     def _listed(entries: dict[int, AccessEntry], user_id: int, chat_id: int) -> bool:

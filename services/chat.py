@@ -578,18 +578,22 @@ class ChatService:
         # Usage first: it is queued before the answer reaches the user, so a /usage sent
         # right after the answer counts it. History needs no such care: the next question
         # in this chat waits for the chat lock, held until the exchange is stored.
-        await self._record_usage(
+        record = self._usage_record(
             reply, prepared, "ok" if status is ReplyStatus.COMPLETE else status.value, usage
         )
         text = reply.text
-        if text.strip():
-            await self._conversations.save_exchange(prepared, text, status=status.value)
-            reply._stored_in = prepared.conversation_id
-            key = (reply.request.chat_id, reply.request.thread_id)
-            placeholder = prepared.user_message.content
-            if reply.request.images:
-                self._images.remember(key, placeholder, reply.request.images)
-            self._images.exchange_done(key, placeholder)
+        if not text.strip():
+            await self._store_usage(reply, record)
+            return
+        # The usage record and the exchange in one write: one round trip on PostgreSQL, where
+        # a failing write stores neither (SQLite writes the usage first, on its own).
+        await self._conversations.save_exchange(prepared, text, status=status.value, usage=record)
+        reply._stored_in = prepared.conversation_id
+        key = (reply.request.chat_id, reply.request.thread_id)
+        placeholder = prepared.user_message.content
+        if reply.request.images:
+            self._images.remember(key, placeholder, reply.request.images)
+        self._images.exchange_done(key, placeholder)
 
     async def _persist_quietly(
         self,
@@ -607,25 +611,32 @@ class ChatService:
     async def _record_usage(
         self, reply: Reply, prepared: PreparedRequest | None, status: str, usage: Usage | None
     ) -> None:
+        await self._store_usage(reply, self._usage_record(reply, prepared, status, usage))
+
+    @staticmethod
+    def _usage_record(
+        reply: Reply, prepared: PreparedRequest | None, status: str, usage: Usage | None
+    ) -> UsageRecord:
         if usage is None:
             # Stopped or broken streams carry no usage chunk; estimate what was spent.
             usage = Usage(
                 prompt_tokens=prepared.prompt_tokens if prepared else 0,
                 completion_tokens=estimate_tokens(reply.text),
             )
+        return UsageRecord(
+            user_id=reply.request.user_id,
+            chat_id=reply.request.chat_id,
+            model=reply.model,
+            prompt_tokens=usage.prompt_tokens,
+            completion_tokens=usage.completion_tokens,
+            credits=usage.credits,
+            energy=usage.energy,
+            status=status,
+        )
+
+    async def _store_usage(self, reply: Reply, record: UsageRecord) -> None:
         try:
-            await self._storage.record_usage(
-                UsageRecord(
-                    user_id=reply.request.user_id,
-                    chat_id=reply.request.chat_id,
-                    model=reply.model,
-                    prompt_tokens=usage.prompt_tokens,
-                    completion_tokens=usage.completion_tokens,
-                    credits=usage.credits,
-                    energy=usage.energy,
-                    status=status,
-                )
-            )
+            await self._storage.record_usage(record)
         except Exception:
             log.exception("could not record usage for reply %s", reply.id)
 

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from services.image_memory import RememberedImages, is_image_placeholder
 from services.llm import ContextTooLong
 from services.llm.turns import Role, Turn
-from services.storage import Storage, StoredMessage
+from services.storage import Storage, StoredMessage, UsageRecord
 from services.tokens import estimate_message_tokens
 
 # Messages in the first storage round trip while filling the context budget; each further
@@ -138,10 +138,13 @@ class ConversationService:
             raise ContextTooLong(
                 None, f"message needs ~{user_tokens} tokens; the model's window is {context}"
             )
-        conversation_id = await self._storage.active_conversation(chat_id, thread_id)
+        # The conversation and its first page of history in one call.
+        conversation_id, first_page = await self._storage.active_history(
+            chat_id, thread_id, min(HISTORY_PAGE, HISTORY_MAX_MESSAGES)
+        )
         if history_limit is not None:
             remaining = min(remaining, history_limit)
-        history = await self._recent_within(conversation_id, remaining)
+        history = await self._recent_within(conversation_id, remaining, first_page)
         turns: list[Turn] = [Turn("system", system_prompt)]
         reattached = False
         for m in history:
@@ -175,7 +178,11 @@ class ConversationService:
             history_tokens,
         )
 
-    async def _recent_within(self, conversation_id: int, budget: int) -> list[StoredMessage]:
+    async def _recent_within(
+        self, conversation_id: int, budget: int, first_page: list[StoredMessage]
+    ) -> list[StoredMessage]:
+        """The newest messages within `budget` tokens; `first_page` is the newest
+        min(HISTORY_PAGE, HISTORY_MAX_MESSAGES), read already."""
         newest_first: list[StoredMessage] = []
         before_id: int | None = None
         used = 0
@@ -186,7 +193,12 @@ class ConversationService:
         skip_question = False
         while len(newest_first) < HISTORY_MAX_MESSAGES:
             size = min(size, HISTORY_MAX_MESSAGES - len(newest_first))
-            page = await self._storage.recent_messages(conversation_id, size, before_id=before_id)
+            if before_id is None:
+                page = first_page
+            else:
+                page = await self._storage.recent_messages(
+                    conversation_id, size, before_id=before_id
+                )
             if not page:
                 break
             for message in reversed(page):
@@ -208,15 +220,24 @@ class ConversationService:
         return select_recent(newest_first, budget)
 
     async def save_exchange(
-        self, prepared: PreparedRequest, answer: str, *, status: str = "complete"
+        self,
+        prepared: PreparedRequest,
+        answer: str,
+        *,
+        status: str = "complete",
+        usage: UsageRecord | None = None,
     ) -> None:
+        """Store the question and its answer; with `usage`, the answer's usage record too, in
+        the same write."""
         assistant = StoredMessage(
             role="assistant",
             content=answer,
             tokens=estimate_message_tokens("assistant", answer),
             status=status,
         )
-        await self._storage.add_exchange(prepared.conversation_id, prepared.user_message, assistant)
+        await self._storage.add_exchange(
+            prepared.conversation_id, prepared.user_message, assistant, usage
+        )
 
     async def mark_answer(self, conversation_id: int, answer: str, status: str) -> None:
         """Record what became of a stored answer's delivery (UNDELIVERED, PARTLY_DELIVERED)."""

@@ -8,8 +8,9 @@
   private" notice at most once a minute, the one ban notice).
 - The access list version: a random token replaced by every /allow, /deny, /ban, /unban and
   /limit. Each replica keeps the list in memory with the version it read it under and compares
-  it on every paid message (one GET), so a lever pulled on one replica holds on every other at
-  the very next message; a random token (not a counter) cannot come back to an old value after
+  it on every paid message (read in the flood script's own round trip, `admit`, or with one GET
+  when no flood limit is set), so a lever pulled on one replica holds on every other at the
+  very next message; a random token (not a counter) cannot come back to an old value after
   Redis lost its data.
 
 Every call returns None when Redis is unreachable: the caller uses its local state.
@@ -27,8 +28,9 @@ from services.shared.guard import RedisGuard
 __all__ = ["FloodDecision", "RedisAccessState"]
 
 # KEYS: the user's window (sorted set), the user's "told" key. ARGV: limit, window (s), member.
-# Returns {taken (1/0), ms until a place frees (refusals), notify (1/0)}.
-_FLOOD = """
+# flood() returns {taken (1/0), ms until a place frees (refusals), notify (1/0)}.
+_FLOOD_FUNCTION = """
+local function flood()
 local t = redis.call('TIME')
 local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
 local limit = tonumber(ARGV[1])
@@ -43,7 +45,18 @@ local oldest = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
 local wait_ms = math.max(1, math.ceil((tonumber(oldest[2]) + window - now) * 1000))
 local told = redis.call('SET', KEYS[2], '1', 'NX', 'PX', wait_ms)
 return {0, wait_ms, told and 1 or 0}
+end
 """
+_FLOOD = _FLOOD_FUNCTION + "return flood()"
+# The same, and the access list's version (KEYS[3]; "" before any change) as a fourth element.
+_ADMIT = (
+    _FLOOD_FUNCTION
+    + """
+local decision = flood()
+decision[4] = redis.call('GET', KEYS[3]) or ''
+return decision
+"""
+)
 
 
 class RedisAccessState:
@@ -53,17 +66,33 @@ class RedisAccessState:
         self._redis = redis
         self._guard = guard
         self._prefix = f"{prefix}access:"
+        self._version_key = f"{self._prefix}version"
         self._flood = redis.register_script(_FLOOD)
+        self._admit = redis.register_script(_ADMIT)
+
+    def _flood_keys(self, user_id: int) -> list[str]:
+        return [f"{self._prefix}flood:{user_id}", f"{self._prefix}flood-told:{user_id}"]
 
     async def flood(self, user_id: int, limit: int, window: float) -> FloodDecision | None:
         """Take one paid message of `user_id` into its window, or refuse it."""
-        keys = [f"{self._prefix}flood:{user_id}", f"{self._prefix}flood-told:{user_id}"]
 
         async def call() -> FloodDecision:
-            taken, wait_ms, notify = await self._flood(
-                keys=keys, args=[limit, window, uuid.uuid4().hex]
+            reply = await self._flood(
+                keys=self._flood_keys(user_id), args=[limit, window, uuid.uuid4().hex]
             )
-            return FloodDecision(bool(int(taken)), int(wait_ms) / 1000, bool(int(notify)))
+            return _decision(reply)
+
+        return await self._guard.run(call, "a flood check")
+
+    async def admit(
+        self, user_id: int, limit: int, window: float
+    ) -> tuple[str, FloodDecision] | None:
+        """`list_version()` and `flood(...)` in one round trip: (version, decision)."""
+
+        async def call() -> tuple[str, FloodDecision]:
+            keys = [*self._flood_keys(user_id), self._version_key]
+            reply = await self._admit(keys=keys, args=[limit, window, uuid.uuid4().hex])
+            return _text(reply[3]), _decision(reply)
 
         return await self._guard.run(call, "a flood check")
 
@@ -80,8 +109,8 @@ class RedisAccessState:
         """The access list's current version ("" before any change); None: Redis unreachable."""
 
         async def call() -> str:
-            value = await self._redis.get(f"{self._prefix}version")
-            return "" if value is None else value.decode() if isinstance(value, bytes) else value
+            value = await self._redis.get(self._version_key)
+            return "" if value is None else _text(value)
 
         return await self._guard.run(call, "an access list check")
 
@@ -89,6 +118,15 @@ class RedisAccessState:
         """Tell every replica that the list changed (after it was written to storage)."""
 
         async def call() -> None:
-            await self._redis.set(f"{self._prefix}version", uuid.uuid4().hex)
+            await self._redis.set(self._version_key, uuid.uuid4().hex)
 
         await self._guard.run(call, "an access list change")
+
+
+def _decision(reply: list[object]) -> FloodDecision:
+    taken, wait_ms, notify = (int(str(value)) for value in reply[:3])
+    return FloodDecision(bool(taken), wait_ms / 1000, bool(notify))
+
+
+def _text(value: object) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)

@@ -292,13 +292,23 @@ class Storage(Protocol):
         """Start a new current conversation; the old one stays stored."""
         ...
 
+    async def active_history(
+        self, chat_id: int, thread_id: int | None, limit: int
+    ) -> tuple[int, list[StoredMessage]]:
+        """`active_conversation` and its `recent_messages(id, limit)` together (one round trip
+        on PostgreSQL once the conversation exists)."""
+        ...
+
     async def add_exchange(
         self,
         conversation_id: int,
         user_message: StoredMessage,
         assistant_message: StoredMessage,
+        usage: UsageRecord | None = None,
     ) -> None:
-        """Store both messages atomically: either both rows exist afterwards or neither."""
+        """Store both messages atomically: either both rows exist afterwards or neither.
+        `usage`, when given, is recorded as `record_usage` does, before the messages (on
+        PostgreSQL in the same statement: all three rows or none)."""
         ...
 
     async def recent_messages(

@@ -117,6 +117,17 @@ VALUES ($1, $2, $3, $4, $5, $6, $7), ($8, $9, $10, $11, $12, $13, $14)
 _SQL_RECENT_MESSAGES = (
     f"SELECT {MESSAGE_COLUMNS} FROM messages WHERE conversation_id = $1 ORDER BY id DESC LIMIT $2"
 )
+# The current conversation and its newest messages: no row before the first use, one row of
+# NULL messages while it is empty.
+_SQL_ACTIVE_HISTORY = f"""
+SELECT c.id, m.* FROM (
+    SELECT id FROM conversations WHERE chat_id = $1 AND thread_id = $2 ORDER BY id DESC LIMIT 1
+) AS c
+LEFT JOIN LATERAL (
+    SELECT {MESSAGE_COLUMNS} FROM messages WHERE conversation_id = c.id ORDER BY id DESC LIMIT $3
+) AS m ON true
+ORDER BY m.id DESC
+"""
 _SQL_RECENT_MESSAGES_BEFORE = (
     f"SELECT {MESSAGE_COLUMNS} FROM messages WHERE conversation_id = $1 AND id < $2 "
     "ORDER BY id DESC LIMIT $3"
@@ -127,6 +138,14 @@ INSERT INTO usage_records
     (user_id, chat_id, model, prompt_tokens, completion_tokens, credits, energy, status,
      created_at)
 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+"""
+# An exchange with its usage record: one statement, so all three rows or none.
+_SQL_ADD_EXCHANGE_WITH_USAGE = f"""
+WITH exchange AS ({_SQL_ADD_EXCHANGE.strip()})
+INSERT INTO usage_records
+    (user_id, chat_id, model, prompt_tokens, completion_tokens, credits, energy, status,
+     created_at)
+VALUES ($15, $16, $17, $18, $19, $20, $21, $22, $23)
 """
 _USAGE_TOTALS = (
     "SELECT COUNT(*), COALESCE(SUM(prompt_tokens), 0), COALESCE(SUM(completion_tokens), 0), "
@@ -340,6 +359,20 @@ ON CONFLICT (day, reason) DO UPDATE SET count = refusals.count + 1
 """
 
 
+def _usage_params(record: UsageRecord, now: float) -> tuple[Any, ...]:
+    return (
+        record.user_id,
+        record.chat_id,
+        record.model,
+        record.prompt_tokens,
+        record.completion_tokens,
+        record.credits,
+        record.energy,
+        record.status,
+        now,
+    )
+
+
 def _affected(status: str) -> int:
     """Rows a command touched, from asyncpg's status string ("DELETE 3")."""
     tail = status.rsplit(" ", 1)[-1]
@@ -492,6 +525,16 @@ class PostgresStorage:
                 found = await conn.fetchval(_SQL_NEW_CONVERSATION, chat_id, thread, self._clock())
         return int(found)
 
+    async def active_history(
+        self, chat_id: int, thread_id: int | None, limit: int
+    ) -> tuple[int, list[StoredMessage]]:
+        rows = await self._pool.fetch(_SQL_ACTIVE_HISTORY, chat_id, thread_key(thread_id), limit)
+        if not rows:  # first use: created under the chat's lock
+            return await self.active_conversation(chat_id, thread_id), []
+        messages = [StoredMessage(*row[1:]) for row in rows if row[6] is not None]
+        messages.reverse()
+        return int(rows[0][0]), messages
+
     async def new_conversation(self, chat_id: int, thread_id: int | None) -> int:
         found = await self._pool.fetchval(
             _SQL_NEW_CONVERSATION, chat_id, thread_key(thread_id), self._clock()
@@ -505,6 +548,7 @@ class PostgresStorage:
         conversation_id: int,
         user_message: StoredMessage,
         assistant_message: StoredMessage,
+        usage: UsageRecord | None = None,
     ) -> None:
         now = self._clock()
         params: list[Any] = []
@@ -518,8 +562,14 @@ class PostgresStorage:
                 message.status,
                 now if message.created_at is None else message.created_at,
             )
-        # One statement: both rows or neither; ids are drawn in VALUES order.
-        await self._pool.execute(_SQL_ADD_EXCHANGE, *params)
+        # One statement: both rows or neither (and the usage row with them); ids are drawn in
+        # VALUES order.
+        if usage is None:
+            await self._pool.execute(_SQL_ADD_EXCHANGE, *params)
+        else:
+            await self._pool.execute(
+                _SQL_ADD_EXCHANGE_WITH_USAGE, *params, *_usage_params(usage, now)
+            )
 
     async def recent_messages(
         self, conversation_id: int, limit: int, before_id: int | None = None
@@ -539,18 +589,7 @@ class PostgresStorage:
     # --------------------------------------------------------------------------------- usage
 
     async def record_usage(self, record: UsageRecord) -> None:
-        await self._pool.execute(
-            _SQL_RECORD_USAGE,
-            record.user_id,
-            record.chat_id,
-            record.model,
-            record.prompt_tokens,
-            record.completion_tokens,
-            record.credits,
-            record.energy,
-            record.status,
-            self._clock(),
-        )
+        await self._pool.execute(_SQL_RECORD_USAGE, *_usage_params(record, self._clock()))
 
     async def usage_summary(self, user_id: int, since: float | None = None) -> UsageSummary:
         if since is None:

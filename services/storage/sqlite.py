@@ -535,6 +535,13 @@ class SQLiteStorage:
             rows = list(await conn.execute_fetchall(_SQL_ACTIVE_CONVERSATION, (chat_id, thread)))
         return int(rows[0][0])
 
+    async def active_history(
+        self, chat_id: int, thread_id: int | None, limit: int
+    ) -> tuple[int, list[StoredMessage]]:
+        # In-process: two statements cost no more than one would.
+        conversation_id = await self.active_conversation(chat_id, thread_id)
+        return conversation_id, await self.recent_messages(conversation_id, limit)
+
     async def new_conversation(self, chat_id: int, thread_id: int | None) -> int:
         rows = list(
             await self._conn.execute_fetchall(
@@ -550,7 +557,12 @@ class SQLiteStorage:
         conversation_id: int,
         user_message: StoredMessage,
         assistant_message: StoredMessage,
+        usage: UsageRecord | None = None,
     ) -> None:
+        if usage is not None:
+            # Its own statement, first: what record_usage() then add_exchange() would do (one
+            # process; a crash between the two leaves the usage counted, as it did before).
+            await self.record_usage(usage)
         now = self._clock()
         params: list[Any] = []
         for message in (user_message, assistant_message):

@@ -70,8 +70,10 @@ class Pages:
         self.messages = messages
         self.pages = 0
 
-    async def active_conversation(self, chat_id: int, thread_id: int | None) -> int:
-        return 1
+    async def active_history(
+        self, chat_id: int, thread_id: int | None, limit: int
+    ) -> tuple[int, list[StoredMessage]]:
+        return 1, await self.recent_messages(1, limit)
 
     async def recent_messages(
         self, conversation_id: int, limit: int, before_id: int | None = None

@@ -115,6 +115,49 @@ async def test_a_ban_on_one_replica_is_refused_on_the_other_at_once(
     assert b.limits(USER) == (0, 0)
 
 
+async def test_with_flood_limits_a_ban_on_one_replica_holds_on_the_other_at_once(
+    replicas: Replicas, storage: SQLiteStorage
+) -> None:
+    # The list version comes with the flood check's own round trip here (admit).
+    clock = FakeClock(NOW)
+    a = access(replicas, storage, clock, flood_per_minute=3)
+    b = access(replicas, storage, clock, flood_per_minute=3)
+    assert (await check(b)).refusal is None  # takes a place
+    await a.ban(USER)
+    # b learns of the ban in the same call that takes a place: this message took one.
+    assert (await check(b)).refusal == Refusal.BANNED
+    # Refused by the list b knows, the others take none.
+    for _ in range(5):
+        assert (await check(b)).refusal == Refusal.BANNED
+    await a.unban(USER)
+    verdicts = [await check(b) for _ in range(2)]
+    assert [v.refusal for v in verdicts] == [None, Refusal.FLOOD]  # 3 places, 2 taken before
+
+
+async def test_a_paid_message_costs_one_redis_round_trip(
+    replicas: Replicas, storage: SQLiteStorage
+) -> None:
+    client = replicas.client()
+    sent: list[object] = []
+    execute = client.execute_command
+
+    async def counted(*args: object, **options: object) -> object:
+        sent.append(args[0])
+        return await execute(*args, **options)
+
+    client.execute_command = counted  # type: ignore[method-assign]
+    shared = RedisAccessState(client, replicas.guard(), prefix=replicas.prefix)
+    clock = FakeClock(NOW)
+    service = AccessService(
+        storage, clock=clock, monotonic=clock, flood_per_minute=5, shared=shared
+    )
+    assert (await check(service)).refusal is None  # the first reads the list
+    sent.clear()
+    assert (await check(service)).refusal is None
+    # The flood window and the list's version in one script call.
+    assert sent == ["EVALSHA"]
+
+
 async def test_allowlist_changes_and_the_private_notice_hold_across_replicas(
     replicas: Replicas, storage: SQLiteStorage
 ) -> None:

@@ -394,6 +394,48 @@ async def test_recent_messages_paging_with_before_id(storage: SQLiteStorage) -> 
     assert collected == [f"{kind}{i}" for i in range(7) for kind in ("q", "a")]
 
 
+async def test_active_history_is_the_conversation_and_its_newest_page(
+    storage: SQLiteStorage,
+) -> None:
+    conv, page = await storage.active_history(1, 7, 3)  # first use: created, empty
+    assert page == [] and await storage.active_conversation(1, 7) == conv
+    assert await storage.active_history(1, 7, 3) == (conv, [])  # exists, still empty
+    for i in range(3):
+        await storage.add_exchange(conv, user_msg(f"q{i}"), bot_msg(f"a{i}"))
+    again, page = await storage.active_history(1, 7, 3)
+    assert again == conv
+    assert page == await storage.recent_messages(conv, 3)
+    assert [m.content for m in page] == ["a1", "q2", "a2"]  # newest three, oldest first
+    new = await storage.new_conversation(1, 7)
+    assert await storage.active_history(1, 7, 3) == (new, [])
+    assert (await storage.active_history(1, None, 3))[0] not in (conv, new)  # another thread
+
+
+async def test_add_exchange_with_usage_stores_the_usage_record_too(
+    storage: SQLiteStorage,
+) -> None:
+    conv = await storage.active_conversation(1, None)
+    usage = UsageRecord(42, 1, "m", 100, 50, 0.5, "ok")
+    await storage.add_exchange(conv, user_msg("q", user_id=42), bot_msg("a"), usage)
+    assert [m.content for m in await storage.recent_messages(conv, 10)] == ["q", "a"]
+    summary = await storage.usage_summary(42)
+    assert (summary.requests, summary.prompt_tokens, summary.completion_tokens) == (1, 100, 50)
+
+
+async def test_a_failing_exchange_with_usage_stores_no_message(storage: SQLiteStorage) -> None:
+    conv = await storage.active_conversation(1, None)
+    bad = StoredMessage(role="bogus", content="x", tokens=1)
+    with pytest.raises(INTEGRITY_ERRORS):
+        await storage.add_exchange(
+            conv, user_msg("q"), bad, UsageRecord(42, 1, "m", 1, 1, None, "ok")
+        )
+    assert await fetch(storage, "SELECT COUNT(*) FROM messages") == [(0,)]
+    # PostgreSQL writes all three rows in one statement; SQLite writes the usage on its own
+    # first (as before the two were joined): the answer was paid for either way.
+    stored_usage = (await storage.usage_summary(42)).requests
+    assert stored_usage == (1 if isinstance(storage, SQLiteStorage) else 0)
+
+
 async def test_concurrent_exchanges_all_stored(storage: SQLiteStorage) -> None:
     convs = [await storage.active_conversation(chat, None) for chat in range(10)]
 
