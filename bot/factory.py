@@ -464,6 +464,8 @@ def build_app(settings: Settings) -> App:
         await services.broadcasts.close()
         # Notices already queued (a breaker that just opened) go out while the bot can send.
         await services.alerts.close()
+        # Quota reservations being released reach Redis before it closes.
+        await services.access.close()
         await services.audio.close()
         # Jobs, a broadcast and put-off updates still owned go to the other replicas at once.
         await services.replicas.close()

@@ -70,15 +70,15 @@ class SpendGuard(BaseMiddleware):
         try:
             result = await handler(event, data)
         except BaseException:
-            self._access.release(user_id)
+            self._access.release(user_id, verdict.hold)
             raise
         continuation = data.get(CONTINUATION_KEY)
         task = continuation.task if isinstance(continuation, Continuation) else None
         if task is None:
-            self._access.release(user_id)
+            self._access.release(user_id, verdict.hold)
         else:
             # Ends after the answer (and its usage record) is stored, also when cancelled.
-            task.add_done_callback(lambda _: self._access.release(user_id))
+            task.add_done_callback(lambda _: self._access.release(user_id, verdict.hold))
         return result
 
     async def _tell(self, message: Message, verdict: Verdict, profile: Profile) -> None:

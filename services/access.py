@@ -17,10 +17,10 @@ Where the state lives:
   own round trip), so a lever pulled on one replica holds on every other at the next message.
   Redis unreachable: the local state decides that call, and the list is re-read from storage
   every `LIST_REREAD_WHEN_DOWN` seconds while it stays unreachable. Album burst keys stay per
-  replica (an album whose parts reach two replicas counts once on each), and so do quota
-  reservations: a user at the limit may get one more answer per other replica answering them
-  at that very moment (the stored usage records, which decide once the answers are stored,
-  are shared);
+  replica (an album whose parts reach two replicas counts once on each). The answers in flight
+  that the quota counts are reserved on Redis too (a sorted set of holders per user, each
+  expiring after `RESERVATION_SECONDS` should its replica die), so a user at the limit gets
+  no extra answer from asking two replicas at once;
 - quota counts are the stored usage records of the UTC day (a restart changes nothing) plus
   the questions being answered right now: a passing verdict that says ``reserved`` holds one
   request until the caller calls ``release`` (after the answer is stored).
@@ -37,6 +37,7 @@ import asyncio
 import enum
 import logging
 import time
+import uuid
 from collections import OrderedDict, deque
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
@@ -56,6 +57,9 @@ MAX_BURSTS_PER_USER = 16
 # With shared state but Redis unreachable, the cached list is re-read this often (seconds), so
 # a lever pulled on another replica still holds here within this time.
 LIST_REREAD_WHEN_DOWN = 30.0
+# A reservation shared by replicas frees itself after this long should its replica die before
+# releasing it (longer than any answer takes).
+RESERVATION_SECONDS = 900.0
 
 
 class Refusal(enum.StrEnum):
@@ -78,8 +82,11 @@ class Verdict:
     # will be taken.
     resets_at: float | None = None
     # A pass that holds one in-flight request against the user's quota: the caller must call
-    # AccessService.release(user_id) once the answer is stored (or nothing was sent).
+    # AccessService.release(user_id, verdict.hold) once the answer is stored (or nothing was
+    # sent).
     reserved: bool = False
+    # With shared state: the reservation's holder on Redis (None: held on this replica only).
+    hold: str | None = None
 
 
 PASS = Verdict(None, False)
@@ -107,6 +114,13 @@ class SharedAccess(Protocol):
         ...
 
     async def once(self, key: str, seconds: float) -> bool | None: ...
+
+    async def reserve(self, user_id: int, holder: str, seconds: float) -> int | None:
+        """Hold one of the user's answers in flight (for at most `seconds`, should this
+        process die); how many are held now, this one included."""
+        ...
+
+    async def unreserve(self, user_id: int, holder: str) -> None: ...
 
     async def list_version(self) -> str | None: ...
 
@@ -196,6 +210,8 @@ class AccessService:
         self._recent: OrderedDict[int, _Recent] = OrderedDict()
         # Requests being answered per user; never evicted (bounded by the questions in flight).
         self._in_flight: dict[int, int] = {}
+        # Shared reservations being released (the release itself is called from a callback).
+        self._releasing: set[asyncio.Task[None]] = set()
 
     @property
     def mode(self) -> str:
@@ -253,13 +269,28 @@ class AccessService:
             burst.decided.set()
         return burst.verdict
 
-    def release(self, user_id: int) -> None:
-        """The answer of a `reserved` verdict is stored (or was never sent)."""
+    def release(self, user_id: int, hold: str | None = None) -> None:
+        """The answer of a `reserved` verdict is stored (or was never sent); `hold` is the
+        verdict's."""
         count = self._in_flight.get(user_id, 0)
         if count <= 1:
             self._in_flight.pop(user_id, None)
         else:
             self._in_flight[user_id] = count - 1
+        if hold is not None and self._shared is not None:
+            self._unreserve_later(user_id, hold)
+
+    def _unreserve_later(self, user_id: int, hold: str) -> None:
+        # Called from a task's done callback, so the Redis call runs in a task of its own.
+        assert self._shared is not None
+        task = asyncio.get_running_loop().create_task(self._shared.unreserve(user_id, hold))
+        self._releasing.add(task)
+        task.add_done_callback(self._releasing.discard)
+
+    async def close(self) -> None:
+        """Let the shared reservations being released reach Redis (before it closes)."""
+        if self._releasing:
+            await asyncio.wait(set(self._releasing), timeout=2.0)
 
     async def _decide(self, user_id: int, chat_id: int, recent: _Recent) -> Verdict:
         entries, shared_flood = await self._lists_and_flood(user_id, chat_id)
@@ -357,15 +388,34 @@ class AccessService:
         day_start = start_of_utc_day(now)
         used = await self._storage.quota_usage(user_id, day_start)
         resets_at = day_start + DAY_SECONDS
-        # Read after the query and reserved without an await in between: questions checked
-        # while it ran count here, and this one counts for the next.
+        hold: str | None = None
+        held_elsewhere: int | None = None
+        if self._shared is not None and requests_limit:
+            # Reserved on Redis after the query: of two replicas checking at once, the second
+            # to reserve sees the first one's answer in flight (what it counts is atomic).
+            hold = uuid.uuid4().hex
+            held = await self._shared.reserve(user_id, hold, RESERVATION_SECONDS)
+            if held is None:  # Redis unreachable: this replica's own count decides
+                hold = None
+            else:
+                held_elsewhere = held - 1
+        # Read after the awaits and reserved without another in between: questions checked
+        # meanwhile count here, and this one counts for the next.
         in_flight = self._in_flight.get(user_id, 0)
-        if requests_limit and used.requests + in_flight >= requests_limit:
-            return await self._refuse(Refusal.QUOTA_REQUESTS, True, resets_at)
-        if tokens_limit and used.tokens >= tokens_limit:
-            return await self._refuse(Refusal.QUOTA_TOKENS, True, resets_at)
+        # Redis' count includes this replica's own answers, unless some were reserved while
+        # it was unreachable.
+        counted = in_flight if held_elsewhere is None else max(in_flight, held_elsewhere)
+        refusal: Refusal | None = None
+        if requests_limit and used.requests + counted >= requests_limit:
+            refusal = Refusal.QUOTA_REQUESTS
+        elif tokens_limit and used.tokens >= tokens_limit:
+            refusal = Refusal.QUOTA_TOKENS
+        if refusal is not None:
+            if hold is not None:
+                self._unreserve_later(user_id, hold)
+            return await self._refuse(refusal, True, resets_at)
         self._in_flight[user_id] = in_flight + 1
-        return Verdict(None, False, reserved=True)
+        return Verdict(None, False, reserved=True, hold=hold)
 
     async def _refuse(
         self, refusal: Refusal, notify: bool, resets_at: float | None = None

@@ -238,14 +238,35 @@ class BroadcastService:
         """Ask the running broadcast to stop after the messages already on their way.
 
         Driven here: at once. Driven by another replica: marked stopped in storage, which its
-        driver sees at its next copy. False if that broadcast is not running."""
+        driver sees at its next copy. Its driver dead (not taken over yet): ended here, and
+        the admin's panel gets the final report from here. False if that broadcast is not
+        running."""
         run = self._run
         if run is not None and run.broadcast.id == broadcast_id:
             if run.reason is not None:
                 return False
             run.end("stopped")
             return True
+        if await self._claim_orphan(broadcast_id):
+            _, notifier = self._require_attached()
+            # The claim counted the dead driver's copies on their way as failed.
+            broadcast = await self._storage.update_broadcast(
+                broadcast_id, state="stopped", finished_at=self._wall()
+            )
+            log.info("broadcast %d: stopped while its replica was gone", broadcast_id)
+            await self._notify(notifier.finished, broadcast)
+            return True
         return await self._storage.request_broadcast_stop(broadcast_id)
+
+    async def _claim_orphan(self, broadcast_id: int) -> bool:
+        """Whether this replica now owns the broadcast, claimed from a dead replica."""
+        me = self._replicas.id
+        for row_id, previous in await self._storage.orphans(
+            _TABLE, me, self._replicas.alive_since()
+        ):
+            if row_id == broadcast_id:
+                return await self._storage.claim(_TABLE, row_id, me, previous)
+        return False
 
     async def resume(self) -> None:
         """Continue the broadcasts whose driver is gone (the bot restarted), oldest first."""

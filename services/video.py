@@ -34,7 +34,13 @@ from services.images import to_data_url
 from services.llm.errors import RateLimited, ServiceUnavailable, UpstreamError
 from services.llm.retry import should_retry
 from services.replicas import Replicas
-from services.storage import ACTIVE_VIDEO_JOB_STATES, Storage, UsageRecord, VideoJob
+from services.storage import (
+    ACTIVE_VIDEO_JOB_STATES,
+    ActiveJobsLimit,
+    Storage,
+    UsageRecord,
+    VideoJob,
+)
 
 __all__ = [
     "IMAGE",
@@ -195,7 +201,6 @@ class VideoService:
         # Makes "count active jobs, then create one" atomic against the same user's concurrent
         # submits in this process (with replicas, two submits of one user arriving on two
         # replicas in the same instant may pass the limit by one).
-        self._limit_lock = asyncio.Lock()
         self._closed = False
         # Told (kind, state) when a job is submitted, delivered or fails: the bot's metrics.
         self._state_listeners: list[Callable[[str, str], None]] = []
@@ -249,9 +254,8 @@ class VideoService:
         if self._closed:
             raise RuntimeError("VideoService is closed")
         chosen = model or self._default_model
-        async with self._limit_lock:
-            if await self._storage.count_active_video_jobs(user_id) >= self._max_jobs:
-                raise TooManyVideoJobs(self._max_jobs)
+        try:
+            # Counted and stored in one step, also against other replicas' submissions.
             job = await self._storage.create_video_job(
                 user_id=user_id,
                 chat_id=chat_id,
@@ -262,7 +266,10 @@ class VideoService:
                 progress_message_id=progress_message_id,
                 kind=kind,
                 owner=self._replicas.id,
+                max_active=self._max_jobs,
             )
+        except ActiveJobsLimit:
+            raise TooManyVideoJobs(self._max_jobs) from None
         self._submitting.add(job.id)
         try:
             try:

@@ -6,6 +6,9 @@
   until the window frees a place): one notice in total, whichever replica refuses.
 - `once(key, seconds)`: True for the first caller in `seconds` across replicas (the "this bot is
   private" notice at most once a minute, the one ban notice).
+- Quota reservations: each user's answers in flight are members of a sorted set scored by
+  their expiry, so a reservation left by a dead replica frees itself; `reserve` adds one and
+  counts the live ones in one script.
 - The access list version: a random token replaced by every /allow, /deny, /ban, /unban and
   /limit. Each replica keeps the list in memory with the version it read it under and compares
   it on every paid message (read in the flood script's own round trip, `admit`, or with one GET
@@ -59,6 +62,18 @@ return decision
 )
 
 
+# KEYS[1]: the user's answers in flight (sorted set of holders by expiry); ARGV: holder,
+# seconds. Adds the holder and returns how many live ones there are, this one included.
+_RESERVE = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
+redis.call('ZADD', KEYS[1], string.format('%.6f', now + tonumber(ARGV[2])), ARGV[1])
+redis.call('PEXPIRE', KEYS[1], math.ceil(tonumber(ARGV[2]) * 1000))
+return redis.call('ZCARD', KEYS[1])
+"""
+
+
 class RedisAccessState:
     """`services.access.SharedAccess` on Redis."""
 
@@ -69,6 +84,7 @@ class RedisAccessState:
         self._version_key = f"{self._prefix}version"
         self._flood = redis.register_script(_FLOOD)
         self._admit = redis.register_script(_ADMIT)
+        self._reserve = redis.register_script(_RESERVE)
 
     def _flood_keys(self, user_id: int) -> list[str]:
         return [f"{self._prefix}flood:{user_id}", f"{self._prefix}flood-told:{user_id}"]
@@ -104,6 +120,24 @@ class RedisAccessState:
             return bool(await self._redis.set(name, "1", nx=True, px=max(1, int(seconds * 1000))))
 
         return await self._guard.run(call, "a notice check")
+
+    async def reserve(self, user_id: int, holder: str, seconds: float) -> int | None:
+        """Hold one of the user's answers in flight; how many are held now (this included)."""
+
+        async def call() -> int:
+            reply = await self._reserve(keys=[self._in_flight_key(user_id)], args=[holder, seconds])
+            return int(reply)
+
+        return await self._guard.run(call, "a quota reservation")
+
+    async def unreserve(self, user_id: int, holder: str) -> None:
+        async def call() -> None:
+            await self._redis.zrem(self._in_flight_key(user_id), holder)
+
+        await self._guard.run(call, "a quota release")
+
+    def _in_flight_key(self, user_id: int) -> str:
+        return f"{self._prefix}in-flight:{user_id}"
 
     async def list_version(self) -> str | None:
         """The access list's current version ("" before any change); None: Redis unreachable."""

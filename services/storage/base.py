@@ -251,6 +251,10 @@ class QuotaUsage:
     tokens: int  # prompt + completion
 
 
+class ActiveJobsLimit(Exception):
+    """A user already has as many active video jobs as allowed (create_video_job)."""
+
+
 @runtime_checkable
 class Storage(Protocol):
     async def connect(self) -> None:
@@ -347,9 +351,12 @@ class Storage(Protocol):
         progress_message_id: int | None,
         kind: str = "video",
         owner: str | None = None,
+        max_active: int | None = None,
     ) -> VideoJob:
         """Store a new job in state "submitting": request_id None, created_at = updated_at = now;
-        ``owner``: the replica that polls it."""
+        ``owner``: the replica that polls it. With ``max_active``, raise ActiveJobsLimit
+        instead when the user has that many active jobs already: counted and stored as one
+        step, also when several processes store jobs for the same user at once."""
         ...
 
     async def update_video_job(self, job_id: int, **fields: Any) -> VideoJob:

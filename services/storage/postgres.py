@@ -34,6 +34,7 @@ from .base import (
     RESETTABLE_USER_SETTINGS,
     USAGE_NAMESPACES,
     AccessEntry,
+    ActiveJobsLimit,
     BotStatistics,
     Broadcast,
     JournalEntry,
@@ -75,6 +76,7 @@ log = logging.getLogger(__name__)
 
 # Advisory lock class for "creating the first conversation of a chat" (key 2: the chat).
 _CONVERSATION_LOCK_CLASS = 0x4C4D4332  # "LMC2"
+_VIDEO_LOCK_CLASS = 0x4C4D5631  # "LMV1": one user's new video jobs
 
 _SQL_GET_USER = f"SELECT {USER_COLUMNS} FROM users WHERE user_id = $1"
 _SQL_UPSERT_USER = f"""
@@ -629,22 +631,21 @@ class PostgresStorage:
         progress_message_id: int | None,
         kind: str = "video",
         owner: str | None = None,
+        max_active: int | None = None,
     ) -> VideoJob:
         now = self._clock()
-        row = await self._pool.fetchrow(
-            _SQL_CREATE_VIDEO_JOB,
-            user_id,
-            chat_id,
-            thread_id,
-            model,
-            prompt,
-            lang,
-            progress_message_id,
-            now,
-            now,
-            kind,
-            owner,
-        )
+        params: tuple[Any, ...] = (user_id, chat_id, thread_id, model, prompt, lang)
+        params += (progress_message_id, now, now, kind, owner)
+        if max_active is None:
+            row = await self._pool.fetchrow(_SQL_CREATE_VIDEO_JOB, *params)
+        else:
+            async with self._pool.acquire() as conn, conn.transaction():
+                # Serialises this user's new jobs (in any process): the second one counts the
+                # first one's row.
+                await conn.execute(_SQL_LOCK_CHAT, _VIDEO_LOCK_CLASS, user_id)
+                if await conn.fetchval(_SQL_COUNT_ACTIVE_VIDEO_JOBS, user_id) >= max_active:
+                    raise ActiveJobsLimit(user_id)
+                row = await conn.fetchrow(_SQL_CREATE_VIDEO_JOB, *params)
         assert row is not None
         return video_job_from_row(row)
 

@@ -37,6 +37,7 @@ from .base import (
     RESETTABLE_USER_SETTINGS,
     USAGE_NAMESPACES,
     AccessEntry,
+    ActiveJobsLimit,
     BotStatistics,
     Broadcast,
     JournalEntry,
@@ -187,6 +188,16 @@ INSERT INTO video_jobs
     (user_id, chat_id, thread_id, model, prompt, lang, state, progress_message_id,
      created_at, updated_at, kind, owner)
 VALUES (?, ?, ?, ?, ?, ?, 'submitting', ?, ?, ?, ?, ?)
+RETURNING {VIDEO_COLUMNS}
+"""
+# The same, only while the user has fewer than ? active jobs: counted and stored in one
+# statement (SQLite runs one writer at a time), no row when the user is at the limit.
+_SQL_CREATE_VIDEO_JOB_WITHIN = f"""
+INSERT INTO video_jobs
+    (user_id, chat_id, thread_id, model, prompt, lang, state, progress_message_id,
+     created_at, updated_at, kind, owner)
+SELECT ?, ?, ?, ?, ?, ?, 'submitting', ?, ?, ?, ?, ?
+WHERE (SELECT COUNT(*) FROM video_jobs WHERE user_id = ? AND {ACTIVE_VIDEO_STATES_SQL}) < ?
 RETURNING {VIDEO_COLUMNS}
 """
 _SQL_ACTIVE_VIDEO_JOBS = (
@@ -650,26 +661,21 @@ class SQLiteStorage:
         progress_message_id: int | None,
         kind: str = "video",
         owner: str | None = None,
+        max_active: int | None = None,
     ) -> VideoJob:
         now = self._clock()
-        rows = list(
-            await self._conn.execute_fetchall(
-                _SQL_CREATE_VIDEO_JOB,
-                (
-                    user_id,
-                    chat_id,
-                    thread_id,
-                    model,
-                    prompt,
-                    lang,
-                    progress_message_id,
-                    now,
-                    now,
-                    kind,
-                    owner,
-                ),
+        params: tuple[Any, ...] = (user_id, chat_id, thread_id, model, prompt, lang)
+        params += (progress_message_id, now, now, kind, owner)
+        if max_active is None:
+            rows = list(await self._conn.execute_fetchall(_SQL_CREATE_VIDEO_JOB, params))
+        else:
+            rows = list(
+                await self._conn.execute_fetchall(
+                    _SQL_CREATE_VIDEO_JOB_WITHIN, (*params, user_id, max_active)
+                )
             )
-        )
+            if not rows:
+                raise ActiveJobsLimit(user_id)
         return video_job_from_row(rows[0])
 
     async def update_video_job(self, job_id: int, **fields: Any) -> VideoJob:

@@ -59,3 +59,26 @@ async def test_messages_taken_by_another_replica_count_in_the_flood_window(
     bench.telegram.send_message(USER, "still?")
     await asyncio.sleep(0.3)
     assert [c for c in bench.finals(USER) if "Too many" in text_of(c)] == [notice]
+
+
+async def test_an_answer_in_flight_on_another_replica_counts_against_the_quota(
+    shared_bench: Bench, other_replica: RedisAccessState
+) -> None:
+    bench = shared_bench
+    await bench.restart(redis_url=redis_url(), user_daily_requests=2)
+    first = await bench.ask(USER, "one")  # stored: one of two used
+    assert "limit" not in text_of(first).lower()
+    # The other replica is answering this user right now: the second place is taken.
+    assert await other_replica.reserve(USER, "answer-on-the-other-replica", 60.0) == 1
+    refused = await bench.ask(USER, "two")
+    assert "limit" in text_of(refused).lower()
+    assert len(bench.upstream.chat_requests()) == 1
+    # That answer ended without a usage record (it failed upstream): the place is free again,
+    # and this replica's own reservation was released when its answer was stored.
+    await other_replica.unreserve(USER, "answer-on-the-other-replica")
+    third = await bench.ask(USER, "three")
+    assert text_of(third) == "Echo: three"
+    # Released a moment after the answer is stored (re-adding the same holder adds nothing).
+    async with asyncio.timeout(2):
+        while await other_replica.reserve(USER, "probe", 60.0) != 1:  # noqa: ASYNC110 - state on Redis
+            await asyncio.sleep(0.01)

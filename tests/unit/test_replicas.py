@@ -313,6 +313,46 @@ async def test_stop_pressed_on_another_replica_ends_the_broadcast(
     assert not await other.stop(started.id)  # not running any more
 
 
+async def test_stop_pressed_while_the_driver_is_dead_ends_it_with_a_final_report(
+    stores: list[PostgresStorage], clock: FakeClock
+) -> None:
+    for user_id in range(1, 41):
+        await stores[0].upsert_user(user_id, username=None, first_name="u", language_code="en")
+    await stores[0].replica_beat("a")
+    first_sender = Sender()
+    first_sender.hang_after = 10
+    first = BroadcastService(stores[0], rate=1000, replicas=registry(stores[0], clock, "a"))
+    first.attach(first_sender, Notifier())
+    started = await first.start(
+        admin_id=1, from_chat_id=1, message_id=77, lang="en", progress_message_id=5
+    )
+    for _ in range(200):
+        if len(first_sender.sent) >= 10:
+            break
+        await asyncio.sleep(0.01)
+    run = first._run
+    assert run is not None and run.task is not None
+    run.task.cancel()  # killed: no release, no final write
+    await asyncio.gather(run.task, return_exceptions=True)
+
+    clock.now += TIMEOUT + 1  # "a" is dead; nobody has taken the broadcast over yet
+    await stores[1].replica_beat("b")
+    notifier = Notifier()
+    other = BroadcastService(stores[1], rate=1000, replicas=registry(stores[1], clock, "b"))
+    other.attach(Sender(), notifier)
+    assert await other.stop(started.id)
+    # The admin's panel gets the final report, with the dead replica's figures.
+    (ending,) = notifier.endings
+    assert ending.id == started.id and ending.state == "stopped"
+    assert ending.progress_message_id == 5
+    assert ending.delivered == len(first_sender.sent)
+    assert ending.failed >= 1  # the copies on their way at the kill
+    assert ending.delivered + ending.failed < 40
+    assert not await other.stop(started.id)  # ended
+    await other.take_over()
+    assert other.running is None  # nothing left to drive
+
+
 # ------------------------------------------------------------------------------- journal
 
 

@@ -158,6 +158,41 @@ async def test_a_paid_message_costs_one_redis_round_trip(
     assert sent == ["EVALSHA"]
 
 
+async def test_answers_in_flight_count_against_the_quota_on_every_replica(
+    replicas: Replicas, storage: SQLiteStorage
+) -> None:
+    clock = FakeClock(NOW)
+    a = access(replicas, storage, clock, daily_requests=2)
+    b = access(replicas, storage, clock, daily_requests=2)
+    first = await check(a)
+    second = await check(b)  # one answer in flight on a: one place left
+    assert first.reserved and second.reserved and first.hold and second.hold
+    # Two answers in flight, one on each replica: the limit is reached on both.
+    assert (await check(a)).refusal == Refusal.QUOTA_REQUESTS
+    assert (await check(b)).refusal == Refusal.QUOTA_REQUESTS
+    # a's answer ends without a usage record (nothing was sent): its place is free again.
+    a.release(USER, first.hold)
+    await a.close()
+    third = await check(b)
+    assert third.refusal is None
+    b.release(USER, second.hold)
+    b.release(USER, third.hold)
+    await b.close()
+
+
+async def test_a_reservation_left_by_a_dead_replica_frees_itself(
+    replicas: Replicas, storage: SQLiteStorage
+) -> None:
+    shared = RedisAccessState(replicas.client(), replicas.guard(), prefix=replicas.prefix)
+    assert await shared.reserve(USER, "dead-replica", 0.2) == 1
+    assert await shared.reserve(USER, "live", 60) == 2
+    await asyncio.sleep(0.3)
+    assert await shared.reserve(USER, "next", 60) == 2  # the dead one's expired
+    await shared.unreserve(USER, "live")
+    await shared.unreserve(USER, "next")
+    assert await shared.reserve(USER, "alone", 60) == 1
+
+
 async def test_allowlist_changes_and_the_private_notice_hold_across_replicas(
     replicas: Replicas, storage: SQLiteStorage
 ) -> None:

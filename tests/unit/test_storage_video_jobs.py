@@ -8,6 +8,7 @@ import pytest
 from services.storage import (
     ACTIVE_VIDEO_JOB_STATES,
     VIDEO_JOB_STATES,
+    ActiveJobsLimit,
     SQLiteStorage,
     Storage,
     VideoJob,
@@ -116,6 +117,25 @@ async def test_every_documented_state_is_storable(storage: SQLiteStorage) -> Non
     job = await new_job(storage)
     for state in sorted(VIDEO_JOB_STATES):
         assert (await storage.update_video_job(job.id, state=state)).state == state
+
+
+async def test_a_limited_create_counts_and_stores_as_one_step(storage: SQLiteStorage) -> None:
+    # Ten submissions at once for one user with room for two: exactly two are stored, as
+    # two replicas submitting in the same instant must not pass the limit (PostgreSQL: ten
+    # pool connections at once).
+    results = await asyncio.gather(
+        *(new_job(storage, user_id=5, max_active=2) for _ in range(10)), return_exceptions=True
+    )
+    stored = [r for r in results if isinstance(r, VideoJob)]
+    refused = [r for r in results if isinstance(r, ActiveJobsLimit)]
+    assert (len(stored), len(refused)) == (2, 8)
+    assert await storage.count_active_video_jobs(5) == 2
+    # A finished job frees its place; other users have their own.
+    await storage.update_video_job(stored[0].id, state="DELIVERED")
+    assert (await new_job(storage, user_id=5, max_active=2)).state == "submitting"
+    with pytest.raises(ActiveJobsLimit):
+        await new_job(storage, user_id=5, max_active=2)
+    assert (await new_job(storage, user_id=6, max_active=1)).user_id == 6
 
 
 async def test_active_jobs_and_per_user_count(storage: SQLiteStorage) -> None:
