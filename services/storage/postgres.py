@@ -67,6 +67,7 @@ from .rows import (
     owned_table,
     provider_usage_from_rows,
     thread_key,
+    usage_params,
     user_from_row,
     utc_day,
     video_job_from_row,
@@ -361,20 +362,6 @@ ON CONFLICT (day, reason) DO UPDATE SET count = refusals.count + 1
 """
 
 
-def _usage_params(record: UsageRecord, now: float) -> tuple[Any, ...]:
-    return (
-        record.user_id,
-        record.chat_id,
-        record.model,
-        record.prompt_tokens,
-        record.completion_tokens,
-        record.credits,
-        record.energy,
-        record.status,
-        now,
-    )
-
-
 def _affected(status: str) -> int:
     """Rows a command touched, from asyncpg's status string ("DELETE 3")."""
     tail = status.rsplit(" ", 1)[-1]
@@ -570,7 +557,7 @@ class PostgresStorage:
             await self._pool.execute(_SQL_ADD_EXCHANGE, *params)
         else:
             await self._pool.execute(
-                _SQL_ADD_EXCHANGE_WITH_USAGE, *params, *_usage_params(usage, now)
+                _SQL_ADD_EXCHANGE_WITH_USAGE, *params, *usage_params(usage, now)
             )
 
     async def recent_messages(
@@ -591,7 +578,7 @@ class PostgresStorage:
     # --------------------------------------------------------------------------------- usage
 
     async def record_usage(self, record: UsageRecord) -> None:
-        await self._pool.execute(_SQL_RECORD_USAGE, *_usage_params(record, self._clock()))
+        await self._pool.execute(_SQL_RECORD_USAGE, *usage_params(record, self._clock()))
 
     async def usage_summary(self, user_id: int, since: float | None = None) -> UsageSummary:
         if since is None:

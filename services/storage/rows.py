@@ -20,6 +20,7 @@ from .base import (
     VIDEO_JOB_UPDATE_FIELDS,
     Broadcast,
     ProviderUsage,
+    UsageRecord,
     UserRecord,
     VideoJob,
 )
@@ -111,6 +112,21 @@ def user_from_row(row: Any) -> UserRecord:
         image_model=image_model,
         tts_voice=tts_voice,
         reply_mode=reply_mode,
+    )
+
+
+def usage_params(record: UsageRecord, now: float) -> tuple[Any, ...]:
+    """A usage record's values in the column order of both backends' INSERTs."""
+    return (
+        record.user_id,
+        record.chat_id,
+        record.model,
+        record.prompt_tokens,
+        record.completion_tokens,
+        record.credits,
+        record.energy,
+        record.status,
+        now,
     )
 
 

@@ -67,6 +67,7 @@ from .rows import (
     owned_table,
     provider_usage_from_rows,
     thread_key,
+    usage_params,
     user_from_row,
     utc_day,
     video_job_from_row,
@@ -609,20 +610,7 @@ class SQLiteStorage:
     # --------------------------------------------------------------------------------- usage
 
     async def record_usage(self, record: UsageRecord) -> None:
-        await self._conn.execute_fetchall(
-            _SQL_RECORD_USAGE,
-            (
-                record.user_id,
-                record.chat_id,
-                record.model,
-                record.prompt_tokens,
-                record.completion_tokens,
-                record.credits,
-                record.energy,
-                record.status,
-                self._clock(),
-            ),
-        )
+        await self._conn.execute_fetchall(_SQL_RECORD_USAGE, usage_params(record, self._clock()))
 
     async def usage_summary(self, user_id: int, since: float | None = None) -> UsageSummary:
         if since is None:
