@@ -18,7 +18,12 @@ from aiogram.client.default import DefaultBotProperties
 from aiogram.client.telegram import TelegramAPIServer
 from aiogram.enums import ParseMode
 from aiogram.exceptions import TelegramAPIError
-from aiogram.types import BotCommand, BotCommandScopeAllGroupChats, BotCommandScopeChat
+from aiogram.types import (
+    BotCommand,
+    BotCommandScopeAllGroupChats,
+    BotCommandScopeChat,
+    Message,
+)
 
 from bot.fsm_storage import CompactMemoryStorage
 from bot.instance_lock import instance_lock_for
@@ -411,7 +416,17 @@ def build_app(settings: Settings) -> App:
             drafts=services.drafts,
         ),
         voice=services.voice,
-        albums=AlbumCollector(window=settings.media.album_window_seconds),
+        # With replicas an album's parts may reach several of them: collected in Redis, as
+        # JSON read back bound to this bot (so that answering a part read back works).
+        albums=services.shared.album_collector(
+            settings.media.album_window_seconds,
+            dump=lambda message: message.model_dump_json(exclude_unset=True, by_alias=True),
+            load=lambda text: Message.model_validate_json(text, context={"bot": bot}),
+            key=lambda message: str(message.message_id),
+            replica_timeout=settings.storage.replica_timeout_seconds,
+        )
+        if services.shared is not None
+        else AlbumCollector(window=settings.media.album_window_seconds),
         image_gen=services.image_gen,
         videos=services.videos,
         account=services.account,

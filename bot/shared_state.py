@@ -3,22 +3,24 @@
 One `redis.asyncio.Redis` client (one connection pool) serves everything shared by replicas:
 aiogram's FSM storage, the providers' start limiters and stream slots, Telegram's pacing and
 the Stop relay, the access checks (flood, notices, the access list's version), the providers'
-circuit breakers, GigaChat's OAuth token and the admins' balance checks. Every key lives
-under `llmbot:<bot id>:`, so bots sharing a Redis never meet.
+circuit breakers, GigaChat's OAuth token, the admins' balance checks and albums' parts. Every
+key lives under `llmbot:<bot id>:`, so bots sharing a Redis never meet.
 The factory imports this module only with REDIS_URL: a bot without it never loads redis-py.
 """
 
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 from aiogram.fsm.storage.base import BaseStorage
 from redis.asyncio import Redis
 
 from bot.fsm_storage import shared_fsm_storage
 from services.shared.access import RedisAccessState
+from services.shared.albums import KEEP, RedisAlbumCollector
 from services.shared.alerts import RedisAlertState
 from services.shared.breaker import BreakerRelay
 from services.shared.gcra import GcraLimiter, SharedStartGate
@@ -38,6 +40,11 @@ RETRY_AFTER = 5.0
 # A stream slot's holder expires this long after its process stopped refreshing it.
 SLOT_TTL = 30.0
 SLOT_REFRESH = 10.0
+# An album's parts outlive a dead leader's replay: found dead after the replica timeout, the
+# update is replayed at the next scan (5 s), with time to spare for an answer under way.
+ALBUM_REPLAY_MARGIN = 40.0
+
+T = TypeVar("T")
 
 
 @dataclass(slots=True)
@@ -62,6 +69,28 @@ class SharedState:
             limit=limit,
             ttl=SLOT_TTL,
             refresh=SLOT_REFRESH,
+        )
+
+    def album_collector(
+        self,
+        window: float,
+        dump: Callable[[T], str],
+        load: Callable[[str], T],
+        *,
+        key: Callable[[T], str] | None = None,
+        replica_timeout: float = 20.0,
+    ) -> RedisAlbumCollector[T]:
+        """Albums whose parts reached any replica, answered once (services/shared/albums.py).
+        Parts are kept long enough for a dead leader's update to be replayed with them."""
+        return RedisAlbumCollector(
+            self.redis,
+            self.guard,
+            prefix=self.prefix,
+            dump=dump,
+            load=load,
+            key=key,
+            window=window,
+            keep=max(KEEP, replica_timeout + ALBUM_REPLAY_MARGIN),
         )
 
     def fsm_storage(self) -> BaseStorage:

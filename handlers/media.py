@@ -26,7 +26,7 @@ from handlers.ui.continuation import Continuation
 from handlers.ui.errors import error_text
 from handlers.ui.files import FileTooBig, download, image_file, prepared_images
 from handlers.ui.texts import t
-from services.albums import AlbumCollector
+from services.albums import Albums
 from services.audio import AudioError, AudioProblem
 from services.llm import UpstreamError
 from services.questions import QuestionService
@@ -53,7 +53,7 @@ async def image_question(
     questions: QuestionService,
     profile: Profile,
     render: RenderConfig,
-    albums: AlbumCollector[Message],
+    albums: Albums[Message],
     chat_settings: UserRecord | None = None,
     continuation: Continuation | None = None,
 ) -> None:

@@ -5,17 +5,29 @@ shared `media_group_id`, and the dispatcher handles them as concurrent tasks, in
 guaranteed timing. The bot should answer an album once, with all its images, so the first
 handler to see a group becomes its leader and waits for the rest; the others hand their item
 over and return at once.
+
+`Albums` is the contract the handler relies on; `AlbumCollector` keeps the albums of one
+process, services/shared/albums.py those of every replica (with REDIS_URL).
 """
 
 from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass, field
-from typing import Generic, TypeVar
+from typing import Generic, Protocol, TypeVar
 
-__all__ = ["AlbumCollector"]
+__all__ = ["AlbumCollector", "Albums"]
 
 T = TypeVar("T")
+
+
+class Albums(Protocol[T]):
+    """Collects the parts of albums: one caller per album gets the whole batch."""
+
+    async def add(self, group_id: str, item: T) -> list[T] | None:
+        """The album's leader (its first part) gets every part in arrival order once the
+        album is complete; every other part gets None at once."""
+        ...
 
 
 @dataclass(slots=True, eq=False)
