@@ -259,7 +259,10 @@ def webhook_app(
     ) -> web.StreamResponse:
         if draining.active and request.path == path:
             # Telegram sends it again later: to another replica, or to this one restarted.
-            return web.Response(status=503, text="shutting down")
+            # The connection is closed after it, so a proxy opens its next one elsewhere.
+            refused = web.Response(status=503, text="shutting down")
+            refused.force_close()
+            return refused
         return await handler(request)
 
     app = web.Application(middlewares=[refuse_when_draining])

@@ -7,6 +7,10 @@ cd "$(dirname "$0")/.."
 missing=()
 command -v ffmpeg >/dev/null 2>&1 || missing+=(ffmpeg)
 command -v espeak-ng >/dev/null 2>&1 || missing+=(espeak-ng)
+# docker-compose.yml's check (tests/unit/test_compose.py) needs a compose CLI, not a daemon.
+if ! docker compose version >/dev/null 2>&1; then
+  command -v docker-compose >/dev/null 2>&1 || missing+=(docker-compose)
+fi
 if [ ${#missing[@]} -gt 0 ]; then
   if [ "$(id -u)" = "0" ] && command -v apt-get >/dev/null 2>&1; then
     echo "installing ${missing[*]}"

@@ -190,3 +190,28 @@ class BotProcess:
             self._proc.kill()
             with contextlib.suppress(Exception):
                 await self._proc.wait()
+
+
+async def stop_replicas(bots: Sequence[BotProcess], timeout: float = 15.0) -> None:  # noqa: ASYNC109
+    """SIGTERM every replica still running, all at once, and make sure each is gone (for a
+    test's finally): one that does not stop in `timeout` seconds is killed."""
+
+    async def stop(bot: BotProcess) -> None:
+        with contextlib.suppress(Exception):
+            await bot.terminate(timeout=timeout)
+        await bot.close()
+
+    await asyncio.gather(*(stop(bot) for bot in bots))
+
+
+async def forget_redis_keys(redis_url: str, bot_id: int) -> None:
+    """Delete the bot's keys (`llmbot:<bot id>:*`) that replicas left in the shared Redis."""
+    from redis.asyncio import Redis
+
+    client = Redis.from_url(redis_url)
+    try:
+        keys = [key async for key in client.scan_iter(match=f"llmbot:{bot_id}:*")]
+        if keys:
+            await client.delete(*keys)
+    finally:
+        await client.aclose()
