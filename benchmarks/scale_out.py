@@ -10,12 +10,15 @@ balancer on the driver core):
 2. Two replicas in webhook mode on one fresh PostgreSQL schema and Redis (database 15, flushed
    first, so no test's keys are touched), the fake Telegram delivering to a round-robin
    balancer (tests/fakes/balancer.py): the same load; answers per second and the CPU of both
-   processes per answer, and its ratios to phase 1 and to phase 1b (the issue's bound, "the
-   shared state must not cost more than 1.5x per answer", is the ratio to 1b: same transport).
+   processes per answer, and its ratios to phase 1 and to phase 1b (1b isolates what the
+   issue bounds, "the shared state must not cost more than 1.5x per answer": same transport).
 3. Two replicas with `LLM_RPS` set, the fake upstream answering 429 to any start sooner than
    1/LLM_RPS after the previous one: starts per second across both replicas and upstream 429s;
    then one replica is killed (SIGKILL) and a question is sent when the balancer's turn is the
    dead one's: the time from the kill to that question's answer from the survivor.
+
+The fake Telegram delivers the webhook as the Bot API server does: up to setWebhook's
+max_connections (40, the bot sets no other) at once, one at a time per chat.
 
 User ids 700_000+. Figures, not pass/fail.
 """

@@ -31,7 +31,7 @@ import re
 import time
 import urllib.parse
 from collections import Counter, deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -608,6 +608,31 @@ def _truthy(value: Any) -> bool:
     return value is True or value in ("true", "True", "1", 1)
 
 
+def _webhook_queue(update: dict[str, Any]) -> object:
+    """The delivery queue of an update, as the Bot API server groups them: one per chat
+    (updates about one chat are delivered one at a time, in order); any other update is a
+    queue of its own."""
+    for key in (
+        "message",
+        "edited_message",
+        "channel_post",
+        "edited_channel_post",
+        "business_message",
+        "my_chat_member",
+        "chat_member",
+        "chat_join_request",
+    ):
+        event = update.get(key)
+        if isinstance(event, dict) and isinstance(event.get("chat"), dict):
+            return ("chat", event["chat"].get("id"))
+    callback = update.get("callback_query")
+    if isinstance(callback, dict):
+        message = callback.get("message")
+        if isinstance(message, dict) and isinstance(message.get("chat"), dict):
+            return ("chat", message["chat"].get("id"))
+    return ("update", update.get("update_id"))
+
+
 def _update_type(update: dict[str, Any]) -> str:
     return next((k for k in update if k != "update_id"), "")
 
@@ -850,6 +875,9 @@ class FakeTelegram:
         # setWebhook's url, secret_token and max_connections; None: updates are polled.
         self._webhook: dict[str, Any] | None = None
         self._webhook_error: tuple[int, str] | None = None  # (unix time, message)
+        # A test's cap on the deliveries in flight at once (None: setWebhook's max_connections,
+        # 40 by default, as Telegram). 1: one at a time, in update order, across all chats.
+        self.webhook_max_connections: int | None = None
         self.webhook_deliveries: list[WebhookDelivery] = []
 
     # ---------------------------------------------------------------- lifecycle
@@ -1614,24 +1642,73 @@ class FakeTelegram:
         return info
 
     async def _deliver_webhooks(self) -> None:
-        """While a webhook is set: POST the oldest pending update until it is taken (2xx)."""
-        while True:
-            hook = self._webhook
-            if hook is None or not (self._updates or self._again):
-                self._webhook_event.clear()
-                await self._webhook_event.wait()
-                continue
-            again = bool(self._again)
-            updates = self._updates
-            update = self._again[0] if again else updates[0]
+        """While a webhook is set, POST the pending updates as the Bot API server does
+        (telegram-bot-api's WebhookActor): up to `max_connections` at once (setWebhook's,
+        40 by default; `webhook_max_connections` caps it for a test), oldest first, but one
+        at a time per chat, so a chat's updates arrive in order; an update that is not taken
+        (no 2xx) holds its chat back for `webhook_retry_delay` and is sent again, while the
+        other chats go on."""
+        in_flight: dict[object, asyncio.Task[None]] = {}
+        try:
+            while True:
+                hook = self._webhook
+                started = False
+                if hook is not None:
+                    limit = hook["max_connections"]
+                    if self.webhook_max_connections is not None:
+                        limit = min(limit, self.webhook_max_connections)
+                    held: set[object] = set(in_flight)
+                    # Like the server, only the next 2 x max_connections updates are looked at.
+                    for source, update in self._pending_updates(2 * limit):
+                        if len(in_flight) >= limit:
+                            break
+                        queue = _webhook_queue(update)
+                        if queue in held:  # in flight, or an earlier one of its chat waits
+                            continue
+                        held.add(queue)
+                        in_flight[queue] = asyncio.create_task(
+                            self._deliver_one(hook, update, source, queue, in_flight)
+                        )
+                        started = True
+                if not started:
+                    self._webhook_event.clear()
+                    await self._webhook_event.wait()
+        finally:
+            for task in in_flight.values():
+                task.cancel()
+            await asyncio.gather(*in_flight.values(), return_exceptions=True)
+
+    def _pending_updates(
+        self, window: int
+    ) -> Iterator[tuple[deque[dict[str, Any]], dict[str, Any]]]:
+        again, updates = self._again, self._updates
+        for update in itertools.islice(again, window):
+            yield again, update
+        for update in itertools.islice(updates, max(0, window - len(again))):
+            yield updates, update
+
+    async def _deliver_one(
+        self,
+        hook: dict[str, Any],
+        update: dict[str, Any],
+        source: deque[dict[str, Any]],
+        queue: object,
+        in_flight: dict[object, asyncio.Task[None]],
+    ) -> None:
+        try:
             delivery = await self._post_update(hook, update)
             if delivery.ok:
-                queue = self._again if again else updates
-                if queue and queue[0] is update:  # not dropped or reset meanwhile
-                    queue.popleft()
+                # Taken: gone from its queue (unless dropped or reset meanwhile).
+                for index, pending in enumerate(source):
+                    if pending is update:
+                        del source[index]
+                        break
             else:
                 self._webhook_error = (int(time.time()), delivery.error or "")
                 await asyncio.sleep(self.webhook_retry_delay)
+        finally:
+            in_flight.pop(queue, None)
+            self._webhook_event.set()
 
     async def _post_update(self, hook: dict[str, Any], update: dict[str, Any]) -> WebhookDelivery:
         assert self._webhook_client is not None

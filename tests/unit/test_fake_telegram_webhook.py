@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -16,17 +17,27 @@ from tests.fakes.telegram_server import SECRET_HEADER, FakeTelegram
 
 
 class Receiver:
-    """A webhook endpoint on loopback that records what it got and answers `status`."""
+    """A webhook endpoint on loopback that records what it got and answers `status` (after
+    `delay` seconds, counting the requests it holds at once)."""
 
     def __init__(self) -> None:
         self.got: list[tuple[dict[str, Any], str | None]] = []
         self.status = 200
+        self.delay = 0.0
+        self.holding = 0
+        self.most_held = 0
         self._runner: web.AppRunner | None = None
         self.url = ""
 
     async def start(self) -> None:
         async def hook(request: web.Request) -> web.Response:
             self.got.append((await request.json(), request.headers.get(SECRET_HEADER)))
+            self.holding += 1
+            self.most_held = max(self.most_held, self.holding)
+            try:
+                await asyncio.sleep(self.delay)
+            finally:
+                self.holding -= 1
             return web.Response(status=self.status)
 
         app = web.Application()
@@ -120,3 +131,39 @@ async def test_webhook_urls_are_checked_like_telegram(fake: FakeTelegram, bot: B
         await bot.set_webhook("http://127.0.0.1:8080/hook")
     assert await bot.set_webhook("https://example.com:8443/hook")
     assert fake.webhook_url == "https://example.com:8443/hook"
+
+
+async def test_chats_are_delivered_side_by_side_and_each_chat_in_order(
+    fake: FakeTelegram, bot: Bot, receiver: Receiver
+) -> None:
+    # As the Bot API server: up to max_connections at once, one at a time per chat.
+    await bot.set_webhook(receiver.url, max_connections=3)
+    receiver.delay = 0.05
+    sent = [fake.send_message(chat, f"{chat}-{n}") for n in range(3) for chat in (1, 2, 3, 4)]
+    await fake.wait_for_deliveries(lambda d: d.ok, count=len(sent), timeout=10)
+    assert receiver.most_held == 3  # three chats at once, never more than max_connections
+    for chat in (1, 2, 3, 4):
+        texts = [
+            u["message"]["text"] for u, _ in receiver.got if u["message"]["chat"]["id"] == chat
+        ]
+        assert texts == [f"{chat}-{n}" for n in range(3)]  # each chat's in order
+    assert (await bot.get_webhook_info()).pending_update_count == 0
+
+
+async def test_a_refused_update_holds_back_its_chat_only(
+    fake: FakeTelegram, bot: Bot, receiver: Receiver
+) -> None:
+    await bot.set_webhook(receiver.url)
+    receiver.status = 503
+    first = fake.send_message(1, "first")
+    await fake.wait_for_deliveries(lambda d: not d.ok)
+    fake.send_message(1, "second")  # waits behind the refused one
+    receiver.status = 200
+    fake.send_message(2, "other chat")
+    await fake.wait_for_deliveries(lambda d: d.ok, count=3, timeout=10)
+    texts = [u["message"]["text"] for u, _ in receiver.got]
+    # "second" went only once "first" was taken; the other chat did not wait for either.
+    last_first = len(texts) - 1 - texts[::-1].index("first")
+    assert texts.index("second") > last_first
+    assert texts.count("second") == texts.count("other chat") == 1
+    assert first["update_id"] == receiver.got[last_first][0]["update_id"]
