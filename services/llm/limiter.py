@@ -283,6 +283,10 @@ class FairRateLimiter:
                     self._update_positions()
                 if not self._live:
                     break
+                if self._gate is not None and not self._booked:
+                    # The next start is booked now, a slot ahead: booked when it is due, each
+                    # start would come a round trip late and the rate would drift below.
+                    continue
                 wake_at = self._next_at
                 if self._unnoticed:
                     wake_at = min(wake_at, self._unnoticed[0].enqueued_at + self._notice_after)
