@@ -156,3 +156,19 @@ async def open_persona_form(bench: Bench, user: int) -> Call:
     )
     await bench.telegram.wait_for("editMessageText")
     return menu
+
+
+@contextlib.asynccontextmanager
+async def sharing_redis(bench: Bench, **overrides: Any) -> AsyncIterator[Bench]:
+    """The bench's bot restarted with the test Redis (REDIS_URL) and `overrides`; stopped, and
+    its keys (`llmbot:<bot id>:*`) deleted, afterwards."""
+    from tests.fakes.bot_subprocess import forget_redis_keys
+    from tests.services import redis_url
+
+    url = redis_url()
+    await bench.restart(redis_url=url, **overrides)
+    try:
+        yield bench
+    finally:
+        await bench.stop()
+        await forget_redis_keys(url, int(bench.telegram.token.split(":")[0]))

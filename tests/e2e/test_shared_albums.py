@@ -16,7 +16,7 @@ from redis.asyncio import Redis
 
 from services.shared.albums import RedisAlbumCollector
 from services.shared.guard import RedisGuard
-from tests.e2e.conftest import Bench, text_of
+from tests.e2e.conftest import Bench, sharing_redis, text_of
 from tests.e2e.test_media import image_parts, png_bytes
 from tests.services import redis_url
 
@@ -27,16 +27,8 @@ _ids = itertools.count(1)
 
 @pytest.fixture
 async def shared_bench(bench: Bench) -> AsyncIterator[Bench]:
-    url = redis_url()
-    await bench.restart(redis_url=url, album_window_seconds=WINDOW)
-    yield bench
-    await bench.stop()
-    client = Redis.from_url(url)
-    prefix = f"llmbot:{bench.telegram.token.split(':')[0]}:"
-    keys = [key async for key in client.scan_iter(match=f"{prefix}*")]
-    if keys:
-        await client.delete(*keys)
-    await client.aclose()
+    async with sharing_redis(bench, album_window_seconds=WINDOW):
+        yield bench
 
 
 @pytest.fixture

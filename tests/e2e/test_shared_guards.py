@@ -11,7 +11,7 @@ from redis.asyncio import Redis
 
 from services.shared.access import RedisAccessState
 from services.shared.guard import RedisGuard
-from tests.e2e.conftest import Bench, text_of
+from tests.e2e.conftest import Bench, sharing_redis, text_of
 from tests.services import redis_url
 
 USER = 1001
@@ -19,16 +19,8 @@ USER = 1001
 
 @pytest.fixture
 async def shared_bench(bench: Bench) -> AsyncIterator[Bench]:
-    url = redis_url()
-    await bench.restart(redis_url=url, user_flood_per_minute=3)
-    yield bench
-    await bench.stop()
-    client = Redis.from_url(url)
-    prefix = f"llmbot:{bench.telegram.token.split(':')[0]}:"
-    keys = [key async for key in client.scan_iter(match=f"{prefix}*")]
-    if keys:
-        await client.delete(*keys)
-    await client.aclose()
+    async with sharing_redis(bench, user_flood_per_minute=3):
+        yield bench
 
 
 @pytest.fixture

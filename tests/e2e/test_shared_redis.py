@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator
 import pytest
 from redis.asyncio import Redis
 
-from tests.e2e.conftest import Bench, text_of
+from tests.e2e.conftest import Bench, sharing_redis, text_of
 from tests.services import redis_url
 
 USER = 1001
@@ -16,16 +16,8 @@ USER = 1001
 
 @pytest.fixture
 async def shared_bench(bench: Bench) -> AsyncIterator[Bench]:
-    url = redis_url()
-    await bench.restart(redis_url=url, llm_rps=20)
-    yield bench
-    await bench.stop()
-    client = Redis.from_url(url)
-    prefix = f"llmbot:{bench.telegram.token.split(':')[0]}:"
-    keys = [key async for key in client.scan_iter(match=f"{prefix}*")]
-    if keys:
-        await client.delete(*keys)
-    await client.aclose()
+    async with sharing_redis(bench, llm_rps=20):
+        yield bench
 
 
 async def test_a_question_is_answered_and_stopped_with_shared_state(shared_bench: Bench) -> None:

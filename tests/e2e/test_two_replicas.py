@@ -19,11 +19,17 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
-from redis.asyncio import Redis
 
 from tests.e2e.conftest import text_of
 from tests.fakes.balancer import Balancer
-from tests.fakes.bot_subprocess import BotProcess, free_port, replica_env, start_replicas
+from tests.fakes.bot_subprocess import (
+    BotProcess,
+    forget_redis_keys,
+    free_port,
+    replica_env,
+    start_replicas,
+    stop_replicas,
+)
 from tests.fakes.telegram_server import SECRET_HEADER, Call, FakeTelegram
 from tests.fakes.upstream_server import FakeUpstream
 from tests.pg_schema import fresh_schema
@@ -98,27 +104,11 @@ async def topology(
             try:
                 yield Topology(telegram, upstream, balancer, bots, ports)
             finally:
-                await asyncio.gather(*(_stop(bot) for bot in bots))
+                await stop_replicas(bots)
     finally:
         await balancer.stop()
         await telegram.stop()
-        await _forget_keys(url, bot_id)
-
-
-async def _stop(bot: BotProcess) -> None:
-    with contextlib.suppress(Exception):
-        await bot.terminate(timeout=15)
-    await bot.close()
-
-
-async def _forget_keys(url: str, bot_id: int) -> None:
-    client = Redis.from_url(url)
-    try:
-        keys = [key async for key in client.scan_iter(match=f"llmbot:{bot_id}:*")]
-        if keys:
-            await client.delete(*keys)
-    finally:
-        await client.aclose()
+        await forget_redis_keys(url, bot_id)
 
 
 def answers_by_chat(top: Topology, chats: list[int]) -> dict[int, int]:
