@@ -15,7 +15,7 @@ import shutil
 import signal
 import sys
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -176,7 +176,12 @@ class BotProcess:
         return self.proc.pid
 
     async def start(self, telegram: TimedTelegram, timeout: float = 60.0) -> None:  # noqa: ASYNC109
-        seen = telegram.polls_started
+        """Start the bot; return once it polls."""
+        await self.spawn_until(telegram.wait_poll(telegram.polls_started, timeout))
+
+    async def spawn_until(self, ready: Awaitable[Any]) -> None:
+        """Start the process; return once `ready` is done, or raise (with the tail of the
+        bot's log) should the process exit first."""
         self._log = open(self.log_path, "ab")  # noqa: ASYNC230, SIM115 - closed in stop()
         self.proc = await asyncio.create_subprocess_exec(
             sys.executable,
@@ -189,7 +194,7 @@ class BotProcess:
             stderr=self._log,
         )
         pin(self.proc.pid, self.cpu)
-        waiter = asyncio.ensure_future(telegram.wait_poll(seen, timeout))
+        waiter = asyncio.ensure_future(ready)
         exited = asyncio.ensure_future(self.proc.wait())
         done, _ = await asyncio.wait({waiter, exited}, return_when=asyncio.FIRST_COMPLETED)
         if exited in done:

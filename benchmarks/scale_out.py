@@ -29,21 +29,16 @@ import asyncio
 import contextlib
 import itertools
 import os
-import secrets
-import signal
-import sys
 import time
 from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
-from benchmarks.harness import REPO, Context
-from benchmarks.procstat import cpu_seconds, pin
+from benchmarks.harness import BotProcess, Context
 from benchmarks.timed_fakes import ANSWER_BODY, question
 from tests.fakes.balancer import Balancer
 from tests.fakes.bot_subprocess import free_port
+from tests.pg_schema import fresh_schema
 
-POSTGRES_URL = os.environ.get("TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
 # A database of its own on the test Redis: flushed before each run, never the tests' (0).
 REDIS_URL = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/15")
 SECRET = "bench-replicas_secret"
@@ -51,75 +46,17 @@ HOOK_PATH = "/telegram/webhook"
 LIMITER_RPS = 10.0
 
 
-class _Replica:
-    def __init__(self, env: dict[str, str], log: Path, cpu: int | None) -> None:
-        self.env, self.log_path, self.cpu = env, log, cpu
-        self.proc: asyncio.subprocess.Process | None = None
+class _Replica(BotProcess):
+    """A bot in webhook mode: started once it has registered its webhook."""
 
-    async def start(self, ctx: Context, timeout: float = 60.0) -> None:  # noqa: ASYNC109
+    async def start_webhook(self, ctx: Context, timeout: float = 60.0) -> None:  # noqa: ASYNC109
         tg = ctx.telegram
         seen = len(tg.calls_of("setWebhook"))
-        with open(self.log_path, "ab") as log:  # noqa: ASYNC230 - a file handle for the child
-            self.proc = await asyncio.create_subprocess_exec(
-                sys.executable,
-                "-m",
-                "benchmarks.bot_process",
-                cwd=str(REPO),
-                env=self.env,
-                stdin=asyncio.subprocess.DEVNULL,
-                stdout=log,
-                stderr=log,
-            )
-        pin(self.proc.pid, self.cpu)
-        waiter = asyncio.ensure_future(tg.wait_for("setWebhook", count=seen + 1, timeout=timeout))
-        exited = asyncio.ensure_future(self.proc.wait())
-        done, _ = await asyncio.wait({waiter, exited}, return_when=asyncio.FIRST_COMPLETED)
-        if exited in done:
-            waiter.cancel()
-            tail = self.log_path.read_text(errors="replace")[-2000:]
-            raise RuntimeError(f"a replica exited at start-up:\n{tail}")
-        exited.cancel()
-        waiter.result()
-
-    def cpu_time(self) -> float:
-        assert self.proc is not None
-        return cpu_seconds(self.proc.pid) or 0.0
+        await self.spawn_until(tg.wait_for("setWebhook", count=seen + 1, timeout=timeout))
 
     def kill(self) -> None:
         if self.proc is not None and self.proc.returncode is None:
             self.proc.kill()
-
-    async def stop(self) -> None:
-        proc = self.proc
-        if proc is None or proc.returncode is not None:
-            return
-        with contextlib.suppress(ProcessLookupError):
-            proc.send_signal(signal.SIGTERM)
-        try:
-            await asyncio.wait_for(proc.wait(), 30)
-        except TimeoutError:
-            proc.kill()
-            await proc.wait()
-
-
-@contextlib.asynccontextmanager
-async def _schema() -> AsyncIterator[str]:
-    import asyncpg
-
-    name = f"bench_{secrets.token_hex(5)}"
-    conn = await asyncpg.connect(POSTGRES_URL)
-    try:
-        await conn.execute(f"CREATE SCHEMA {name}")
-    finally:
-        await conn.close()
-    try:
-        yield f"{POSTGRES_URL}?search_path={name}"
-    finally:
-        conn = await asyncpg.connect(POSTGRES_URL)
-        try:
-            await conn.execute(f"DROP SCHEMA {name} CASCADE")
-        finally:
-            await conn.close()
 
 
 async def _flush_redis() -> None:
@@ -149,7 +86,7 @@ async def _pair(
     run_dir = ctx.workdir / f"s10-{label}"
     run_dir.mkdir(parents=True, exist_ok=True)
     try:
-        async with _schema() as database_url:
+        async with fresh_schema() as database_url:
             for index, port in enumerate(ports):
                 env = ctx.env(run_dir / "bot.db", dict(overrides))
                 if shared:
@@ -165,14 +102,15 @@ async def _pair(
                 }
                 replica = _Replica(env, run_dir / f"replica{index}.log", ctx.bot_cpu)
                 replicas.append(replica)
-                await replica.start(ctx)
+                await replica.start_webhook(ctx)
             try:
                 yield balancer, replicas
             finally:
                 await asyncio.gather(*(r.stop() for r in replicas))
     finally:
         for replica in replicas:
-            replica.kill()
+            replica.kill()  # one that did not stop (or start)
+        await asyncio.gather(*(r.stop() for r in replicas))  # closes the logs
         await balancer.stop()
         ctx.telegram.allow_loopback_webhook = False
 

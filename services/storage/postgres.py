@@ -67,6 +67,7 @@ from .rows import (
     owned_table,
     provider_usage_from_rows,
     thread_key,
+    update_by_id_sql,
     usage_params,
     user_from_row,
     utc_day,
@@ -636,21 +637,24 @@ class PostgresStorage:
         assert row is not None
         return video_job_from_row(row)
 
+    async def _update_by_id(
+        self, table: str, columns: str, get_sql: str, row_id: int, values: dict[str, Any]
+    ) -> Any:
+        """The row after setting `values` (checked against a whitelist) and updated_at; read
+        as it is when there is nothing to set. None: no such row."""
+        if not values:
+            return await self._pool.fetchrow(get_sql, row_id)
+        names = sorted(values)
+        sql = update_by_id_sql(table, columns, names, lambda i: f"${i}")
+        return await self._pool.fetchrow(
+            sql, *(values[name] for name in names), self._clock(), row_id
+        )
+
     async def update_video_job(self, job_id: int, **fields: Any) -> VideoJob:
         values = {name: check_video_field(name, value) for name, value in fields.items()}
-        if not values:
-            row = await self._pool.fetchrow(_SQL_GET_VIDEO_JOB, job_id)
-        else:
-            # Column names come from the VIDEO_JOB_UPDATE_FIELDS whitelist (checked above).
-            names = sorted(values)
-            assignments = ", ".join(f"{name} = ${i}" for i, name in enumerate(names, 1))
-            n = len(names)
-            sql = (
-                f"UPDATE video_jobs SET {assignments}, updated_at = ${n + 1} "
-                f"WHERE id = ${n + 2} RETURNING {VIDEO_COLUMNS}"
-            )
-            params = (*(values[name] for name in names), self._clock(), job_id)
-            row = await self._pool.fetchrow(sql, *params)
+        row = await self._update_by_id(
+            "video_jobs", VIDEO_COLUMNS, _SQL_GET_VIDEO_JOB, job_id, values
+        )
         if row is None:
             raise LookupError(f"no video job with id {job_id}")
         return video_job_from_row(row)
@@ -714,19 +718,9 @@ class PostgresStorage:
 
     async def update_broadcast(self, broadcast_id: int, **fields: Any) -> Broadcast:
         values = {name: check_broadcast_field(name, value) for name, value in fields.items()}
-        if not values:
-            row = await self._pool.fetchrow(_SQL_GET_BROADCAST, broadcast_id)
-        else:
-            # Column names come from the BROADCAST_UPDATE_FIELDS whitelist (checked above).
-            names = sorted(values)
-            assignments = ", ".join(f"{name} = ${i}" for i, name in enumerate(names, 1))
-            n = len(names)
-            sql = (
-                f"UPDATE broadcasts SET {assignments}, updated_at = ${n + 1} "
-                f"WHERE id = ${n + 2} RETURNING {BROADCAST_COLUMNS}"
-            )
-            params = (*(values[name] for name in names), self._clock(), broadcast_id)
-            row = await self._pool.fetchrow(sql, *params)
+        row = await self._update_by_id(
+            "broadcasts", BROADCAST_COLUMNS, _SQL_GET_BROADCAST, broadcast_id, values
+        )
         if row is None:
             raise LookupError(f"no broadcast with id {broadcast_id}")
         return broadcast_from_row(row)

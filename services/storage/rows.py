@@ -8,6 +8,7 @@ serves both (services/storage/sqlite.py, services/storage/postgres.py).
 from __future__ import annotations
 
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from typing import Any
 
@@ -164,6 +165,21 @@ def check_setting(name: str, value: Any) -> Any:
     if name == "reply_mode" and value not in REPLY_MODES:
         raise ValueError(f"reply_mode must be one of {', '.join(REPLY_MODES)} or None")
     return value
+
+
+def update_by_id_sql(
+    table: str, columns: str, names: Sequence[str], mark: Callable[[int], str]
+) -> str:
+    """`UPDATE table SET <names>, updated_at WHERE id RETURNING columns`: the parameters are
+    the values of `names`, then updated_at, then the id; `mark(i)` writes the i-th parameter's
+    placeholder in the backend's dialect. `names` must come from a field whitelist (they are
+    column names, not parameters)."""
+    assignments = ", ".join(f"{name} = {mark(i)}" for i, name in enumerate(names, 1))
+    n = len(names)
+    return (
+        f"UPDATE {table} SET {assignments}, updated_at = {mark(n + 1)} "
+        f"WHERE id = {mark(n + 2)} RETURNING {columns}"
+    )
 
 
 def check_video_field(name: str, value: Any) -> Any:

@@ -67,6 +67,7 @@ from .rows import (
     owned_table,
     provider_usage_from_rows,
     thread_key,
+    update_by_id_sql,
     usage_params,
     user_from_row,
     utc_day,
@@ -666,23 +667,28 @@ class SQLiteStorage:
                 raise ActiveJobsLimit(user_id)
         return video_job_from_row(rows[0])
 
+    async def _update_by_id(
+        self, table: str, columns: str, get_sql: str, row_id: int, values: dict[str, Any]
+    ) -> Any:
+        """The row after setting `values` (checked against a whitelist) and updated_at; read
+        as it is when there is nothing to set. None: no such row."""
+        if not values:
+            rows = list(await self._conn.execute_fetchall(get_sql, (row_id,)))
+        else:
+            names = sorted(values)
+            sql = update_by_id_sql(table, columns, names, lambda _: "?")
+            params = (*(values[name] for name in names), self._clock(), row_id)
+            rows = list(await self._conn.execute_fetchall(sql, params))
+        return rows[0] if rows else None
+
     async def update_video_job(self, job_id: int, **fields: Any) -> VideoJob:
         values = {name: check_video_field(name, value) for name, value in fields.items()}
-        if not values:
-            rows = list(await self._conn.execute_fetchall(_SQL_GET_VIDEO_JOB, (job_id,)))
-        else:
-            # Column names come from the VIDEO_JOB_UPDATE_FIELDS whitelist (checked above).
-            names = sorted(values)
-            assignments = ", ".join(f"{name} = ?" for name in names)
-            sql = (
-                f"UPDATE video_jobs SET {assignments}, updated_at = ? WHERE id = ? "
-                f"RETURNING {VIDEO_COLUMNS}"
-            )
-            params = (*(values[name] for name in names), self._clock(), job_id)
-            rows = list(await self._conn.execute_fetchall(sql, params))
-        if not rows:
+        row = await self._update_by_id(
+            "video_jobs", VIDEO_COLUMNS, _SQL_GET_VIDEO_JOB, job_id, values
+        )
+        if row is None:
             raise LookupError(f"no video job with id {job_id}")
-        return video_job_from_row(rows[0])
+        return video_job_from_row(row)
 
     async def active_video_jobs(self) -> list[VideoJob]:
         rows = await self._conn.execute_fetchall(_SQL_ACTIVE_VIDEO_JOBS)
@@ -752,21 +758,12 @@ class SQLiteStorage:
 
     async def update_broadcast(self, broadcast_id: int, **fields: Any) -> Broadcast:
         values = {name: check_broadcast_field(name, value) for name, value in fields.items()}
-        if not values:
-            rows = list(await self._conn.execute_fetchall(_SQL_GET_BROADCAST, (broadcast_id,)))
-        else:
-            # Column names come from the BROADCAST_UPDATE_FIELDS whitelist (checked above).
-            names = sorted(values)
-            assignments = ", ".join(f"{name} = ?" for name in names)
-            sql = (
-                f"UPDATE broadcasts SET {assignments}, updated_at = ? WHERE id = ? "
-                f"RETURNING {BROADCAST_COLUMNS}"
-            )
-            params = (*(values[name] for name in names), self._clock(), broadcast_id)
-            rows = list(await self._conn.execute_fetchall(sql, params))
-        if not rows:
+        row = await self._update_by_id(
+            "broadcasts", BROADCAST_COLUMNS, _SQL_GET_BROADCAST, broadcast_id, values
+        )
+        if row is None:
             raise LookupError(f"no broadcast with id {broadcast_id}")
-        return broadcast_from_row(rows[0])
+        return broadcast_from_row(row)
 
     async def get_broadcast(self, broadcast_id: int) -> Broadcast | None:
         rows = await self._conn.execute_fetchall(_SQL_GET_BROADCAST, (broadcast_id,))
