@@ -233,6 +233,25 @@ async def test_redis_unreachable_falls_back_to_local_flood_with_one_log_line(
         await down.aclose()
 
 
+async def test_redis_unreachable_the_quota_counts_this_replicas_answers(
+    storage: SQLiteStorage,
+) -> None:
+    clock = FakeClock(NOW)
+    down = Redis.from_url("redis://127.0.0.1:1/0", socket_connect_timeout=0.2)
+    shared = RedisAccessState(down, RedisGuard(timeout=0.5, retry_after=60), prefix="test:down:")
+    service = AccessService(storage, clock=clock, monotonic=clock, daily_requests=2, shared=shared)
+    try:
+        first, second = await check(service), await check(service)
+        assert first.reserved and second.reserved
+        assert first.hold is None and second.hold is None  # nothing held on Redis
+        assert (await check(service)).refusal == Refusal.QUOTA_REQUESTS  # two in flight here
+        service.release(USER, first.hold)
+        assert (await check(service)).refusal is None
+        await service.close()
+    finally:
+        await down.aclose()
+
+
 # ---------------------------------------------------------------------------- breakers
 
 
