@@ -234,7 +234,11 @@ def build_services(settings: Settings) -> Services:
         scan_interval=min(5.0, replica_timeout / 4),
     )
     audio = AudioService(max_seconds=settings.limits.max_audio_seconds)
-    users = UserService(storage, settings.admin.admin_ids)
+    users = UserService(
+        storage,
+        settings.admin.admin_ids,
+        changes=shared.profiles if shared is not None else None,
+    )
     conversations = ConversationService(
         storage,
         providers.context_length,
@@ -287,6 +291,7 @@ def build_services(settings: Settings) -> Services:
         rate=settings.admin.broadcast_rps,
         progress_interval=settings.admin.broadcast_progress_seconds,
         replicas=replicas,
+        users=users,
     )
     return Services(
         providers=providers,
@@ -399,12 +404,11 @@ def build_app(settings: Settings) -> App:
     broadcaster = TelegramBroadcaster(bot, settings.admin.broadcast_rps)
     services.broadcasts.attach(broadcaster, broadcaster)
     services.alerts.attach(TelegramAlertNotifier(bot, services.users, settings.admin.admin_ids))
+    # With replicas, forms live in Redis so that one continues on any replica.
+    shared_forms = services.shared.fsm_storage() if services.shared is not None else None
     dispatcher = Dispatcher(
-        # No FSM record is kept for chats that are not in the middle of a form; with
-        # replicas, forms live in Redis so that one continues on any replica.
-        storage=services.shared.fsm_storage()
-        if services.shared is not None
-        else CompactMemoryStorage(),
+        # No FSM record is kept for chats that are not in the middle of a form.
+        storage=shared_forms if shared_forms is not None else CompactMemoryStorage(),
         # What handlers receive by parameter name.
         chat=services.chat,
         questions=services.questions,
@@ -499,6 +503,10 @@ def build_app(settings: Settings) -> App:
                 services.shared.stops.listen(services.chat.stop_forwarded)
                 # A breaker opened (closed) on another replica is followed here.
                 services.shared.breakers.listen()
+                # Settings changed (forms opened) on another replica leave this one's caches.
+                services.shared.profiles.listen(services.users)
+                if shared_forms is not None:
+                    services.shared.forms.listen(shared_forms)
             if not settings.server.webhook:
                 # Long polling and a webhook exclude each other; a leftover webhook would
                 # make getUpdates fail. Pending updates are kept. (Webhook mode registers

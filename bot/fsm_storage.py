@@ -7,7 +7,7 @@ aiogram's public `BaseStorage` contract on a plain dict: reads never create reco
 record that is back to empty (no state, no data) is dropped. What handlers see is the same:
 a missing record reads as no state and no data, exactly like a fresh one.
 
-With replicas (REDIS_URL), forms live in Redis instead (`shared_fsm_storage`): a settings form
+With replicas (REDIS_URL), forms live in Redis instead (bot/shared_fsm.py): a settings form
 opened through one replica continues on another.
 """
 
@@ -16,17 +16,10 @@ from __future__ import annotations
 from collections.abc import Mapping
 from copy import copy, deepcopy
 from dataclasses import dataclass, field
-from datetime import timedelta
-from typing import TYPE_CHECKING, Any, overload
+from typing import Any, overload
 
 from aiogram.fsm.state import State
 from aiogram.fsm.storage.base import BaseStorage, StateType, StorageKey
-
-if TYPE_CHECKING:
-    from redis.asyncio import Redis
-
-# A form left open is forgotten after a day rather than kept in Redis forever.
-FORM_TTL = timedelta(days=1)
 
 
 @dataclass(slots=True)
@@ -97,22 +90,3 @@ class CompactMemoryStorage(BaseStorage):
         # Empty is still a storage: aiogram's Dispatcher takes `storage or MemoryStorage()`,
         # and without this an empty one (len 0) was silently replaced by MemoryStorage.
         return True
-
-
-def shared_fsm_storage(redis: Redis, prefix: str) -> BaseStorage:
-    """aiogram's RedisStorage on the bot's shared client, its keys under `prefix` (which names
-    the bot). The factory closes the client, after everything else that uses it: aiogram
-    closes the FSM storage first on shutdown, while answers may still be finishing."""
-    from aiogram.fsm.storage.base import DefaultKeyBuilder
-    from aiogram.fsm.storage.redis import RedisStorage  # loads redis-py
-
-    class SharedClientRedisStorage(RedisStorage):
-        async def close(self) -> None:
-            """The client is shared: closed by the factory, not here."""
-
-    return SharedClientRedisStorage(
-        redis,
-        key_builder=DefaultKeyBuilder(prefix=f"{prefix}fsm"),
-        state_ttl=FORM_TTL,
-        data_ttl=FORM_TTL,
-    )

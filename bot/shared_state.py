@@ -3,8 +3,9 @@
 One `redis.asyncio.Redis` client (one connection pool) serves everything shared by replicas:
 aiogram's FSM storage, the providers' start limiters and stream slots, Telegram's pacing and
 the Stop relay, the access checks (flood, notices, the access list's version), the providers'
-circuit breakers, GigaChat's OAuth token, the admins' balance checks and albums' parts. Every
-key lives under `llmbot:<bot id>:`, so bots sharing a Redis never meet.
+circuit breakers, the relays that keep the users' settings and forms' states cached
+(services/shared/invalidation.py), GigaChat's OAuth token, the admins' balance checks and albums'
+parts. Every key lives under `llmbot:<bot id>:`, so bots sharing a Redis never meet.
 The factory imports this module only with REDIS_URL: a bot without it never loads redis-py.
 """
 
@@ -15,16 +16,16 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, TypeVar
 
-from aiogram.fsm.storage.base import BaseStorage
-from redis.asyncio import Redis
+from redis.asyncio import BlockingConnectionPool, Redis
 
-from bot.fsm_storage import shared_fsm_storage
+from bot.shared_fsm import CachedStateRedisStorage, shared_fsm_storage
 from services.shared.access import RedisAccessState
 from services.shared.albums import KEEP, RedisAlbumCollector
 from services.shared.alerts import RedisAlertState
 from services.shared.breaker import BreakerRelay
 from services.shared.gcra import GcraLimiter, SharedStartGate
 from services.shared.guard import RedisGuard
+from services.shared.invalidation import InvalidationRelay
 from services.shared.semaphore import RedisSemaphore
 from services.shared.stop import StopRelay
 
@@ -35,6 +36,10 @@ __all__ = ["SharedState", "open_shared_state"]
 
 # A call to Redis waits this long at most; then that call falls back to local state.
 CALL_TIMEOUT = 0.5
+# Connections to Redis per replica: calls take one for a round trip (well under a
+# millisecond); the Stop, breaker, settings and forms relays keep one each for their
+# subscriptions.
+MAX_CONNECTIONS = 64
 # After a failure Redis is tried again this much later (meanwhile: local state, no waiting).
 RETRY_AFTER = 5.0
 # A stream slot's holder expires this long after its process stopped refreshing it.
@@ -54,6 +59,8 @@ class SharedState:
     rates: GcraLimiter
     stops: StopRelay
     breakers: BreakerRelay
+    profiles: InvalidationRelay[int]
+    forms: InvalidationRelay[str]
     prefix: str
 
     def start_gate(self, provider: str, per_second: float) -> SharedStartGate:
@@ -93,8 +100,9 @@ class SharedState:
             keep=max(KEEP, replica_timeout + ALBUM_REPLAY_MARGIN),
         )
 
-    def fsm_storage(self) -> BaseStorage:
-        return shared_fsm_storage(self.redis, self.prefix)
+    def fsm_storage(self) -> CachedStateRedisStorage:
+        """Forms in Redis; the factory starts `forms.listen` on it once the loop runs."""
+        return shared_fsm_storage(self.redis, self.prefix, self.forms)
 
     def access_state(self) -> RedisAccessState:
         """Flood windows, the one-time notices and the access list's version."""
@@ -115,17 +123,25 @@ class SharedState:
     async def aclose(self) -> None:
         await self.stops.close()
         await self.breakers.close()
+        await self.profiles.close()
+        await self.forms.close()
         await self.redis.aclose()
 
 
 def open_shared_state(redis_url: str, bot_id: int, *, prefix: str | None = None) -> SharedState:
     """The client connects on first use; nothing here waits for Redis."""
-    redis = Redis.from_url(
+    # A blocking pool: with every connection busy a call waits (within CALL_TIMEOUT) for the
+    # next one free. redis-py's default pool raises "Too many connections" instead, which
+    # under a burst of updates would be taken for Redis being down.
+    pool = BlockingConnectionPool.from_url(
         redis_url,
+        max_connections=MAX_CONNECTIONS,
+        timeout=CALL_TIMEOUT,
         socket_timeout=CALL_TIMEOUT * 2,
         socket_connect_timeout=CALL_TIMEOUT,
         health_check_interval=30,
     )
+    redis = Redis.from_pool(pool)
     prefix = prefix if prefix is not None else f"llmbot:{bot_id}:"
     guard = RedisGuard(timeout=CALL_TIMEOUT, retry_after=RETRY_AFTER)
     return SharedState(
@@ -134,5 +150,7 @@ def open_shared_state(redis_url: str, bot_id: int, *, prefix: str | None = None)
         rates=GcraLimiter(redis, guard, prefix=prefix),
         stops=StopRelay(redis, guard, prefix=prefix),
         breakers=BreakerRelay(redis, guard, prefix=prefix),
+        profiles=InvalidationRelay(redis, guard, prefix=prefix, what="users' settings", parse=int),
+        forms=InvalidationRelay(redis, guard, prefix=prefix, what="forms' states", parse=str),
         prefix=prefix,
     )

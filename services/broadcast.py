@@ -38,6 +38,7 @@ from typing import Protocol
 from services.pacing import TokenBucket
 from services.replicas import Replicas
 from services.storage import Broadcast, Storage
+from services.users import UserService
 
 __all__ = [
     "BroadcastBusy",
@@ -163,10 +164,13 @@ class BroadcastService:
         clock: Callable[[], float] = time.monotonic,
         wall_clock: Callable[[], float] = time.time,
         replicas: Replicas | None = None,
+        users: UserService | None = None,
     ) -> None:
         if rate <= 0 or progress_interval <= 0 or page_seconds <= 0 or max_in_flight < 1:
             raise ValueError("rate, intervals and max_in_flight must be positive")
         self._storage = storage
+        # Marks users who blocked the bot through the users' cache (and other replicas').
+        self._users = users
         self._rate = float(rate)
         self._progress_interval = float(progress_interval)
         self._page = max(1, round(rate * page_seconds))
@@ -379,7 +383,9 @@ class BroadcastService:
                 for uid, outcome in zip(taken, outcomes, strict=True)
                 if outcome is DeliveryOutcome.BLOCKED
             ]
-            if blocked:
+            if blocked and self._users is not None:
+                await self._users.mark_blocked(blocked)
+            elif blocked:
                 await self._storage.set_users_blocked(blocked, True)
             # The page's outcomes, exact (the copies are back).
             stored = await self._advance(run, cursor, tally.attempted, tally)

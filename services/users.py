@@ -3,12 +3,19 @@
 Every update needs the sender's settings; reading them from the database each time
 would put a query on the hot path. The cache is bounded and write-through: every
 change goes to storage first, then replaces the cached record.
+
+With replicas, another process may change a record this one has cached: each change is
+published (`ProfileChanges`, services/shared/invalidation.py) and every replica forgets the ids.
+A read that was under way when ids were forgotten is not cached (it may predate the
+change): the `_generation` counter tells.
 """
 
 from __future__ import annotations
 
 from collections import OrderedDict
+from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Protocol
 
 from services.storage import Storage, UserRecord
 
@@ -41,24 +48,68 @@ class Profile:
     is_admin: bool
 
 
+class ProfileChanges(Protocol):
+    """Tells the other replicas which users' (or groups') settings changed."""
+
+    async def publish(self, ids: Iterable[int]) -> None: ...
+
+
 class UserService:
     def __init__(
-        self, storage: Storage, admin_ids: frozenset[int], *, cache_size: int = 10_000
+        self,
+        storage: Storage,
+        admin_ids: frozenset[int],
+        *,
+        cache_size: int = 10_000,
+        changes: ProfileChanges | None = None,
     ) -> None:
         self._storage = storage
         self._admins = admin_ids
         self._cache: OrderedDict[int, UserRecord] = OrderedDict()
         self._cache_size = cache_size
+        self._changes = changes
+        self._caching = True
+        # Bumped whenever cached records may be out of date (see the module's docstring).
+        self._generation = 0
 
     def is_admin(self, user_id: int) -> bool:
         return user_id in self._admins
 
-    def _remember(self, record: UserRecord) -> UserRecord:
+    # --- the cache, as other replicas' changes drive it -------------------------------------
+
+    def forget(self, ids: Iterable[int]) -> None:
+        """These records changed elsewhere: read them again next time."""
+        self._generation += 1
+        for record_id in ids:
+            self._cache.pop(record_id, None)
+
+    def suspend_cache(self) -> None:
+        """Changes elsewhere cannot be heard: read every record from storage until resumed."""
+        self._generation += 1
+        self._caching = False
+        self._cache.clear()
+
+    def resume_cache(self) -> None:
+        """Changes elsewhere are heard again: cache anew (what was missed is not cached)."""
+        self._generation += 1
+        self._caching = True
+        self._cache.clear()
+
+    def _remember(self, record: UserRecord, generation: int) -> UserRecord:
+        """Cache `record`, read when the generation was `generation`, unless records were
+        forgotten since (it may be older than the change that made them forgotten)."""
+        if not self._caching or generation != self._generation:
+            return record
         self._cache[record.user_id] = record
         self._cache.move_to_end(record.user_id)
         if len(self._cache) > self._cache_size:
             self._cache.popitem(last=False)
         return record
+
+    async def _changed(self, ids: list[int]) -> None:
+        # Before the caller answers: the user's next update finds the other caches cleared.
+        if self._changes is not None:
+            await self._changes.publish(ids)
 
     def _profile(self, record: UserRecord) -> Profile:
         lang = record.language or language_for(record.language_code)
@@ -83,10 +134,11 @@ class UserService:
         ):
             self._cache.move_to_end(user_id)
             return self._profile(cached)
+        generation = self._generation
         record = await self._storage.upsert_user(
             user_id, username=username, first_name=first_name, language_code=language_code
         )
-        return self._profile(self._remember(record))
+        return self._profile(self._remember(record, generation))
 
     async def chat_settings(self, chat_id: int, title: str | None) -> UserRecord:
         """A group's own settings (model, persona, temperature, vision model): a row in the
@@ -101,17 +153,19 @@ class UserService:
             # An update from the group proves the bot is (again) in it.
             self._cache.move_to_end(chat_id)
             return cached
+        generation = self._generation
         record = await self._storage.upsert_user(
             chat_id, username=None, first_name=title, language_code=None
         )
-        return self._remember(record)
+        return self._remember(record, generation)
 
     async def get(self, user_id: int) -> Profile | None:
         cached = self._cache.get(user_id)
         if cached is not None:
             return self._profile(cached)
+        generation = self._generation
         record = await self._storage.get_user(user_id)
-        return self._profile(self._remember(record)) if record else None
+        return self._profile(self._remember(record, generation)) if record else None
 
     async def set_language(self, user_id: int, lang: str | None) -> Profile:
         if lang is not None and lang not in LANGUAGES:
@@ -142,15 +196,27 @@ class UserService:
     async def set_blocked(self, user_id: int, blocked: bool) -> None:
         """The user blocked (or unblocked) the bot: broadcasts skip blocked users. For a
         group's row (a negative id): the bot was removed from (or added back to) the group."""
-        await self._storage.set_users_blocked([user_id], blocked)
-        cached = self._cache.get(user_id)
-        if cached is not None:
-            cached.is_blocked = blocked
+        await self.mark_blocked([user_id], blocked)
+
+    async def mark_blocked(self, ids: list[int], blocked: bool = True) -> None:
+        """set_blocked for many (a broadcast's page of users found to have blocked the bot)."""
+        if not ids:
+            return
+        await self._storage.set_users_blocked(ids, blocked)
+        for record_id in ids:
+            cached = self._cache.get(record_id)
+            if cached is not None:
+                cached.is_blocked = blocked
+        await self._changed(ids)
 
     async def reset(self, user_id: int) -> Profile:
+        generation = self._generation
         record = await self._storage.reset_user_settings(user_id)
-        return self._profile(self._remember(record))
+        await self._changed([user_id])
+        return self._profile(self._remember(record, generation))
 
     async def _update(self, user_id: int, **fields: object) -> Profile:
+        generation = self._generation
         record = await self._storage.update_user_settings(user_id, **fields)
-        return self._profile(self._remember(record))
+        await self._changed([user_id])
+        return self._profile(self._remember(record, generation))

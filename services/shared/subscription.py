@@ -1,9 +1,10 @@
 """A Redis pub/sub subscription that stays up: what the Stop and breaker relays listen with.
 
 Redis drops subscribers silently when it restarts or the connection breaks. This loop
-subscribes again with a growing pause (up to 10 s), runs `on_subscribed` after each
-(re)subscription (to catch up on what was missed), and logs one line when the subscription is
-lost and one when it is back, never one per attempt.
+subscribes again with a growing pause (up to 10 s), runs `on_lost` when the subscription
+drops (for a listener whose state is only right while it hears every message) and
+`on_subscribed` after each (re)subscription (to catch up on what was missed), and logs one line
+when the subscription is lost and one when it is back, never one per attempt.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ class Subscription:
         when_lost: str,
         pattern: bool = False,
         on_subscribed: Callable[[], Awaitable[None]] | None = None,
+        on_lost: Callable[[], None] | None = None,
         resubscribe_after: float = 0.5,
     ) -> None:
         self._redis = redis
@@ -41,6 +43,7 @@ class Subscription:
         self._when_lost = when_lost  # what the operator should know while it is down
         self._pattern = pattern
         self._on_subscribed = on_subscribed
+        self._on_lost = on_lost
         self._resubscribe_after = resubscribe_after
         self._task: asyncio.Task[None] | None = None
         self._subscribed = asyncio.Event()
@@ -87,6 +90,8 @@ class Subscription:
                         self._on_message(message.get("data"))
             except (RedisError, OSError) as error:
                 self._subscribed.clear()
+                if self._on_lost is not None:
+                    self._on_lost()
                 if not lost:
                     lost = True
                     log.warning(

@@ -59,6 +59,20 @@ class Topology:
         while self.balancer.next_backend != backend:
             await self.delivered(self.telegram.send_message(9_999_001, "/help"))
 
+    async def answer_on(
+        self, backend: int, chat_id: int, update: Callable[[], dict[str, Any]]
+    ) -> Call:
+        """Send `update()` when its turn is `backend`'s; the next message to `chat_id`."""
+        await self.steer(backend)
+        seen = len(self.finals(chat_id))
+        assert await self.delivered(update()) == backend
+        calls = await self.telegram.wait_for(
+            ("sendRichMessage", "sendMessage"),
+            lambda c: c.ok and c.chat_id == chat_id,
+            count=seen + 1,
+        )
+        return calls[seen]
+
     async def delivered(self, update: dict[str, Any]) -> int:
         """Wait for the update's delivery; the backend that took it."""
         await self.telegram.wait_for_deliveries(
@@ -160,6 +174,45 @@ async def test_stop_pressed_on_the_other_replica_cancels_the_stream(
         )[0]
         assert "Stopped" in text_of(final)
         assert len(top.upstream.chat_requests()) == 1
+
+
+async def test_a_language_chosen_through_one_replica_is_spoken_by_the_other(
+    upstream: FakeUpstream, tmp_path: Path
+) -> None:
+    async with topology(upstream, tmp_path) as top:
+        user, tg = 8251, top.telegram
+        # Replica 1 serves the user first, in English, and keeps the settings cached.
+        english = text_of(await top.answer_on(1, user, lambda: tg.send_message(user, "/help")))
+        # The language is chosen through replica 0.
+        await top.answer_on(0, user, lambda: tg.send_message(user, "/lang"))
+        menu = tg.sent_messages(user)[-1]
+        await top.steer(0)
+        assert await top.delivered(tg.press_button(user, menu, f"lang:ru:{user}")) == 0
+        await tg.wait_for("answerCallbackQuery", lambda c: c.ok)
+        # The next message reaches replica 1, which answers in the chosen language.
+        russian = text_of(await top.answer_on(1, user, lambda: tg.send_message(user, "/help")))
+        assert russian != english
+        assert any("а" <= ch <= "я" for ch in russian.lower()), russian
+
+
+async def test_a_form_opened_through_one_replica_is_answered_on_the_other(
+    upstream: FakeUpstream, tmp_path: Path
+) -> None:
+    async with topology(upstream, tmp_path) as top:
+        user, tg = 8261, top.telegram
+        # Replica 1 serves the user first: it remembers that the chat is in no form.
+        await top.answer_on(1, user, lambda: tg.send_message(user, "/help"))
+        # /settings and its persona button through replica 0: the bot waits for a persona.
+        menu = await top.answer_on(0, user, lambda: tg.send_message(user, "/settings"))
+        persona = menu.params["reply_markup"]["inline_keyboard"][0][0]["callback_data"]
+        await top.steer(0)
+        pressed = tg.press_button(user, tg.sent_messages(user)[-1], persona)
+        assert await top.delivered(pressed) == 0
+        await tg.wait_for("editMessageText", lambda c: c.ok and c.chat_id == user)
+        # The persona reaches replica 1: taken as the form's answer, not as a question.
+        saved = await top.answer_on(1, user, lambda: tg.send_message(user, "You are a pirate."))
+        assert "Persona saved" in text_of(saved)
+        assert top.upstream.chat_requests() == []
 
 
 async def test_the_shared_limiter_keeps_the_upstream_interval_with_both_replicas_loaded(

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterable
 from pathlib import Path
 
 import pytest
@@ -18,6 +18,7 @@ from services.broadcast import (
     SourceMissing,
 )
 from services.storage import Broadcast, SQLiteStorage
+from services.users import UserService
 
 ADMIN = 1
 
@@ -141,6 +142,29 @@ async def test_blocked_users_are_marked_and_skipped_next_time(storage: SQLiteSto
     second = await run_one(service, notifier)
     assert 5 not in sender.recipients() and 6 not in sender.recipients()
     assert (second.total, second.delivered) == (18, 18)
+
+
+async def test_blocked_users_are_marked_through_the_users_cache(storage: SQLiteStorage) -> None:
+    await add_users(storage, range(1, 11))
+    published: list[list[int]] = []
+
+    class Changes:
+        async def publish(self, ids: Iterable[int]) -> None:
+            published.append(list(ids))
+
+    users = UserService(storage, frozenset(), changes=Changes())
+    await users.touch(5, username=None, first_name="U", language_code="en")  # cached
+    sender, notifier = Sender(), Notifier()
+    sender.script = {5: [DeliveryOutcome.BLOCKED]}
+    service = BroadcastService(storage, rate=500, users=users)
+    service.attach(sender, notifier)
+    await run_one(service, notifier)
+    # Other replicas are told; this one's cached record knows, so the user's next message
+    # (proof of unblocking) is written, not served from the cache.
+    assert published == [[5]]
+    await users.touch(5, username=None, first_name="U", language_code="en")
+    user = await storage.get_user(5)
+    assert user is not None and not user.is_blocked
 
 
 async def test_sends_are_paced_at_the_rate(storage: SQLiteStorage) -> None:

@@ -12,9 +12,10 @@ from pathlib import Path
 from aiogram.fsm.state import State, StatesGroup
 from aiogram.fsm.storage.base import StorageKey
 
-from bot.fsm_storage import shared_fsm_storage
+from bot.shared_fsm import CachedStateRedisStorage, shared_fsm_storage
 from services.pacing import KeyedPacer
 from services.shared.gcra import GcraLimiter
+from services.shared.invalidation import InvalidationRelay
 from tests.services import redis_url
 from tests.unit.shared_redis import Replicas, replicas
 
@@ -50,26 +51,81 @@ def test_without_redis_url_redis_is_never_loaded(tmp_path: Path) -> None:
 def test_with_redis_url_forms_live_in_redis(tmp_path: Path) -> None:
     # Building connects to nothing: the client connects on first use.
     report = build_app_and_report(tmp_path, ", redis_url='redis://127.0.0.1:6379/0'")
-    assert report == "True SharedClientRedisStorage"
+    assert report == "True CachedStateRedisStorage"
+
+
+async def forms_replica(
+    replicas: Replicas,
+) -> tuple[CachedStateRedisStorage, InvalidationRelay[str]]:
+    client = replicas.client()
+    relay = InvalidationRelay(
+        client,
+        replicas.guard(),
+        prefix=replicas.prefix,
+        what="forms",
+        parse=str,
+        resubscribe_after=0.05,
+    )
+    storage = shared_fsm_storage(client, replicas.prefix, relay)
+    relay.listen(storage)
+    await relay.ready()
+    return storage, relay
 
 
 async def test_a_form_opened_on_one_replica_continues_on_another(replicas: Replicas) -> None:
-    first = shared_fsm_storage(replicas.client(), replicas.prefix)
-    second = shared_fsm_storage(replicas.client(), replicas.prefix)
+    first, first_relay = await forms_replica(replicas)
+    second, second_relay = await forms_replica(replicas)
     key = StorageKey(bot_id=123, chat_id=5, user_id=5)
-    await first.set_state(key, Form.persona)
-    await first.set_data(key, {"menu": 77})
-    assert await second.get_state(key) == Form.persona.state
-    assert await second.get_data(key) == {"menu": 77}
-    await second.set_state(key, None)
-    assert await first.get_state(key) is None
-    # Under the bot's prefix, and a form left open expires.
+    try:
+        assert await second.get_state(key) is None  # cached: no form
+        await first.set_state(key, Form.persona)
+        await first.set_data(key, {"menu": 77})
+        async with asyncio.timeout(2):  # published before set_state returned
+            while await second.get_state(key) != Form.persona.state:  # noqa: ASYNC110
+                await asyncio.sleep(0.01)
+        assert await second.get_data(key) == {"menu": 77}
+        await second.set_state(key, None)
+        async with asyncio.timeout(2):
+            while await first.get_state(key) is not None:  # noqa: ASYNC110
+                await asyncio.sleep(0.01)
+        # Under the bot's prefix, and a form left open expires.
+        client = replicas.client()
+        await first.set_state(key, Form.persona)
+        keys = [k async for k in client.scan_iter(match=f"{replicas.prefix}fsm:*")]
+        assert keys and 0 < await client.ttl(keys[0]) <= 86400
+        await first.close()  # the shared client stays open: the factory closes it
+        assert await client.ping()
+    finally:
+        await first_relay.close()
+        await second_relay.close()
+
+
+async def test_no_form_is_read_from_the_cache_and_a_form_never_is(replicas: Replicas) -> None:
+    forms, relay = await forms_replica(replicas)
+    key = StorageKey(bot_id=123, chat_id=6, user_id=6)
     client = replicas.client()
-    await first.set_state(key, Form.persona)
-    keys = [k async for k in client.scan_iter(match=f"{replicas.prefix}fsm:*")]
-    assert keys and 0 < await client.ttl(keys[0]) <= 86400
-    await first.close()  # the shared client stays open: the factory closes it
-    assert await client.ping()
+    name = forms.key_builder.build(key, "state")
+    try:
+        assert await forms.get_state(key) is None
+        # Written behind the relay's back: the cached "no form" is what is read (no round
+        # trip to Redis per update).
+        await client.set(name, Form.persona.state)
+        assert await forms.get_state(key) is None
+        forms.forget([name])
+        assert await forms.get_state(key) == Form.persona.state
+        # A form's state is never cached: ended behind the relay's back, it is read as ended.
+        await client.delete(name)
+        assert await forms.get_state(key) is None
+        # While the subscription is down nothing is cached.
+        forms.suspend_cache()
+        await client.set(name, Form.persona.state)
+        assert await forms.get_state(key) == Form.persona.state
+        await client.delete(name)
+        assert await forms.get_state(key) is None
+        await client.set(name, Form.persona.state)
+        assert await forms.get_state(key) == Form.persona.state
+    finally:
+        await relay.close()
 
 
 async def test_telegram_pacing_holds_across_replicas(replicas: Replicas) -> None:
@@ -125,3 +181,25 @@ def test_the_redis_password_is_redacted() -> None:
     )
     assert "s3cret" in settings.secrets()
     assert "s3cret" not in repr(settings)
+
+
+async def test_a_burst_of_calls_beyond_the_pool_waits_for_connections(replicas: Replicas) -> None:
+    from bot.shared_state import MAX_CONNECTIONS, open_shared_state
+
+    shared = open_shared_state(redis_url(), 1, prefix=replicas.prefix)
+    try:
+        await shared.redis.set(f"{replicas.prefix}k", "v")
+
+        async def read() -> bytes | None:
+            async def call() -> bytes | None:
+                return await shared.redis.get(f"{replicas.prefix}k")  # type: ignore[no-any-return]
+
+            return await shared.guard.run(call, "a test read")
+
+        # More calls at once than connections: they queue for one (redis-py's default pool
+        # would refuse them, "Too many connections", and Redis would be taken for down).
+        results = await asyncio.gather(*(read() for _ in range(MAX_CONNECTIONS * 4)))
+        assert results == [b"v"] * (MAX_CONNECTIONS * 4)
+        assert not shared.guard.down
+    finally:
+        await shared.aclose()
