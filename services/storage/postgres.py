@@ -8,9 +8,10 @@ DOUBLE PRECISION timestamps, and the argument checks are SQLiteStorage's own.
 Concurrency model: every public write is one statement (atomic on its own, autocommitted on
 whichever pool connection runs it), except a chat's first conversation, whose "create unless one
 exists" runs in a short transaction under an advisory lock on the chat, so concurrent first
-uses (also from other processes) create one. ``journal_record`` is one INSERT … ON CONFLICT DO
+uses (also from other processes) create one. ``journal_record`` is an INSERT … ON CONFLICT DO
 NOTHING on the primary key, so of two deliveries of one update (to any process on this
-database) exactly one is recorded.
+database) exactly one is recorded; the journal's writes of concurrent updates share one
+statement (services/storage/coalesce.py).
 
 The admins' statistics run on their own pool connection in a read-only REPEATABLE READ
 transaction (one snapshot for all figures), so the chat's queries never queue behind them.
@@ -48,6 +49,7 @@ from .base import (
     UserRecord,
     VideoJob,
 )
+from .coalesce import Coalescer
 from .migrations import MIGRATIONS, Migration, migrate_postgres
 
 # The row mapping and argument checks are SQLiteStorage's, so both backends accept and return
@@ -295,13 +297,14 @@ GROUP BY reason ORDER BY reason COLLATE "C"
 """
 
 _SQL_JOURNAL_RECORD = """
-INSERT INTO update_journal (update_id, payload, created_at, owner) VALUES ($1, $2, $3, $4)
+INSERT INTO update_journal (update_id, payload, created_at, owner)
+SELECT * FROM unnest($1::bigint[], $2::text[], $3::float8[], $4::text[])
 ON CONFLICT (update_id) DO NOTHING
 RETURNING update_id
 """
 _SQL_JOURNAL_FINISH = (
     "UPDATE update_journal SET finished_at = $1, payload = NULL "
-    "WHERE update_id = $2 AND finished_at IS NULL"
+    "WHERE update_id = ANY($2::bigint[]) AND finished_at IS NULL"
 )
 _SQL_JOURNAL_RESET_REPLAYS = (
     "UPDATE update_journal SET replays = 0 WHERE update_id = $1 AND finished_at IS NULL"
@@ -400,6 +403,12 @@ class PostgresStorage:
         self._clock = clock
         self._migrations = migrations
         self._pool_obj: asyncpg.Pool | None = None
+        # Every update writes its journal row before it is handled and marks it finished
+        # after: concurrent updates' writes share a statement (services/storage/coalesce.py).
+        self._journal_records: Coalescer[tuple[int, str | None, str | None], bool] = Coalescer(
+            self._journal_record_batch
+        )
+        self._journal_finishes: Coalescer[int, None] = Coalescer(self._journal_finish_batch)
 
     @property
     def _pool(self) -> asyncpg.Pool:
@@ -419,6 +428,9 @@ class PostgresStorage:
             command_timeout=self._command_timeout,
             server_settings=self._server_settings or None,
             reset=_keep_session,
+            # No idle-connection timer: asyncpg re-arms one on every release, a fifth of a
+            # query's client CPU; the pool is small and its connections are worth keeping.
+            max_inactive_connection_lifetime=0,
         )
         try:
             async with pool.acquire() as conn:
@@ -438,6 +450,8 @@ class PostgresStorage:
         )
 
     async def close(self) -> None:
+        await self._journal_records.wait_idle()
+        await self._journal_finishes.wait_idle()
         pool, self._pool_obj = self._pool_obj, None
         if pool is not None:
             await pool.close()
@@ -798,13 +812,36 @@ class PostgresStorage:
     async def journal_record(
         self, update_id: int, payload: str | None, owner: str | None = None
     ) -> bool:
-        found = await self._pool.fetchval(
-            _SQL_JOURNAL_RECORD, update_id, payload, self._clock(), owner
+        return await self._journal_records((update_id, payload, owner))
+
+    async def _journal_record_batch(
+        self, entries: list[tuple[int, str | None, str | None]]
+    ) -> list[bool]:
+        # An id twice in one batch (Telegram delivering it again at once): the first is the one.
+        first: dict[int, int] = {}
+        for index, (update_id, _, _) in enumerate(entries):
+            first.setdefault(update_id, index)
+        rows = [entries[index] for index in first.values()]
+        now = self._clock()
+        recorded = await self._pool.fetch(
+            _SQL_JOURNAL_RECORD,
+            [update_id for update_id, _, _ in rows],
+            [payload for _, payload, _ in rows],
+            [now] * len(rows),
+            [owner for _, _, owner in rows],
         )
-        return found is not None
+        new = {int(row[0]) for row in recorded}
+        return [
+            first[update_id] == index and update_id in new
+            for index, (update_id, _, _) in enumerate(entries)
+        ]
 
     async def journal_finish(self, update_id: int) -> None:
-        await self._pool.execute(_SQL_JOURNAL_FINISH, self._clock(), update_id)
+        await self._journal_finishes(update_id)
+
+    async def _journal_finish_batch(self, update_ids: list[int]) -> list[None]:
+        await self._pool.execute(_SQL_JOURNAL_FINISH, self._clock(), update_ids)
+        return [None] * len(update_ids)
 
     async def journal_reset_replays(self, update_id: int) -> None:
         await self._pool.execute(_SQL_JOURNAL_RESET_REPLAYS, update_id)

@@ -123,6 +123,28 @@ async def test_replicas_on_one_database_answer_an_update_once(url: str) -> None:
         await second.close()
 
 
+async def test_concurrent_updates_share_the_journals_statements(url: str) -> None:
+    store = PostgresStorage(url)
+    await store.connect()
+    try:
+        ids = list(range(100, 140))
+        recorded = await asyncio.gather(*(store.journal_record(i, "{}", "me") for i in ids))
+        assert recorded == [True] * len(ids)
+        again = await asyncio.gather(
+            store.journal_record(100, "{}"), store.journal_record(200, "{}")
+        )
+        assert again == [False, True]  # each caller gets its own answer from the one statement
+        await asyncio.gather(*(store.journal_finish(i) for i in ids[:30]))
+        unfinished = {entry.update_id for entry in await store.journal_unfinished()}
+        assert unfinished == set(ids[30:]) | {200}
+        owners = await query(url, "SELECT DISTINCT owner FROM update_journal WHERE update_id < 140")
+        assert owners == [("me",)]
+    finally:
+        await store.close()
+    # Closing waited for every write: what was recorded is there.
+    assert await query(url, "SELECT count(*) FROM update_journal") == [(len(ids) + 1,)]
+
+
 # ------------------------------------------------------------------------- instance lock
 
 
