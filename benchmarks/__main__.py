@@ -4,9 +4,10 @@ Runs the scenarios of issues 4 and 12 against the real bot (its own process, bui
 `bot.factory.build_app`, SQLite on disk) with the fake Telegram and fake upstreams of the
 end-to-end tests on loopback, prints a table and writes benchmarks/results.json and
 benchmarks/latency.png. Every figure is the median of K runs (default 3; --quick: 1 run
-with smaller sizes). --profile adds one extra, separately reported run of scenarios 1, 4, 8
-and 9 (those selected) with py-spy attached to the bot and writes
-benchmarks/out/profile-s{1,4,8,9}.{raw,txt}. The figures of benchmarks/before.json (the
+with smaller sizes). --profile adds one extra, separately reported run of scenarios 1, 4, 8,
+9 and 10 (those selected) with py-spy attached to the bot and writes
+benchmarks/out/profile-s{1,4,8,9,10}.{raw,txt} (scenario 10: a replica of phase 2, and of
+phase 1b in profile-s10-webhook.raw). The figures of benchmarks/before.json (the
 stack before issue 12) are written beside each scenario's medians as "before".
 """
 
@@ -41,6 +42,7 @@ PROFILED: dict[int, Callable[..., Awaitable[dict[str, Any]]]] = {
     4: scenarios.concurrency,
     8: scenarios.steady_ceiling,
     9: scenarios.throughput_gigachat,
+    10: scale_out.scale_out,
 }
 BEFORE = HERE / "before.json"
 
@@ -66,7 +68,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--profile",
         action="store_true",
-        help="also profile the bot in scenarios 1, 4, 8 and 9 (py-spy)",
+        help="also profile the bot in scenarios 1, 4, 8, 9 and 10 (py-spy)",
     )
     parser.add_argument(
         "--before",

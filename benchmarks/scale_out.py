@@ -31,9 +31,10 @@ import itertools
 import os
 import time
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
-from benchmarks.harness import BotProcess, Context
+from benchmarks.harness import BotProcess, Context, Profiler
 from benchmarks.timed_fakes import ANSWER_BODY, question
 from tests.fakes.balancer import Balancer
 from tests.fakes.bot_subprocess import free_port
@@ -140,7 +141,23 @@ def _figures(ctx: Context, keys: list[str], t0: float, cpu: float) -> dict[str, 
     }
 
 
-async def scale_out(ctx: Context) -> dict[str, Any]:
+@contextlib.asynccontextmanager
+async def _profiled(pid: int, out: Path | None) -> AsyncIterator[None]:
+    """py-spy on one process while the block runs (nothing when `out` is None)."""
+    if out is None:
+        yield
+        return
+    profiler = Profiler(pid, out)
+    await profiler.start()
+    try:
+        yield
+    finally:
+        await profiler.stop()
+
+
+async def scale_out(ctx: Context, *, profile_out: Path | None = None) -> dict[str, Any]:
+    """With `profile_out`, py-spy records replica 0 of phase 2 there and the replica of
+    phase 1b beside it (`-webhook` before the suffix): both runs' profiles per answer."""
     s = ctx.sizes
     users = range(700_000, 700_000 + s.s10_users)
     per_user = max(1, s.s10_messages // s.s10_users)
@@ -161,9 +178,13 @@ async def scale_out(ctx: Context) -> dict[str, Any]:
     async with _pair(ctx, "one-webhook", count=1, shared=False) as (_, replicas):
         await ctx.warm_up(range(900_000, 900_000 + s.warm_up))
         base = len(tg.finals)
-        cpu0, t0 = replicas[0].cpu_time(), time.monotonic()
-        keys = _load(ctx, users, per_user)
-        await tg.wait_finals(base + len(keys), 60 + len(keys) / 20)
+        hook_out = None
+        if profile_out is not None:
+            hook_out = profile_out.with_name(f"{profile_out.stem}-webhook{profile_out.suffix}")
+        async with _profiled(replicas[0].pid, hook_out):
+            cpu0, t0 = replicas[0].cpu_time(), time.monotonic()
+            keys = _load(ctx, users, per_user)
+            await tg.wait_finals(base + len(keys), 60 + len(keys) / 20)
         hooked = _figures(ctx, keys, t0, replicas[0].cpu_time() - cpu0)
     result.update({f"one_webhook_{k}": v for k, v in hooked.items()})
 
@@ -171,9 +192,10 @@ async def scale_out(ctx: Context) -> dict[str, Any]:
     async with _pair(ctx, "two") as (balancer, replicas):
         await ctx.warm_up(range(900_000, 900_000 + s.warm_up))
         base = len(tg.finals)
-        cpu0, t0 = sum(r.cpu_time() for r in replicas), time.monotonic()
-        keys = _load(ctx, users, per_user)
-        await tg.wait_finals(base + len(keys), 60 + len(keys) / 20)
+        async with _profiled(replicas[0].pid, profile_out):
+            cpu0, t0 = sum(r.cpu_time() for r in replicas), time.monotonic()
+            keys = _load(ctx, users, per_user)
+            await tg.wait_finals(base + len(keys), 60 + len(keys) / 20)
         two = _figures(ctx, keys, t0, sum(r.cpu_time() for r in replicas) - cpu0)
         shares = [len(balancer.routed_to(i)) for i in (0, 1)]
     result.update({f"two_{k}": v for k, v in two.items()})
