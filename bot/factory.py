@@ -238,6 +238,8 @@ def build_services(settings: Settings) -> Services:
         storage,
         settings.admin.admin_ids,
         changes=shared.profiles if shared is not None else None,
+        # With replicas a lost change notice leaves a record stale for a minute at most.
+        max_age=60.0 if shared is not None else None,
     )
     conversations = ConversationService(
         storage,

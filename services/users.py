@@ -7,13 +7,16 @@ change goes to storage first, then replaces the cached record.
 With replicas, another process may change a record this one has cached: each change is
 published (`ProfileChanges`, services/shared/invalidation.py) and every replica forgets the ids.
 A read that was under way when ids were forgotten is not cached (it may predate the
-change): the `_generation` counter tells.
+change): the `_generation` counter tells. A notice can still be lost (a replica killed between
+its write and its notice), so with replicas a record is also read again once it is `max_age`
+seconds old.
 """
 
 from __future__ import annotations
 
+import time
 from collections import OrderedDict
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -62,12 +65,17 @@ class UserService:
         *,
         cache_size: int = 10_000,
         changes: ProfileChanges | None = None,
+        max_age: float | None = None,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._storage = storage
         self._admins = admin_ids
         self._cache: OrderedDict[int, UserRecord] = OrderedDict()
+        self._cached_at: dict[int, float] = {}
         self._cache_size = cache_size
         self._changes = changes
+        self._max_age = max_age
+        self._clock = clock
         self._caching = True
         # Bumped whenever cached records may be out of date (see the module's docstring).
         self._generation = 0
@@ -82,18 +90,21 @@ class UserService:
         self._generation += 1
         for record_id in ids:
             self._cache.pop(record_id, None)
+            self._cached_at.pop(record_id, None)
 
     def suspend_cache(self) -> None:
         """Changes elsewhere cannot be heard: read every record from storage until resumed."""
         self._generation += 1
         self._caching = False
         self._cache.clear()
+        self._cached_at.clear()
 
     def resume_cache(self) -> None:
         """Changes elsewhere are heard again: cache anew (what was missed is not cached)."""
         self._generation += 1
         self._caching = True
         self._cache.clear()
+        self._cached_at.clear()
 
     def _remember(self, record: UserRecord, generation: int) -> UserRecord:
         """Cache `record`, read when the generation was `generation`, unless records were
@@ -102,8 +113,20 @@ class UserService:
             return record
         self._cache[record.user_id] = record
         self._cache.move_to_end(record.user_id)
+        self._cached_at[record.user_id] = self._clock()
         if len(self._cache) > self._cache_size:
-            self._cache.popitem(last=False)
+            oldest, _ = self._cache.popitem(last=False)
+            self._cached_at.pop(oldest, None)
+        return record
+
+    def _cached(self, record_id: int) -> UserRecord | None:
+        record = self._cache.get(record_id)
+        if record is None or self._max_age is None:
+            return record
+        if self._clock() - self._cached_at.get(record_id, 0.0) > self._max_age:
+            del self._cache[record_id]  # aged out: read again (nothing elsewhere is implied)
+            self._cached_at.pop(record_id, None)
+            return None
         return record
 
     async def _changed(self, ids: list[int]) -> None:
@@ -124,7 +147,7 @@ class UserService:
         language_code: str | None,
     ) -> Profile:
         """Return the sender's profile, writing only when Telegram's fields changed."""
-        cached = self._cache.get(user_id)
+        cached = self._cached(user_id)
         if (
             cached is not None
             and cached.username == username
@@ -148,7 +171,7 @@ class UserService:
 
         Not a person: never wrap the record in a `Profile`, nor count it as a user.
         """
-        cached = self._cache.get(chat_id)
+        cached = self._cached(chat_id)
         if cached is not None and cached.first_name == title and not cached.is_blocked:
             # An update from the group proves the bot is (again) in it.
             self._cache.move_to_end(chat_id)
@@ -160,7 +183,7 @@ class UserService:
         return self._remember(record, generation)
 
     async def get(self, user_id: int) -> Profile | None:
-        cached = self._cache.get(user_id)
+        cached = self._cached(user_id)
         if cached is not None:
             return self._profile(cached)
         generation = self._generation

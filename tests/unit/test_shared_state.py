@@ -128,6 +128,21 @@ async def test_no_form_is_read_from_the_cache_and_a_form_never_is(replicas: Repl
         await relay.close()
 
 
+async def test_no_form_is_asked_again_once_old(replicas: Replicas) -> None:
+    client = replicas.client()
+    relay = InvalidationRelay(client, replicas.guard(), prefix=replicas.prefix, what="f", parse=str)
+    now = [1000.0]
+    forms = shared_fsm_storage(client, replicas.prefix, relay, clock=lambda: now[0])
+    key = StorageKey(bot_id=123, chat_id=7, user_id=7)
+    assert await forms.get_state(key) is None
+    # A form opened elsewhere whose notice was lost (its replica killed before telling).
+    await client.set(forms.key_builder.build(key, "state"), Form.persona.state)
+    now[0] += 59
+    assert await forms.get_state(key) is None
+    now[0] += 2
+    assert await forms.get_state(key) == Form.persona.state
+
+
 async def test_telegram_pacing_holds_across_replicas(replicas: Replicas) -> None:
     chat_rate = 10.0  # a per-chat rate high enough for a short test
 

@@ -127,3 +127,18 @@ async def test_users_marked_blocked_are_published_and_cached_as_blocked(
     await users.touch(USER, username="u", first_name="U", language_code="en")
     record = await storage.get_user(USER)
     assert record is not None and not record.is_blocked
+
+
+async def test_with_a_max_age_a_record_is_read_again_once_old(storage: CountingStorage) -> None:
+    now = [1000.0]
+    users = UserService(storage, frozenset(), max_age=60.0, clock=lambda: now[0])
+    await users.get(USER)
+    reads = storage.reads
+    now[0] += 59
+    await users.get(USER)
+    assert storage.reads == reads  # still fresh
+    now[0] += 2  # a change notice lost (a replica killed between write and notice) ends here
+    await users.get(USER)
+    assert storage.reads == reads + 1
+    await users.get(USER)
+    assert storage.reads == reads + 1  # and is kept again
