@@ -506,9 +506,9 @@ def build_app(settings: Settings) -> App:
                 # A breaker opened (closed) on another replica is followed here.
                 services.shared.breakers.listen()
                 # Settings changed (forms opened) on another replica leave this one's caches.
-                services.shared.profiles.listen(services.users)
+                services.shared.profiles.listen(services.users.cache)
                 if shared_forms is not None:
-                    services.shared.forms.listen(shared_forms)
+                    services.shared.forms.listen(shared_forms.no_form)
             if not settings.server.webhook:
                 # Long polling and a webhook exclude each other; a leftover webhook would
                 # make getUpdates fail. Pending updates are kept. (Webhook mode registers

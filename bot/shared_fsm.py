@@ -9,8 +9,7 @@ caches that answer, forgetting it when any replica sets a state
 from __future__ import annotations
 
 import time
-from collections import OrderedDict
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
@@ -18,6 +17,7 @@ from aiogram.fsm.storage.base import DefaultKeyBuilder, StateType, StorageKey
 from aiogram.fsm.storage.redis import RedisStorage
 from redis.asyncio import Redis
 
+from services.replica_cache import ReplicaCache
 from services.shared.invalidation import InvalidationRelay
 
 # A form left open is forgotten after a day rather than kept in Redis forever.
@@ -70,49 +70,26 @@ class CachedStateRedisStorage(RedisStorage):
     ) -> None:
         super().__init__(redis, **kwargs)
         self._relay = relay
-        self._max_age = max_age
-        self._clock = clock
-        # key → when "no form" was read
-        self._no_form: OrderedDict[str, float] = OrderedDict()
-        self._caching = True
-        self._generation = 0
+        # Redis keys of chats read as in no form (the relay the factory starts empties it).
+        self.no_form: ReplicaCache[str, bool] = ReplicaCache(
+            NO_FORM_CACHE, max_age=max_age, clock=clock
+        )
 
     async def get_state(self, key: StorageKey) -> str | None:
         name = self.key_builder.build(key, "state")
-        read_at = self._no_form.get(name)
-        if read_at is not None:
-            if self._clock() - read_at <= self._max_age:
-                self._no_form.move_to_end(name)
-                return None
-            del self._no_form[name]
-        generation = self._generation
+        if self.no_form.get(name):
+            return None
+        stamp = self.no_form.stamp()
         state = await super().get_state(key)
-        if state is None and self._caching and generation == self._generation:
-            self._no_form[name] = self._clock()
-            if len(self._no_form) > NO_FORM_CACHE:
-                self._no_form.popitem(last=False)
+        if state is None:
+            self.no_form.put(name, True, stamp)
         return state
 
     async def set_state(self, key: StorageKey, state: StateType = None) -> None:
         await super().set_state(key, state)
         name = self.key_builder.build(key, "state")
-        self.forget([name])
+        self.no_form.forget([name])
         await self._relay.publish([name])
-
-    def forget(self, keys: Iterable[str]) -> None:
-        self._generation += 1
-        for name in keys:
-            self._no_form.pop(name, None)
-
-    def suspend_cache(self) -> None:
-        self._generation += 1
-        self._caching = False
-        self._no_form.clear()
-
-    def resume_cache(self) -> None:
-        self._generation += 1
-        self._caching = True
-        self._no_form.clear()
 
     async def close(self) -> None:
         """The client is shared: closed by the factory, not here."""

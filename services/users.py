@@ -5,21 +5,19 @@ would put a query on the hot path. The cache is bounded and write-through: every
 change goes to storage first, then replaces the cached record.
 
 With replicas, another process may change a record this one has cached: each change is
-published (`ProfileChanges`, services/shared/invalidation.py) and every replica forgets the ids.
-A read that was under way when ids were forgotten is not cached (it may predate the
-change): the `_generation` counter tells. A notice can still be lost (a replica killed between
-its write and its notice), so with replicas a record is also read again once it is `max_age`
-seconds old.
+published (`ProfileChanges`, services/shared/invalidation.py) and every replica forgets the ids
+(services/replica_cache.py: a read under way meanwhile is not kept; with `max_age`, an old
+record is read again in case a notice was lost).
 """
 
 from __future__ import annotations
 
 import time
-from collections import OrderedDict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Protocol
 
+from services.replica_cache import ReplicaCache
 from services.storage import Storage, UserRecord
 
 RUSSIAN_FAMILY = frozenset({"ru", "uk", "be", "kk"})
@@ -70,64 +68,15 @@ class UserService:
     ) -> None:
         self._storage = storage
         self._admins = admin_ids
-        self._cache: OrderedDict[int, UserRecord] = OrderedDict()
-        self._cached_at: dict[int, float] = {}
-        self._cache_size = cache_size
+        # Users' (and groups') records by id; other replicas' changes empty it
+        # (services/replica_cache.py), driven by the relay the factory starts.
+        self.cache: ReplicaCache[int, UserRecord] = ReplicaCache(
+            cache_size, max_age=max_age, clock=clock
+        )
         self._changes = changes
-        self._max_age = max_age
-        self._clock = clock
-        self._caching = True
-        # Bumped whenever cached records may be out of date (see the module's docstring).
-        self._generation = 0
 
     def is_admin(self, user_id: int) -> bool:
         return user_id in self._admins
-
-    # --- the cache, as other replicas' changes drive it -------------------------------------
-
-    def forget(self, ids: Iterable[int]) -> None:
-        """These records changed elsewhere: read them again next time."""
-        self._generation += 1
-        for record_id in ids:
-            self._cache.pop(record_id, None)
-            self._cached_at.pop(record_id, None)
-
-    def suspend_cache(self) -> None:
-        """Changes elsewhere cannot be heard: read every record from storage until resumed."""
-        self._generation += 1
-        self._caching = False
-        self._cache.clear()
-        self._cached_at.clear()
-
-    def resume_cache(self) -> None:
-        """Changes elsewhere are heard again: cache anew (what was missed is not cached)."""
-        self._generation += 1
-        self._caching = True
-        self._cache.clear()
-        self._cached_at.clear()
-
-    def _remember(self, record: UserRecord, generation: int) -> UserRecord:
-        """Cache `record`, read when the generation was `generation`, unless records were
-        forgotten since (it may be older than the change that made them forgotten)."""
-        if not self._caching or generation != self._generation:
-            return record
-        self._cache[record.user_id] = record
-        self._cache.move_to_end(record.user_id)
-        self._cached_at[record.user_id] = self._clock()
-        if len(self._cache) > self._cache_size:
-            oldest, _ = self._cache.popitem(last=False)
-            self._cached_at.pop(oldest, None)
-        return record
-
-    def _cached(self, record_id: int) -> UserRecord | None:
-        record = self._cache.get(record_id)
-        if record is None or self._max_age is None:
-            return record
-        if self._clock() - self._cached_at.get(record_id, 0.0) > self._max_age:
-            del self._cache[record_id]  # aged out: read again (nothing elsewhere is implied)
-            self._cached_at.pop(record_id, None)
-            return None
-        return record
 
     async def _changed(self, ids: list[int]) -> None:
         # Before the caller answers: the user's next update finds the other caches cleared.
@@ -147,7 +96,7 @@ class UserService:
         language_code: str | None,
     ) -> Profile:
         """Return the sender's profile, writing only when Telegram's fields changed."""
-        cached = self._cached(user_id)
+        cached = self.cache.get(user_id)
         if (
             cached is not None
             and cached.username == username
@@ -155,13 +104,12 @@ class UserService:
             and cached.language_code == language_code
             and not cached.is_blocked  # a message proves the bot is not blocked any more
         ):
-            self._cache.move_to_end(user_id)
             return self._profile(cached)
-        generation = self._generation
+        stamp = self.cache.stamp()
         record = await self._storage.upsert_user(
             user_id, username=username, first_name=first_name, language_code=language_code
         )
-        return self._profile(self._remember(record, generation))
+        return self._profile(self.cache.put(record.user_id, record, stamp))
 
     async def chat_settings(self, chat_id: int, title: str | None) -> UserRecord:
         """A group's own settings (model, persona, temperature, vision model): a row in the
@@ -171,24 +119,23 @@ class UserService:
 
         Not a person: never wrap the record in a `Profile`, nor count it as a user.
         """
-        cached = self._cached(chat_id)
+        cached = self.cache.get(chat_id)
         if cached is not None and cached.first_name == title and not cached.is_blocked:
             # An update from the group proves the bot is (again) in it.
-            self._cache.move_to_end(chat_id)
             return cached
-        generation = self._generation
+        stamp = self.cache.stamp()
         record = await self._storage.upsert_user(
             chat_id, username=None, first_name=title, language_code=None
         )
-        return self._remember(record, generation)
+        return self.cache.put(record.user_id, record, stamp)
 
     async def get(self, user_id: int) -> Profile | None:
-        cached = self._cached(user_id)
+        cached = self.cache.get(user_id)
         if cached is not None:
             return self._profile(cached)
-        generation = self._generation
+        stamp = self.cache.stamp()
         record = await self._storage.get_user(user_id)
-        return self._profile(self._remember(record, generation)) if record else None
+        return self._profile(self.cache.put(record.user_id, record, stamp)) if record else None
 
     async def set_language(self, user_id: int, lang: str | None) -> Profile:
         if lang is not None and lang not in LANGUAGES:
@@ -227,19 +174,19 @@ class UserService:
             return
         await self._storage.set_users_blocked(ids, blocked)
         for record_id in ids:
-            cached = self._cache.get(record_id)
+            cached = self.cache.peek(record_id)
             if cached is not None:
                 cached.is_blocked = blocked
         await self._changed(ids)
 
     async def reset(self, user_id: int) -> Profile:
-        generation = self._generation
+        stamp = self.cache.stamp()
         record = await self._storage.reset_user_settings(user_id)
         await self._changed([user_id])
-        return self._profile(self._remember(record, generation))
+        return self._profile(self.cache.put(record.user_id, record, stamp))
 
     async def _update(self, user_id: int, **fields: object) -> Profile:
-        generation = self._generation
+        stamp = self.cache.stamp()
         record = await self._storage.update_user_settings(user_id, **fields)
         await self._changed([user_id])
-        return self._profile(self._remember(record, generation))
+        return self._profile(self.cache.put(record.user_id, record, stamp))

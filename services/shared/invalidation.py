@@ -1,10 +1,10 @@
 """Caches kept by every replica, emptied of what another replica changed.
 
 Some state is read on every update and changes rarely: a user's settings (services/users.py),
-whether a chat is in the middle of a form (bot/fsm_storage.py). Each replica keeps it in
-memory; the replica that changes it writes it to the database (or Redis) first, then
-publishes the keys on `<prefix>changed:<what>`, and every replica drops those keys from its
-cache and reads them again next time.
+whether a chat is in the middle of a form (bot/shared_fsm.py). Each replica keeps it in memory
+(services/replica_cache.py); the replica that changes it writes it to the database (or Redis)
+first, then publishes the keys on `<prefix>changed:<what>`, and every replica drops those keys
+from its cache and reads them again next time.
 
 A change is published before the replica that made it answers the user, so the user's next
 update, wherever it lands, finds the keys already forgotten. While the subscription is down a

@@ -126,6 +126,20 @@ async def test_a_cancelled_leader_gives_up_the_lead_and_its_replay_gets_the_albu
     assert not await probe.exists(key(replicas, "items"), key(replicas, "leader"))
 
 
+async def die_leading(
+    monkeypatch: pytest.MonkeyPatch, collector: Any, leader: asyncio.Task[Any]
+) -> None:
+    """The leading replica dies as a killed process does: its lead left in Redis."""
+
+    async def dead(*_: object) -> None:
+        return None
+
+    monkeypatch.setattr(collector, "_give_up", dead)
+    leader.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await leader
+
+
 async def test_a_killed_leaders_replayed_part_leads_again_with_every_part(
     replicas: Replicas, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -136,13 +150,7 @@ async def test_a_killed_leaders_replayed_part_leads_again_with_every_part(
     assert await b.add(GROUP, part(1)) is None
 
     # Replica a dies: no clean-up, its lead is still in Redis.
-    async def dead(*_: object) -> None:
-        return None
-
-    monkeypatch.setattr(a, "_give_up", dead)
-    leader.cancel()
-    with pytest.raises(asyncio.CancelledError):
-        await leader
+    await die_leading(monkeypatch, a, leader)
     assert await probe.exists(key(replicas, "leader"))
     assert await b.add(GROUP, part(2)) is None  # the lead is held: handed over
     # The journal replays a's update on c: the same part, so the lead is its own again.
@@ -158,13 +166,7 @@ async def test_after_a_dead_leaders_lead_expired_the_next_part_gets_the_earlier_
     await leading(replicas, probe)
     assert await b.add(GROUP, part(1)) is None
 
-    async def dead(*_: object) -> None:
-        return None
-
-    monkeypatch.setattr(a, "_give_up", dead)
-    leader.cancel()
-    with pytest.raises(asyncio.CancelledError):
-        await leader
+    await die_leading(monkeypatch, a, leader)
     lead_ttl = await probe.pttl(key(replicas, "leader"))
     assert 0 < lead_ttl <= 2_100  # window + 2 s: refreshed only by a living leader
     await probe.pexpire(key(replicas, "leader"), 1)  # ... that much later

@@ -38,7 +38,7 @@ async def replica(
         resubscribe_after=0.05,
     )
     users = UserService(storage, frozenset(), changes=relay)
-    relay.listen(users)
+    relay.listen(users.cache)
     await relay.ready()
     return users, relay
 

@@ -67,7 +67,7 @@ async def forms_replica(
         resubscribe_after=0.05,
     )
     storage = shared_fsm_storage(client, replicas.prefix, relay)
-    relay.listen(storage)
+    relay.listen(storage.no_form)
     await relay.ready()
     return storage, relay
 
@@ -111,13 +111,13 @@ async def test_no_form_is_read_from_the_cache_and_a_form_never_is(replicas: Repl
         # trip to Redis per update).
         await client.set(name, Form.persona.state)
         assert await forms.get_state(key) is None
-        forms.forget([name])
+        forms.no_form.forget([name])
         assert await forms.get_state(key) == Form.persona.state
         # A form's state is never cached: ended behind the relay's back, it is read as ended.
         await client.delete(name)
         assert await forms.get_state(key) is None
         # While the subscription is down nothing is cached.
-        forms.suspend_cache()
+        forms.no_form.suspend_cache()
         await client.set(name, Form.persona.state)
         assert await forms.get_state(key) == Form.persona.state
         await client.delete(name)

@@ -65,7 +65,7 @@ async def test_forgotten_ids_are_read_again(storage: CountingStorage) -> None:
     await other.set_language(USER, "ru")
     reads = storage.reads
     assert (await users.get(USER)).lang == "en"  # type: ignore[union-attr]  # not told yet
-    users.forget([USER, 1, 2])
+    users.cache.forget([USER, 1, 2])
     assert (await users.get(USER)).lang == "ru"  # type: ignore[union-attr]
     assert storage.reads == reads + 1
 
@@ -77,7 +77,7 @@ async def test_a_read_under_way_when_ids_are_forgotten_is_not_cached(
     storage.gate = asyncio.Event()
     reading = asyncio.create_task(users.get(USER))
     await storage.reading.wait()
-    users.forget([USER])  # a change elsewhere, heard while the old row was being read
+    users.cache.forget([USER])  # a change elsewhere, heard while the old row was being read
     storage.gate.set()
     await reading
     reads = storage.reads
@@ -88,11 +88,11 @@ async def test_a_read_under_way_when_ids_are_forgotten_is_not_cached(
 async def test_a_suspended_cache_reads_every_time_until_resumed(storage: CountingStorage) -> None:
     users = UserService(storage, frozenset())
     await users.get(USER)
-    users.suspend_cache()
+    users.cache.suspend_cache()
     for _ in range(3):
         await users.get(USER)
     assert storage.reads == 4
-    users.resume_cache()
+    users.cache.resume_cache()
     for _ in range(3):
         await users.get(USER)
     assert storage.reads == 5
